@@ -1,0 +1,46 @@
+# laitkit: every target a user needs. `make demo` and `make test` run `setup` first.
+# setup is idempotent: a stamp in .venv records that this exact set of pins was installed.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+CONSTRAINTS := requirements/constraints.txt
+STAMP := $(VENV)/.laitkit-setup
+# DETECTRON2=pypi (default): pure-Python v0.6 tree via scripts/install_detectron2.py, no compiler.
+# DETECTRON2=git: the official source build (needs network to GitHub and a compiler; clusters).
+DETECTRON2 ?= pypi
+DEMO_OUT ?= out/demo
+
+.PHONY: setup demo test bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml $(CONSTRAINTS) scripts/install_detectron2.py Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade "pip>=24" "setuptools==80.10.2" wheel
+	$(PIP) install -q -c $(CONSTRAINTS) torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -q -c $(CONSTRAINTS) --no-build-isolation -e '.[dev]'
+ifeq ($(DETECTRON2),git)
+	$(PIP) install -q --no-build-isolation 'git+https://github.com/facebookresearch/detectron2.git'
+else
+	$(BIN)/python scripts/install_detectron2.py --cache .cache
+endif
+	$(BIN)/python -c "import laitkit.jobs.cli, detectron2.modeling, spacy, ray, img2dataset, webdataset"
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/laitkit demo --out $(DEMO_OUT)
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q tests
+
+bench: setup
+	$(BIN)/laitkit bench all
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf out .pytest_cache .ruff_cache

@@ -1,0 +1,8 @@
+"""laitkit: web images and captions in, filtered and featurised shards out, pretraining on top.
+
+The repository's folders (`datasets/`, `extractors/`, `pipeline/`, `jobs/`) are installed as
+subpackages of this one import package, so that a folder named `datasets` never shadows Hugging
+Face's `datasets` on a user's path.
+"""
+
+__version__ = "0.1.0"

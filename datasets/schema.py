@@ -1,0 +1,439 @@
+"""The one sample record every stage reads and writes, and its Arrow schema.
+
+Why one module: crawl, regions, text, shards and pretraining all touch the same sample. If each
+stage kept its own dict, a typo would silently create a new key. Here the record is a set of
+frozen-by-convention dataclasses with a schema version, and `arrow_schema()` is derived from the
+same field list so the Parquet and WebDataset forms cannot drift apart.
+
+Stages add fields; they never rewrite fields written upstream. Verdicts are data: every filter
+appends a `Verdict`, and `Sample.status` is "keep" or the first rejecting reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+SCHEMA_VERSION = "1.0"
+
+
+class CaptionSource(StrEnum):
+    """Where a candidate text came from in the page (ImageBERT's LAIT uses alt first)."""
+
+    ALT = "alt"
+    TITLE = "title"
+    FIGCAPTION = "figcaption"
+    SURROUNDING = "surrounding"
+    OG = "og"
+    LIST = "list"  # given with the URL in an img2dataset-style list
+
+
+class Reason(StrEnum):
+    """Why a candidate pair was rejected; `KEEP` when it was not. A typo is an AttributeError."""
+
+    KEEP = "keep"
+    ROBOTS_NOAI = "robots_noai"
+    DECOY = "decoy"
+    NO_CAPTION = "no_caption"
+    USELESS_CAPTION = "useless_caption"
+    NOT_ENGLISH = "not_english"
+    NSFW = "nsfw"
+    DOWNLOAD_ERROR = "download_error"
+    DECODE_ERROR = "decode_error"
+    TOO_SMALL = "too_small"
+    BAD_ASPECT = "bad_aspect"
+    UNNATURAL = "unnatural"
+    DUP_URL = "dup_url"
+    DUP_SHA256 = "dup_sha256"
+    DUP_PHASH = "dup_phash"
+    DUP_CAPTION = "dup_caption"
+    LOW_RELEVANCE = "low_relevance"
+    REGIONS_ERROR = "regions_error"
+
+
+@dataclass
+class Verdict:
+    """One filter's decision on one sample: which filter, what it decided, and a human detail."""
+
+    stage: str
+    reason: Reason
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"stage": self.stage, "reason": str(self.reason), "detail": self.detail}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Verdict:
+        return cls(stage=d["stage"], reason=Reason(d["reason"]), detail=d.get("detail", ""))
+
+
+@dataclass
+class TextCandidate:
+    """A text found near the image on the page; all are kept so later recipes can re-choose."""
+
+    source: CaptionSource
+    text: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"source": str(self.source), "text": self.text}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TextCandidate:
+        return cls(source=CaptionSource(d["source"]), text=d["text"])
+
+
+@dataclass
+class Regions:
+    """Detector output for one image, bottom-up-attention conventions.
+
+    `boxes` are xyxy in original-image pixels (not the resized network input), so exports to
+    LXMERT/UNITER need only `image_h`/`image_w` to normalise them.
+    """
+
+    detector: str
+    image_h: int
+    image_w: int
+    boxes: np.ndarray  # float32 (N, 4) xyxy
+    features: np.ndarray  # float16 (N, D)
+    obj_ids: np.ndarray  # int64 (N,)
+    obj_conf: np.ndarray  # float32 (N,)
+    attr_ids: np.ndarray  # int64 (N,) top attribute per box, -1 when none passes the threshold
+    attr_conf: np.ndarray  # float32 (N,)
+    obj_names: list[str] = field(default_factory=list)
+    attr_names: list[str] = field(default_factory=list)
+
+    @property
+    def num_boxes(self) -> int:
+        return int(self.boxes.shape[0])
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.features.shape[1]) if self.features.ndim == 2 else 0
+
+    def __post_init__(self) -> None:
+        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+        n = self.boxes.shape[0]
+        self.features = np.asarray(self.features, dtype=np.float16).reshape(n, -1)
+        self.obj_ids = np.asarray(self.obj_ids, dtype=np.int64).reshape(n)
+        self.obj_conf = np.asarray(self.obj_conf, dtype=np.float32).reshape(n)
+        self.attr_ids = np.asarray(self.attr_ids, dtype=np.int64).reshape(n)
+        self.attr_conf = np.asarray(self.attr_conf, dtype=np.float32).reshape(n)
+        if len(self.obj_names) not in (0, n) or len(self.attr_names) not in (0, n):
+            raise ValueError("obj_names/attr_names must have one entry per box")
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The numeric part, as stored in the WebDataset `.npz` member."""
+        return {
+            "boxes": self.boxes,
+            "features": self.features,
+            "obj_ids": self.obj_ids,
+            "obj_conf": self.obj_conf,
+            "attr_ids": self.attr_ids,
+            "attr_conf": self.attr_conf,
+        }
+
+    def meta(self) -> dict[str, Any]:
+        """The non-array part, as stored in the WebDataset `.json` member."""
+        return {
+            "detector": self.detector,
+            "image_h": self.image_h,
+            "image_w": self.image_w,
+            "num_boxes": self.num_boxes,
+            "obj_names": list(self.obj_names),
+            "attr_names": list(self.attr_names),
+        }
+
+    @classmethod
+    def from_parts(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Regions:
+        return cls(
+            detector=meta["detector"],
+            image_h=int(meta["image_h"]),
+            image_w=int(meta["image_w"]),
+            obj_names=list(meta.get("obj_names", [])),
+            attr_names=list(meta.get("attr_names", [])),
+            **{k: arrays[k] for k in ("boxes", "features", "obj_ids", "obj_conf", "attr_ids", "attr_conf")},
+        )
+
+
+@dataclass
+class SceneNode:
+    """An object, attribute or relation of a caption's scene graph, with its token span.
+
+    `span` is [start, end) over `TextAnnotation.tokens`, so pretraining can mask exactly its words.
+    For objects `subject`/`object` are unused; attributes point at their object index in
+    `subject`; relations use both.
+    """
+
+    kind: str  # "object" | "attribute" | "relation"
+    lemma: str
+    span: tuple[int, int]
+    subject: int = -1
+    object: int = -1
+    count: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "lemma": self.lemma,
+            "span": [int(self.span[0]), int(self.span[1])],
+            "subject": self.subject,
+            "object": self.object,
+            "count": self.count,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SceneNode:
+        return cls(
+            kind=d["kind"],
+            lemma=d["lemma"],
+            span=(int(d["span"][0]), int(d["span"][1])),
+            subject=int(d.get("subject", -1)),
+            object=int(d.get("object", -1)),
+            count=int(d.get("count", 1)),
+        )
+
+
+@dataclass
+class TextAnnotation:
+    """Linguistic annotation of the caption: POS sequence and textual scene graph."""
+
+    model: str
+    tokens: list[str]
+    upos: list[str]
+    tags: list[str]
+    lemmas: list[str]
+    graph: list[SceneNode] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "tokens": list(self.tokens),
+            "upos": list(self.upos),
+            "tags": list(self.tags),
+            "lemmas": list(self.lemmas),
+            "graph": [n.to_dict() for n in self.graph],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TextAnnotation:
+        return cls(
+            model=d["model"],
+            tokens=list(d["tokens"]),
+            upos=list(d["upos"]),
+            tags=list(d["tags"]),
+            lemmas=list(d["lemmas"]),
+            graph=[SceneNode.from_dict(n) for n in d.get("graph") or []],
+        )
+
+
+@dataclass
+class Sample:
+    """One candidate (image URL, caption) pair and everything the stages learned about it."""
+
+    key: str
+    url: str
+    page_url: str = ""
+    caption: str = ""
+    caption_source: str = ""
+    candidates: list[TextCandidate] = field(default_factory=list)
+    lang: str = ""
+    lang_score: float = 0.0
+    image: bytes = b""  # JPEG bytes after resizing
+    width: int = 0
+    height: int = 0
+    orig_width: int = 0
+    orig_height: int = 0
+    sha256: str = ""  # of the original downloaded bytes
+    phash: str = ""  # 64-bit perceptual hash, hex
+    verdicts: list[Verdict] = field(default_factory=list)
+    relevance_score: float = float("nan")
+    nsfw_score: float = float("nan")
+    unnatural_score: float = float("nan")
+    regions: Regions | None = None
+    text: TextAnnotation | None = None
+    schema_version: str = SCHEMA_VERSION
+
+    @property
+    def status(self) -> str:
+        """'keep' unless some verdict rejected the sample; then the first rejecting reason."""
+        for v in self.verdicts:
+            if v.reason != Reason.KEEP:
+                return str(v.reason)
+        return str(Reason.KEEP)
+
+    @property
+    def kept(self) -> bool:
+        return self.status == Reason.KEEP
+
+    def reject(self, stage: str, reason: Reason, detail: str = "") -> None:
+        self.verdicts.append(Verdict(stage, reason, detail))
+
+    def accept(self, stage: str, detail: str = "") -> None:
+        self.verdicts.append(Verdict(stage, Reason.KEEP, detail))
+
+    def meta(self) -> dict[str, Any]:
+        """Everything but the image bytes and region arrays: the WebDataset `.json` member."""
+        return {
+            "schema_version": self.schema_version,
+            "key": self.key,
+            "url": self.url,
+            "page_url": self.page_url,
+            "caption": self.caption,
+            "caption_source": self.caption_source,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "lang": self.lang,
+            "lang_score": self.lang_score,
+            "width": self.width,
+            "height": self.height,
+            "orig_width": self.orig_width,
+            "orig_height": self.orig_height,
+            "sha256": self.sha256,
+            "phash": self.phash,
+            "status": self.status,
+            "verdicts": [v.to_dict() for v in self.verdicts],
+            "relevance_score": _json_float(self.relevance_score),
+            "nsfw_score": _json_float(self.nsfw_score),
+            "unnatural_score": _json_float(self.unnatural_score),
+            "regions": self.regions.meta() if self.regions is not None else None,
+            "text": self.text.to_dict() if self.text is not None else None,
+        }
+
+    @classmethod
+    def from_parts(
+        cls, meta: dict[str, Any], image: bytes = b"", arrays: dict[str, np.ndarray] | None = None
+    ) -> Sample:
+        """Inverse of `meta()` + image bytes + region arrays (the WebDataset members)."""
+        regions = None
+        if meta.get("regions") is not None:
+            if arrays is None:
+                raise ValueError(f"sample {meta['key']}: regions metadata without arrays")
+            regions = Regions.from_parts(meta["regions"], arrays)
+        text = TextAnnotation.from_dict(meta["text"]) if meta.get("text") is not None else None
+        return cls(
+            key=meta["key"],
+            url=meta["url"],
+            page_url=meta.get("page_url", ""),
+            caption=meta.get("caption", ""),
+            caption_source=meta.get("caption_source", ""),
+            candidates=[TextCandidate.from_dict(c) for c in meta.get("candidates") or []],
+            lang=meta.get("lang", ""),
+            lang_score=float(meta.get("lang_score", 0.0)),
+            image=image,
+            width=int(meta.get("width", 0)),
+            height=int(meta.get("height", 0)),
+            orig_width=int(meta.get("orig_width", 0)),
+            orig_height=int(meta.get("orig_height", 0)),
+            sha256=meta.get("sha256", ""),
+            phash=meta.get("phash", ""),
+            verdicts=[Verdict.from_dict(v) for v in meta.get("verdicts") or []],
+            relevance_score=_from_json_float(meta.get("relevance_score")),
+            nsfw_score=_from_json_float(meta.get("nsfw_score")),
+            unnatural_score=_from_json_float(meta.get("unnatural_score")),
+            regions=regions,
+            text=text,
+            schema_version=meta.get("schema_version", SCHEMA_VERSION),
+        )
+
+
+def _json_float(x: float) -> float | None:
+    return None if x != x else float(x)  # NaN is not valid JSON
+
+
+def _from_json_float(x: float | None) -> float:
+    return float("nan") if x is None else float(x)
+
+
+_KEY_CHARS = re.compile(r"[^a-z0-9]+")
+
+
+def make_key(url: str, caption: str) -> str:
+    """A stable, path-safe key for an (image URL, caption) pair.
+
+    The same image with two captions is two samples, so both go into the hash. A short readable
+    stem from the URL's file name helps humans; the hash makes it unique. Keys contain no dots:
+    WebDataset splits member names at the first dot.
+    """
+    digest = hashlib.sha1(f"{url}\n{caption}".encode()).hexdigest()[:16]
+    stem = url.rsplit("/", 1)[-1].split("?", 1)[0].rsplit(".", 1)[0].lower()
+    stem = _KEY_CHARS.sub("-", stem).strip("-")[:24]
+    return f"{stem}-{digest}" if stem else digest
+
+
+# --- Arrow form ---------------------------------------------------------------------------------
+
+_VERDICT = pa.struct([("stage", pa.string()), ("reason", pa.string()), ("detail", pa.string())])
+_CANDIDATE = pa.struct([("source", pa.string()), ("text", pa.string())])
+_NODE = pa.struct(
+    [
+        ("kind", pa.string()),
+        ("lemma", pa.string()),
+        ("span", pa.list_(pa.int32(), 2)),
+        ("subject", pa.int32()),
+        ("object", pa.int32()),
+        ("count", pa.int32()),
+    ]
+)
+_TEXT = pa.struct(
+    [
+        ("model", pa.string()),
+        ("tokens", pa.list_(pa.string())),
+        ("upos", pa.list_(pa.string())),
+        ("tags", pa.list_(pa.string())),
+        ("lemmas", pa.list_(pa.string())),
+        ("graph", pa.list_(_NODE)),
+    ]
+)
+
+
+def arrow_schema(feature_dim: int) -> pa.Schema:
+    """The Parquet schema of a shard whose detector gives `feature_dim`-d region features.
+
+    Region arrays are prefixed `regions_` columns; features are lists of fixed-size float16
+    lists so a reader gets (N, D) per row with no reshaping guesswork and no precision change.
+    """
+    d = max(int(feature_dim), 1)
+    return pa.schema(
+        [
+            ("key", pa.string()),
+            ("url", pa.string()),
+            ("page_url", pa.string()),
+            ("caption", pa.string()),
+            ("caption_source", pa.string()),
+            ("candidates", pa.list_(_CANDIDATE)),
+            ("lang", pa.string()),
+            ("lang_score", pa.float32()),
+            ("image", pa.binary()),
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+            ("orig_width", pa.int32()),
+            ("orig_height", pa.int32()),
+            ("sha256", pa.string()),
+            ("phash", pa.string()),
+            ("status", pa.string()),
+            ("verdicts", pa.list_(_VERDICT)),
+            ("relevance_score", pa.float32()),
+            ("nsfw_score", pa.float32()),
+            ("unnatural_score", pa.float32()),
+            ("regions_detector", pa.string()),
+            ("regions_image_h", pa.int32()),
+            ("regions_image_w", pa.int32()),
+            ("regions_num_boxes", pa.int32()),
+            ("regions_boxes", pa.list_(pa.list_(pa.float32(), 4))),
+            ("regions_features", pa.list_(pa.list_(pa.float16(), d))),
+            ("regions_obj_ids", pa.list_(pa.int64())),
+            ("regions_obj_names", pa.list_(pa.string())),
+            ("regions_obj_conf", pa.list_(pa.float32())),
+            ("regions_attr_ids", pa.list_(pa.int64())),
+            ("regions_attr_names", pa.list_(pa.string())),
+            ("regions_attr_conf", pa.list_(pa.float32())),
+            ("text", _TEXT),
+            ("schema_version", pa.string()),
+        ],
+        metadata={"laitkit_schema_version": SCHEMA_VERSION},
+    )
