@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            print(f"laitkit {args.command}: error: disk full while writing {exc.filename or ''}".rstrip(), file=sys.stderr)
+            where = f" while writing {exc.filename}" if exc.filename else ""
+            print(f"laitkit {args.command}: error: disk full{where}", file=sys.stderr)
             return 3
         raise
     except KeyboardInterrupt:
