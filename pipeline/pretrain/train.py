@@ -112,7 +112,7 @@ def pretrain(shards_dir: Path, out_dir: Path, cfg: PretrainConfig) -> dict:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
-            row = {"step": step, "loss": float(total), **{k: float(v) for k, v in losses.items()}}
+            row = {"step": step, "loss": float(total.detach()), **{k: float(v.detach()) for k, v in losses.items()}}
             row["samples"] = int(batch["input_ids"].shape[0])
             history.append(row)
             mf.write(json.dumps(row) + "\n")
