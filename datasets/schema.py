@@ -119,7 +119,10 @@ class Regions:
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
         n = self.boxes.shape[0]
-        self.features = np.asarray(self.features, dtype=np.float16).reshape(n, -1)
+        features = np.asarray(self.features, dtype=np.float16)
+        # reshape(0, -1) is an error in numpy, and a detector may keep no box: keep D for N == 0.
+        d = features.shape[-1] if features.ndim else 0
+        self.features = features.reshape(n, -1) if n else features.reshape(0, d)
         self.obj_ids = np.asarray(self.obj_ids, dtype=np.int64).reshape(n)
         self.obj_conf = np.asarray(self.obj_conf, dtype=np.float32).reshape(n)
         self.attr_ids = np.asarray(self.attr_ids, dtype=np.int64).reshape(n)
@@ -407,7 +410,7 @@ def arrow_schema(feature_dim: int) -> pa.Schema:
             ("caption_source", pa.string()),
             ("candidates", pa.list_(_CANDIDATE)),
             ("lang", pa.string()),
-            ("lang_score", pa.float32()),
+            ("lang_score", pa.float64()),
             ("image", pa.binary()),
             ("width", pa.int32()),
             ("height", pa.int32()),
@@ -417,9 +420,9 @@ def arrow_schema(feature_dim: int) -> pa.Schema:
             ("phash", pa.string()),
             ("status", pa.string()),
             ("verdicts", pa.list_(_VERDICT)),
-            ("relevance_score", pa.float32()),
-            ("nsfw_score", pa.float32()),
-            ("unnatural_score", pa.float32()),
+            ("relevance_score", pa.float64()),
+            ("nsfw_score", pa.float64()),
+            ("unnatural_score", pa.float64()),
             ("regions_detector", pa.string()),
             ("regions_image_h", pa.int32()),
             ("regions_image_w", pa.int32()),

@@ -154,6 +154,8 @@ def run_job(cfg: Any) -> dict[str, Any]:
     work = out / "work"
     for d in (work / "pages", work / "crawl", out / "shards", out / "rejected"):
         d.mkdir(parents=True, exist_ok=True)
+    for d in (out / "shards", out / "rejected"):
+        shardio.clean_partial(d)  # leftovers of a crashed run; no writer is running yet
     config_hash = cfg.config_hash()
     save_json(out / "config.json", {"config_hash": config_hash, **cfg.to_dict()})
     times = StageTimes()
