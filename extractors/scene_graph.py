@@ -1,0 +1,668 @@
+"""Textual scene graphs from a spaCy dependency parse: one cheap walk over the tokens per caption.
+
+Why rules over the parse plus a mined lexicon, not a second neural model: the graph must cost a
+small fraction of `nlp.pipe` itself (the benchmark asks for >= 0.85 of bare spaCy throughput), so
+it is a handful of list look-ups per token. The rules know English syntax (predicative adjectives,
+multiword prepositions, passives, relative clauses, conjunctions); what they cannot know are the
+conventions of the FACTUAL annotation ("wood desk" is a wooden desk but "coffee table" is one
+object, "leg of the man" is "( man , have , leg )", "lying on" is written "lay on"). Those are
+learned from FACTUAL train by `jobs/train_text.py` into `weights/factual_lexicon.json`: a few
+thousand counted decisions, looked up here by word. With an empty lexicon the rules still give a
+sensible graph.
+
+Every node carries its [start, end) token span over the caption's tokens, so that pretraining can
+mask exactly its words: objects span the head noun with its kept compounds, attributes their
+adjective or number words, relations their predicate words ("in front of", "sitting on").
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from laitkit.datasets.schema import SceneNode
+from laitkit.extractors.factual import NUMBER_WORDS
+
+LEXICON_PATH = Path(__file__).resolve().parent / "weights" / "factual_lexicon.json"
+
+NOUNS = frozenset({"NOUN", "PROPN"})
+# Pronouns that name a person or group; FACTUAL writes "he" as "man" and "they" as "people".
+PRONOUNS = {
+    "he": "man",
+    "him": "man",
+    "she": "woman",
+    "they": "people",
+    "them": "people",
+    "someone": "person",
+    "somebody": "person",
+    "everyone": "people",
+}
+REL_PRONOUNS = frozenset({"who", "that", "which", "whom", "where"})
+# Nouns that turn a preposition into a multiword one: "in front of", "on top of", "on the side of".
+REL_NOUNS = frozenset(
+    {
+        "front",
+        "top",
+        "side",
+        "back",
+        "middle",
+        "edge",
+        "bottom",
+        "end",
+        "corner",
+        "center",
+        "centre",
+        "rear",
+        "left",
+        "right",
+        "inside",
+        "outside",
+        "base",
+        "tip",
+        "underside",
+        "surface",
+        "part",
+        "ahead",
+    }
+)
+# Adverbs that head a preposition: "next to", "close to", "out of", "ahead of", "away from".
+ADV_PREPS = frozenset({"next", "close", "out", "ahead", "away", "apart", "together", "along", "up", "down", "off"})
+KEEP_ADV = frozenset({"next", "close", "out", "ahead"})
+# Colour intensifiers that FACTUAL keeps inside the attribute: "dark brown", "navy blue".
+SHADES = frozenset({"dark", "light", "bright", "pale", "navy", "deep", "royal", "sky", "baby", "hot", "neon"})
+COLOURS = frozenset(
+    {
+        "white",
+        "black",
+        "blue",
+        "green",
+        "red",
+        "brown",
+        "yellow",
+        "gray",
+        "grey",
+        "orange",
+        "pink",
+        "purple",
+        "tan",
+        "silver",
+        "gold",
+        "beige",
+        "maroon",
+        "teal",
+        "turquoise",
+        "golden",
+        "colored",
+        "coloured",
+        "blonde",
+    }
+)
+SUBJ_DEPS = frozenset({"nsubj", "nsubjpass", "csubj"})
+NOUN_SLOTS = frozenset({"pobj", "dobj", "nsubj", "conj", "ROOT", "attr"})
+COPULA_DEPS = frozenset({"ROOT", "relcl", "conj", "ccomp", "advcl"})
+INHERIT_DEPS = frozenset({"conj", "xcomp", "advcl", "ccomp", "pcomp"})
+
+
+@dataclass
+class Lexicon:
+    """Counted FACTUAL conventions mined from train; every table maps a lower-cased key to a decision.
+
+    modifiers: adjective (or participle) attribute text -> the text to write, "" to drop it.
+    compounds: noun modifier ("wood" in "wood desk") -> attribute text to write ("wooden"), "" to
+        drop it; absent = part of the object name ("coffee table").
+    quantities: noun before "of" that is a quantity ("group", "piece") -> attribute text of the
+        noun after "of" ("group of"); the quantity noun is then not an object.
+    rewrite: "pred", "pred|obj", "subj|pred" -> [new predicate, swap] or "attr:<text>" or "drop".
+    verb_lemmas: inflected verb -> lemma where the rule lemmatiser is wrong ("riding" -> "ride").
+    drop_nouns: head nouns FACTUAL almost never keeps as objects ("picture", "view").
+    names: object name -> FACTUAL spelling ("side walk" -> "sidewalk").
+    verb_forms: "-ing" verb form -> lemma, to repair "leaf laying on ..." tagged as one compound noun.
+    adj_names: "adjective noun" pairs FACTUAL writes as one object ("hot dog", "right hand").
+    ing_nouns: "-ing" words that are objects ("building", "railing") even when tagged as verbs.
+    """
+
+    modifiers: dict[str, str] = field(default_factory=dict)
+    compounds: dict[str, str] = field(default_factory=dict)
+    quantities: dict[str, str] = field(default_factory=dict)
+    rewrite: dict[str, Any] = field(default_factory=dict)
+    verb_lemmas: dict[str, str] = field(default_factory=dict)
+    drop_nouns: frozenset[str] = frozenset()
+    names: dict[str, str] = field(default_factory=dict)
+    verb_forms: dict[str, str] = field(default_factory=dict)
+    adj_names: frozenset[str] = frozenset()
+    ing_nouns: frozenset[str] = frozenset()
+    verb_attrs: bool = True
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Lexicon:
+        """The shipped lexicon (or `path`); an empty lexicon when the file is absent."""
+        p = Path(path) if path is not None else LEXICON_PATH
+        if not p.exists():
+            return cls()
+        d = json.loads(p.read_text(encoding="utf-8"))
+        return cls(
+            modifiers=d.get("modifiers", {}),
+            compounds=d.get("compounds", {}),
+            quantities=d.get("quantities", {}),
+            rewrite=d.get("rewrite", {}),
+            verb_lemmas=d.get("verb_lemmas", {}),
+            drop_nouns=frozenset(d.get("drop_nouns", [])),
+            names=d.get("names", {}),
+            verb_forms=d.get("verb_forms", {}),
+            ing_nouns=frozenset(d.get("ing_nouns", [])),
+            adj_names=frozenset(d.get("adj_names", [])),
+            verb_attrs=bool(d.get("verb_attrs", True)),
+        )
+
+
+class _Walk:
+    """State of one caption's walk; built per doc, thrown away after `run`."""
+
+    __slots__ = (
+        "lex",
+        "n",
+        "lower",
+        "lemma",
+        "pos",
+        "tag",
+        "dep",
+        "head",
+        "kids",
+        "ws",
+        "obj_of",
+        "nodes",
+        "seen",
+        "alias",
+        "skip",
+    )
+
+    def __init__(
+        self,
+        lex: Lexicon,
+        lower: list[str],
+        lemma: list[str],
+        pos: list[str],
+        tag: list[str],
+        dep: list[str],
+        head: list[int],
+        ws: list[str],
+    ) -> None:
+        self.lex = lex
+        self.n = len(lower)
+        self.lower, self.lemma, self.pos, self.tag, self.dep, self.head, self.ws = lower, lemma, pos, tag, dep, head, ws
+        self.retag()
+        lemma, pos, tag, dep, head = self.lemma, self.pos, self.tag, self.dep, self.head
+        kids: list[list[int]] = [[] for _ in range(self.n)]
+        for i, h in enumerate(head):
+            if h != i:
+                kids[h].append(i)
+        self.kids = kids
+        self.obj_of: dict[int, int] = {}  # token index of an object's head -> node index
+        self.alias: dict[int, int] = {}  # quantity noun token -> the noun it quantifies
+        self.skip: set[int] = set()  # nouns that are part of a multiword preposition
+        self.nodes: list[SceneNode] = []
+        self.seen: set[tuple] = set()
+
+    def retag(self) -> None:
+        """Repair two tagger errors typical of caption fragments, on private copies of the lists.
+
+        "a leaf laying on the ground": "leaf laying" parsed as a compound noun -> "laying" is a verb
+        modifying "leaf". "window on building": "building" tagged VBG -> a noun.
+        """
+        lex = self.lex
+        lower, pos, dep, head = self.lower, self.pos, self.dep, self.head
+        fix: list[tuple[int, str]] = []
+        for i in range(self.n):
+            w = lower[i]
+            if (
+                pos[i] == "VERB"
+                and dep[i] == "ROOT"
+                and self.tag[i] in ("VB", "VBP")
+                and (i == 0 or pos[i - 1] in ("DET", "ADJ"))
+                and not any(dep[k] in SUBJ_DEPS or dep[k] == "dobj" for k in range(self.n) if head[k] == i and k != i)
+            ):
+                fix.append((i, "n"))  # "sign on a post": a caption fragment, not an imperative
+                continue
+            if (
+                pos[i] == "ADJ"
+                and dep[i] == "amod"
+                and head[i] == i - 1
+                and pos[i - 1] == "NOUN"
+                and (i + 1 == self.n or pos[i + 1] in ("ADP", "VERB", "PUNCT", "AUX"))
+            ):
+                fix.append((i, "s"))  # "fire hydrant" parsed as "fire" modified by an adjective "hydrant"
+                continue
+            if pos[i] == "ADJ" and dep[i] in ("pobj", "dobj", "nsubj", "nsubjpass") and w not in REL_NOUNS:
+                fix.append((i, "n"))  # "man on skateboard" with "skateboard" tagged ADJ
+                continue
+            if w[-3:] != "ing":
+                continue
+            if (
+                pos[i] == "NOUN"
+                and w in lex.verb_forms
+                and w not in lex.ing_nouns
+                and i > 0
+                and (dep[i - 1] == "compound" and head[i - 1] == i and pos[i - 1] in NOUNS)
+            ):
+                fix.append((i, "v"))
+            elif pos[i] == "VERB" and w in lex.ing_nouns and dep[i] in NOUN_SLOTS:
+                fix.append((i, "n"))
+        if not fix:
+            return
+        self.pos, self.tag, self.dep, self.head, self.lemma = (
+            list(pos),
+            list(self.tag),
+            list(dep),
+            list(head),
+            list(self.lemma),
+        )
+        pos, tag, dep, head, lemma = self.pos, self.tag, self.dep, self.head, self.lemma
+        for i, kind in fix:
+            if kind == "s":
+                h = i - 1
+                pos[i], tag[i], lemma[i] = "NOUN", "NN", lower[i]
+                head[i], dep[i] = (head[h], dep[h]) if head[h] != h else (i, "ROOT")
+                for k in range(self.n):
+                    if head[k] == h and k != h and k != i:
+                        head[k] = i
+                head[h], dep[h] = i, "compound"
+                continue
+            if kind == "n":
+                pos[i], tag[i] = "NOUN", "NNS" if lower[i][-1:] == "s" and tag[i] == "VBZ" else "NN"
+                lemma[i] = lower[i]
+                continue
+            j = i - 1
+            pos[i], tag[i], lemma[i] = "VERB", "VBG", lex.verb_forms[lower[i]]
+            head[j], dep[j] = (head[i], dep[i]) if head[i] != i else (j, "ROOT")
+            for k in range(j):
+                if head[k] == i and dep[k] in ("det", "amod", "compound", "nummod", "poss", "quantmod"):
+                    head[k] = j
+            head[i], dep[i] = j, "acl"
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def is_noun(self, i: int) -> bool:
+        return self.pos[i] in NOUNS or (self.pos[i] == "PRON" and self.lower[i] in PRONOUNS)
+
+    def child(self, i: int, deps: tuple[str, ...] | frozenset[str]) -> list[int]:
+        return [k for k in self.kids[i] if self.dep[k] in deps]
+
+    def conj_group(self, i: int) -> list[int]:
+        """`i` and the nouns coordinated with it to its right ("trees and bushes")."""
+        out = [i]
+        stack = [i]
+        while stack:
+            j = stack.pop()
+            for k in self.kids[j]:
+                if self.dep[k] == "conj" and self.is_noun(k):
+                    out.append(k)
+                    stack.append(k)
+        return out
+
+    def coord_root(self, i: int) -> int:
+        while self.dep[i] == "conj" and self.head[i] != i and self.is_noun(self.head[i]):
+            i = self.head[i]
+        return i
+
+    def resolve(self, i: int) -> int | None:
+        """Node index of the object whose head is token `i` (through quantity aliases)."""
+        i = self.alias.get(i, i)
+        return self.obj_of.get(i)
+
+    def verb_lemma(self, i: int) -> str:
+        return self.lex.verb_lemmas.get(self.lower[i]) or self.lemma[i].lower()
+
+    def add(self, node: SceneNode, key: tuple) -> None:
+        if key not in self.seen:
+            self.seen.add(key)
+            self.nodes.append(node)
+
+    # --- objects and their attributes -----------------------------------------------------------
+
+    def prep_phrase(self, p: int) -> tuple[str, int, int, list[int]]:
+        """A preposition's words, last token index, and its objects: "in front of" -> ("in front of", of, [X])."""
+        words = [self.lower[p]]
+        last = p
+        cur = p
+        for _ in range(4):  # "on the right side of": at most a few hops
+            objs = self.child(cur, ("pobj",))
+            if objs:
+                o = objs[0]
+                if self.lemma[o].lower() in REL_NOUNS:
+                    ofs = [k for k in self.kids[o] if self.dep[k] == "prep" and self.lower[k] == "of"]
+                    if ofs and self.child(ofs[0], ("pobj",)):
+                        for k in self.kids[o]:
+                            if self.dep[k] in ("amod", "compound") and k < o and self.lower[k] in ("right", "left"):
+                                words.append("the")
+                                words.append(self.lower[k])
+                        words.append(self.lemma[o].lower())
+                        words.append("of")
+                        self.skip.add(o)
+                        cur = last = ofs[0]
+                        continue
+                return " ".join(words), last, o, self.conj_group(o)
+            nxt = [k for k in self.kids[cur] if self.dep[k] in ("prep", "pcomp") and self.pos[k] == "ADP"]
+            if nxt:
+                cur = last = nxt[0]
+                words.append(self.lower[cur])
+                continue
+            break
+        return " ".join(words), last, -1, []
+
+    def find_objects(self) -> None:
+        lower, lemma, dep, head = self.lower, self.lemma, self.dep, self.head
+        lex = self.lex
+        # Quantities first: "a group of birds" makes "group of" an attribute of "birds".
+        for i in range(self.n):
+            if self.pos[i] in NOUNS and lemma[i].lower() in lex.quantities:
+                for k in self.kids[i]:
+                    if dep[k] == "prep" and lower[k] == "of":
+                        objs = self.child(k, ("pobj",))
+                        if objs and self.is_noun(objs[0]):
+                            self.alias[i] = objs[0]
+        # Nouns inside multiword prepositions are not objects.
+        for i in range(self.n):
+            if self.dep[i] == "prep" and (self.pos[head[i]] != "ADP" or head[i] == i):
+                self.prep_phrase(i)
+        for i in range(self.n):
+            if not self.is_noun(i) or i in self.alias or i in self.skip:
+                continue
+            if lower[i] in SHADES and i + 1 < self.n and lower[i + 1] in COLOURS:
+                continue  # "navy blue": part of an attribute
+            if dep[i] == "compound" and head[i] != i and self.is_noun(head[i]):
+                continue
+            if self.pos[i] == "PRON":
+                name = PRONOUNS[lower[i]]
+                start = i
+            else:
+                start = i
+                j = i - 1
+                while j >= 0:
+                    if lower[j] == "-" and j > 0 and self.ws[j - 1][-1:] != " " and self.ws[j][-1:] != " ":
+                        start = j - 1  # "t-shirt": a hyphenated word is one word
+                        j -= 2
+                    elif dep[j] == "compound" and self._in_compound(j, i) and lower[j] not in lex.compounds:
+                        start = j
+                        j -= 1
+                    elif j == start - 1 and f"{lower[j]} {lower[start]}" in lex.adj_names:
+                        start = j  # "hot dog", "teddy bear", "right hand": lexicalised adjective + noun
+                        j -= 1
+                    else:
+                        break
+                hl = lemma[i].lower()
+                name = ("".join(self.ws[start:i]).lower() + hl) if start < i else hl
+                name = lex.names.get(name, name)
+                if name in lex.drop_nouns:
+                    continue
+            count = 1
+            if self.tag[i] in ("NNS", "NNPS"):
+                count = 2
+            node_idx = len(self.nodes)
+            self.obj_of[i] = node_idx
+            self.nodes.append(SceneNode(kind="object", lemma=name, span=(start, i + 1), count=count))
+
+    def _in_compound(self, j: int, i: int) -> bool:
+        while self.dep[j] == "compound" and self.head[j] != j:
+            j = self.head[j]
+            if j == i:
+                return True
+        return False
+
+    def attributes(self) -> None:
+        lower, dep, lex = self.lower, self.dep, self.lex
+        for i, oi in list(self.obj_of.items()):
+            obj = self.nodes[oi]
+            mods = [k for k in self.kids[i] if dep[k] in ("amod", "nummod", "compound", "quantmod")]
+            for a, qn in self.alias.items():  # "group of birds": "group of" describes the birds
+                if qn == i:
+                    txt = lex.quantities[self.lemma[a].lower()]
+                    if txt != "-":  # "-": a quantity FACTUAL leaves unwritten ("a lot of")
+                        self.add_attr(oi, txt, a, a + 1 + txt.count(" "))
+                    mods.extend(k for k in self.kids[a] if dep[k] in ("amod", "nummod", "quantmod"))
+            for k in mods:
+                if k >= obj.span[0]:
+                    continue  # part of the name
+                if dep[k] in ("nummod", "quantmod") or self.pos[k] == "NUM":
+                    num = NUMBER_WORDS.get(lower[k], lower[k] if lower[k].isdigit() and k < i else "")
+                    if num and 1 < int(num) <= 20:  # counts, not "number 170" or "1950s"
+                        self.add_attr(oi, num, k, k + 1)
+                        obj.count = int(num)
+                    continue
+                if self.pos[k] in ("DET", "PRON", "PUNCT", "ADP"):
+                    continue
+                if dep[k] == "compound":
+                    got = lex.compounds.get(lower[k], "")
+                    if got:
+                        self.add_attr(oi, got, k, k + 1)
+                    continue
+                self.modifier(oi, k)
+                for c in self.conjuncts(k):
+                    self.modifier(oi, c)
+
+    def conjuncts(self, k: int) -> list[int]:
+        out = []
+        stack = [k]
+        while stack:
+            j = stack.pop()
+            for c in self.kids[j]:
+                if self.dep[c] == "conj" and self.pos[c] in ("ADJ", "VERB", "NOUN", "PROPN"):
+                    out.append(c)
+                    stack.append(c)
+        return out
+
+    def modifier(self, oi: int, k: int) -> None:
+        """An adjective or noun modifier of object `oi`: an attribute unless the lexicon drops it."""
+        lower = self.lower
+        start = k
+        # "dark brown", "navy blue", "multi-colored": keep intensifiers and hyphenated parts.
+        colour = lower[k] in COLOURS
+        for c in self.kids[k]:
+            if (
+                c < k
+                and self.dep[c] in ("advmod", "npadvmod", "amod", "compound", "punct")
+                and ((colour and lower[c] in SHADES) or lower[c] == "-" or (c + 1 < self.n and lower[c + 1] == "-"))
+            ):
+                start = min(start, c)
+        if start == k and k > 0 and colour and lower[k - 1] in SHADES and self.head[k - 1] in (k, self.head[k]):
+            start = k - 1
+        if start == k and k + 1 < self.n and lower[k] in SHADES and lower[k + 1] in COLOURS:
+            return  # emitted with the colour that follows
+        txt = "".join(self.ws[start:k]).lower() + lower[k] if start < k else lower[k]
+        got = self.lex.modifiers.get(txt, txt)
+        if got in ("", "="):
+            return
+        self.add_attr(oi, got, start, k + 1)
+
+    def add_attr(self, oi: int, txt: str, a: int, b: int) -> None:
+        self.add(SceneNode(kind="attribute", lemma=txt, span=(a, b), subject=oi), ("a", oi, txt))
+
+    # --- relations ------------------------------------------------------------------------------
+
+    def subjects(self, v: int, depth: int = 0) -> tuple[list[int], bool]:
+        """Token indices of the subjects of verb `v`, and whether `v` is passive."""
+        dep, kids = self.dep, self.kids
+        subs: list[int] = []
+        passive = False
+        for k in kids[v]:
+            d = dep[k]
+            if d in SUBJ_DEPS:
+                passive = passive or d == "nsubjpass"
+                if self.lower[k] in REL_PRONOUNS and dep[v] == "relcl" and self.is_noun(self.head[v]):
+                    subs.extend(self.conj_group(self.head[v]))
+                elif self.is_noun(k) or k in self.alias:
+                    subs.extend(self.conj_group(k))
+            elif d == "expl":
+                for a in kids[v]:
+                    if dep[a] == "attr" and self.is_noun(a):
+                        subs.extend(self.conj_group(a))
+        if subs:
+            return subs, passive
+        d = dep[v]
+        h = self.head[v]
+        if d in ("acl", "relcl") and self.is_noun(h):
+            root = self.coord_root(h)
+            group = self.conj_group(root)
+            if root != h or (len(group) > 1 and v > max(group)):
+                return group, self.tag[v] == "VBN"
+            return [h], self.tag[v] == "VBN"
+        if d in INHERIT_DEPS and h != v and depth < 3 and self.pos[h] in ("VERB", "AUX"):
+            s, _ = self.subjects(h, depth + 1)
+            return s, self.tag[v] == "VBN" and d == "conj" and passive
+        if d == "amod" and self.tag[v] in ("VBN", "VBG") and self.is_noun(h):
+            return [h], self.tag[v] == "VBN"
+        return [], passive
+
+    def rel(self, s: int, pred: str, o: int, a: int, b: int) -> None:
+        si, oi = self.resolve(s), self.resolve(o)
+        if si is None or oi is None or si == oi:
+            return
+        rw = self.lex.rewrite
+        if rw:
+            sl, ol = self.nodes[si].lemma, self.nodes[oi].lemma
+            dec = rw.get(f"{pred}|{ol}") or rw.get(f"{sl}|{pred}") or rw.get(pred)
+            if dec is not None:
+                if dec == "drop":
+                    return
+                if isinstance(dec, str) and dec.startswith("attr:"):
+                    self.add_attr(oi, dec[5:], a, b)
+                    return
+                pred, swap = dec[0], dec[1]
+                if swap:
+                    si, oi = oi, si
+        self.add(SceneNode(kind="relation", lemma=pred, span=(a, b), subject=si, object=oi), ("r", si, pred, oi))
+
+    def verb_relations(self, v: int) -> None:
+        dep, kids, lower = self.dep, self.kids, self.lower
+        copula = self.lemma[v] == "be"
+        subs, passive = self.subjects(v)
+        if not subs:
+            return
+        gap = -1
+        if dep[v] == "relcl" and self.is_noun(self.head[v]):
+            if not any(self.lower[k] in REL_PRONOUNS for k in kids[v] if dep[k] in SUBJ_DEPS):
+                gap = self.head[v]
+        vl = "" if copula else self.verb_lemma(v)
+        prts = [k for k in kids[v] if dep[k] == "prt"]
+        vpred = vl + "".join(" " + lower[k] for k in prts) if vl else ""
+        vend = max([v] + prts) + 1
+        made = False
+        objs: list[int] = []
+        preps: list[tuple[int, int]] = []  # (prep token, span start)
+        for k in kids[v]:
+            d = dep[k]
+            if d in ("dobj", "attr", "oprd") and self.is_noun(k) and not copula:
+                objs.extend(self.conj_group(k))
+            elif d in ("prep", "agent", "dative") and self.pos[k] == "ADP":
+                preps.append((k, k))
+            elif d in ("advmod", "npadvmod") and lower[k] in ADV_PREPS:
+                for p in kids[k]:
+                    if dep[p] == "prep":
+                        preps.append((p, k))
+            elif d == "acomp" and copula and lower[k] in KEEP_ADV and self.child(k, ("prep",)):
+                preps.extend((p, k) for p in self.child(k, ("prep",)))
+            elif d == "acomp" and copula:
+                for s in subs:
+                    si = self.resolve(s)
+                    if si is not None:
+                        self.modifier(si, k)
+                        for c in self.conjuncts(k):
+                            self.modifier(si, c)
+                made = True
+        if gap >= 0 and not objs and not copula and not any(not self.child(p, ("pobj",)) for p, _ in preps):
+            objs.append(gap)
+        for s in subs:
+            for o in objs:
+                self.rel(s, vpred, o, v, vend)
+                made = True
+        for p, start in preps:
+            words, last, o, group = self.prep_phrase(p)
+            if start != p and lower[start] in KEEP_ADV:
+                words = lower[start] + " " + words
+            if o < 0:
+                if gap < 0:
+                    continue
+                group = [gap]
+            elif not self.is_noun(o):
+                continue
+            is_agent = dep[p] == "agent" or (passive and lower[p] == "by")
+            for s in subs:
+                for o2 in group:
+                    if is_agent:
+                        self.rel(o2, vl or "be", s, v, max(v, last) + 1)
+                    elif copula:
+                        self.rel(s, words, o2, min(start, last), last + 1)
+                    else:
+                        a = min(v, start)
+                        self.rel(s, f"{vpred} {words}", o2, a, max(vend, last + 1))
+                    made = True
+        if (
+            not made
+            and not copula
+            and self.lex.verb_attrs
+            and self.pos[v] == "VERB"
+            and (dep[v] in ("acl", "amod") or (passive and not objs and not preps))
+        ):
+            txt = lower[v] + "".join(" " + lower[k] for k in prts)
+            for s in subs:
+                si = self.resolve(s)
+                if si is not None:
+                    self.add_attr(si, txt, v, vend)
+
+    def noun_relations(self, i: int) -> None:
+        """Prepositions and possessives hanging off a noun: "cat on the mat", "man 's head"."""
+        dep, kids = self.dep, self.kids
+        subs_all: list[int] | None = None
+        for k in kids[i]:
+            d = dep[k]
+            preps: list[int] = []
+            if d == "prep" and self.pos[k] == "ADP":
+                preps = [k]
+            elif d in ("advmod", "amod") and self.lower[k] in KEEP_ADV:
+                preps = [p for p in kids[k] if dep[p] == "prep"]
+            for p in preps:
+                if self.lower[p] == "of" and i in self.alias:
+                    continue
+                words, last, o, group = self.prep_phrase(p)
+                if o < 0 or not self.is_noun(o):
+                    continue
+                if p != k:
+                    words = f"{self.lower[k]} {words}"
+                if subs_all is None:
+                    root = self.coord_root(i)
+                    g = self.conj_group(root)
+                    subs_all = g if (len(g) > 1 and k > max(g)) else [i]
+                for s in subs_all:
+                    for o2 in group:
+                        self.rel(s, words, o2, k, last + 1)
+            if d == "poss" and self.is_noun(k) and self.pos[k] != "PRON":
+                self.rel(k, "have", i, k, k + 1)
+
+    def run(self) -> list[SceneNode]:
+        self.find_objects()
+        self.attributes()
+        pos = self.pos
+        for i in range(self.n):
+            p = pos[i]
+            if p == "VERB" or (p == "AUX" and self.lemma[i] == "be" and self.dep[i] in COPULA_DEPS):
+                self.verb_relations(i)
+            elif i in self.obj_of or i in self.alias:
+                self.noun_relations(i)
+        return self.nodes
+
+
+def build_graph(
+    lex: Lexicon,
+    lower: list[str],
+    lemma: list[str],
+    pos: list[str],
+    tag: list[str],
+    dep: list[str],
+    head: list[int],
+    ws: list[str],
+) -> list[SceneNode]:
+    """The scene graph of one parsed caption, from its per-token lists (see module docstring)."""
+    if not lower:
+        return []
+    return _Walk(lex, lower, lemma, pos, tag, dep, head, ws).run()

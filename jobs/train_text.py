@@ -1,0 +1,268 @@
+"""Mine FACTUAL's annotation conventions from its train split into `extractors/weights/factual_lexicon.json`.
+
+Why a mined lexicon: the scene-graph rules (`extractors/scene_graph.py`) follow English syntax, but
+FACTUAL's gold graphs also follow house conventions that syntax cannot decide — which noun-noun
+compounds are one object ("coffee table") and which are a material ("wood desk" -> "wooden"), that
+"leg of the man" is "( man , have , leg )", that "lying on" is written "lay on", which adjectives
+are never annotated. Each convention is a counted vote: the rules run on every train caption, and
+each candidate decision is compared with the gold graph. A decision enters the lexicon only when
+it was seen often enough and beats the rule's default, so the file stays small (tens of KB) and
+readable. CPU only, about a minute: parse the train captions once, then two counting passes.
+
+Usage: python -m laitkit.jobs.train_text [--train CSV] [--out JSON] [--holdout N]
+`--holdout N` mines on all but the last N captions and prints the score on those N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from laitkit.extractors.factual import Normalizer, read_factual_csv, score_facts, spacy_noun_lemmatizer
+from laitkit.extractors.scene_graph import LEXICON_PATH, Lexicon
+from laitkit.extractors.text import TextConfig, TextExtractor, graph_to_facts, object_name
+
+log = logging.getLogger("laitkit.train_text")
+
+DEFAULT_TRAIN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "factual" / "train.csv"
+
+
+def _decide(votes: Counter, default: Any, min_count: int, min_share: float = 0.5) -> Any:
+    """The most voted decision if it is frequent enough and beats `default`; else `default`."""
+    if not votes:
+        return default
+    total = sum(votes.values())
+    best, n = votes.most_common(1)[0]
+    if best == default or n < min_count or n / total < min_share or n <= votes.get(default, 0):
+        return default
+    return best
+
+
+class Miner:
+    """Counts votes for each lexicon table over parsed train captions."""
+
+    def __init__(self, ex: TextExtractor, norm: Normalizer) -> None:
+        self.ex = ex
+        self.norm = norm
+
+    def gold_sets(self, facts: list) -> tuple[set, set, set, set]:
+        objs, attrs, rels = self.norm.tuples(facts)
+        return {o[0] for o in objs}, attrs, rels, objs
+
+    def pass_a(self, docs: list, golds: list) -> dict[str, Any]:
+        """Token-level conventions: verb lemmas, compounds, quantities."""
+        nl = self.norm.obj
+        verb_votes: dict[str, Counter] = defaultdict(Counter)
+        comp_votes: dict[str, Counter] = defaultdict(Counter)
+        qty_votes: dict[str, Counter] = defaultdict(Counter)
+        spacy_lemma: dict[str, str] = {}
+        ing_verb: Counter = Counter()
+        ing_votes: dict[str, Counter] = defaultdict(Counter)
+        for doc, gold in zip(docs, golds, strict=True):
+            ents, attrs, rels, _ = self.gold_sets(gold)
+            ent_words = {w for e in ents for w in e.split()}
+            gold_preds = {w for r in rels for w in r[1].split()[:1]}
+            ent_heads = {e.split()[-1] for e in ents}
+            for t in doc:
+                if t.lower_.endswith("ing"):
+                    ing_votes[t.lower_]["n" if t.lower_ in ent_words else "v"] += 1
+                    if t.tag_ == "VBG":
+                        ing_verb[t.lower_] += 1
+                if t.pos_ == "VERB":
+                    w, lem = t.lower_, t.lemma_.lower()
+                    spacy_lemma[w] = lem
+                    if lem in gold_preds:
+                        verb_votes[w][lem] += 1
+                    else:
+                        for g in gold_preds:
+                            if g != lem and g[:2] == w[:2] and len(g) >= 2:
+                                verb_votes[w][g] += 1
+                h = t.head
+                if t.dep_ == "compound" and h.pos_ in ("NOUN", "PROPN") and h.i != t.i:
+                    m, hl = t.lower_, nl(h.lower_)
+                    if any(e.endswith(f"{nl(m)} {hl}") for e in ents):
+                        comp_votes[m]["="] += 1
+                    else:
+                        hit = [a for (o, a) in attrs if o.split()[-1] == hl and (a == m or a[:3] == m[:3])]
+                        if hit:
+                            comp_votes[m][hit[0]] += 1
+                        elif hl in ent_heads:
+                            comp_votes[m][""] += 1
+                if t.dep_ == "prep" and t.lower_ == "of" and h.pos_ in ("NOUN", "PROPN"):
+                    objs = [c for c in t.children if c.dep_ == "pobj"]
+                    if objs:
+                        n1, n2 = h.lemma_.lower(), nl(objs[0].lower_)
+                        hit = [a for (o, a) in attrs if o.split()[-1] == n2 and a.split()[0] == n1]
+                        if hit:
+                            qty_votes[n1][hit[0]] += 1
+                        elif n2 in ent_heads and nl(h.lower_) not in ent_heads:
+                            qty_votes[n1]["-"] += 1  # a quantity FACTUAL does not write ("a lot of")
+                        else:
+                            qty_votes[n1][""] += 1
+        lex: dict[str, Any] = {}
+        lex["verb_lemmas"] = {
+            w: d for w, v in sorted(verb_votes.items()) if (d := _decide(v, spacy_lemma[w], 3)) != spacy_lemma[w]
+        }
+        lex["compounds"] = {m: d for m, v in sorted(comp_votes.items()) if (d := _decide(v, "=", 2)) != "="}
+        lex["quantities"] = {n: d for n, v in sorted(qty_votes.items()) if (d := _decide(v, "", 3)) != ""}
+        lex["ing_nouns"] = sorted(w for w, v in ing_votes.items() if _decide(v, "v", 3, 0.6) == "n")
+        lex["verb_forms"] = {
+            w: lex["verb_lemmas"].get(w, spacy_lemma[w])
+            for w, n in sorted(ing_verb.items())
+            if n >= 2 and w in spacy_lemma and w not in lex["ing_nouns"]
+        }
+        return lex
+
+    def pass_b(self, docs: list, golds: list) -> dict[str, Any]:
+        """With pass A's lexicon: dropped modifiers, dropped nouns, renamed objects."""
+        nl = self.norm.obj
+        mod_votes: dict[str, Counter] = defaultdict(Counter)
+        noun_votes: dict[str, Counter] = defaultdict(Counter)
+        name_votes: dict[str, Counter] = defaultdict(Counter)
+        adj_votes: dict[str, Counter] = defaultdict(Counter)
+        for doc, gold in zip(docs, golds, strict=True):
+            ents, attrs, rels, _ = self.gold_sets(gold)
+            ann = self.ex.annotate_doc(doc)
+            objs_pred = [i for i, n in enumerate(ann.graph) if n.kind == "object"]
+            for i in objs_pred:
+                noun_votes[ann.graph[i].lemma]["keep" if nl(object_name(ann, i)) in ents else "drop"] += 1
+            if len(objs_pred) == 1 and len(ents) == 1:
+                (e,) = ents
+                i = objs_pred[0]
+                name_votes[ann.graph[i].lemma][e if e != nl(object_name(ann, i)) else "="] += 1
+            for i in objs_pred:
+                name = ann.graph[i].lemma
+                if " " in name or "-" in name:
+                    joined = name.replace(" ", "").replace("-", "")
+                    if joined in ents and nl(object_name(ann, i)) not in ents:
+                        name_votes[name][joined] += 1
+            for t in doc:
+                if t.dep_ == "amod" and t.head.pos_ in ("NOUN", "PROPN") and t.i == t.head.i - 1:
+                    pair = f"{t.lower_} {t.head.lower_}"
+                    if nl(pair) in ents:
+                        adj_votes[f"{t.lower_} {t.head.lemma_.lower()}"]["name"] += 1
+                    elif nl(t.head.lower_) in ents:
+                        adj_votes[f"{t.lower_} {t.head.lemma_.lower()}"]["attr"] += 1
+            for n in ann.graph:
+                if n.kind == "attribute" and not n.lemma.isdigit():
+                    o = nl(object_name(ann, n.subject))
+                    if o in ents:
+                        mod_votes[n.lemma]["=" if (o, n.lemma) in attrs else ""] += 1
+        return {
+            "modifiers": {m: "" for m, v in sorted(mod_votes.items()) if _decide(v, "=", 3, 0.7) == ""},
+            "drop_nouns": sorted(n for n, v in noun_votes.items() if _decide(v, "keep", 4, 0.75) == "drop"),
+            "names": {n: d for n, v in sorted(name_votes.items()) if (d := _decide(v, "=", 3)) != "="},
+            "adj_names": sorted(p for p, v in adj_votes.items() if _decide(v, "attr", 2, 0.6) == "name"),
+        }
+
+    def pass_c(self, docs: list, golds: list) -> dict[str, Any]:
+        """Predicate rewrites: renamed, swapped, dropped or turned into attributes."""
+        nl = self.norm.obj
+        votes: dict[tuple, Counter] = defaultdict(Counter)
+        for doc, gold in zip(docs, golds, strict=True):
+            ents, attrs, rels, _ = self.gold_sets(gold)
+            by_pair: dict[tuple[str, str], list[tuple[str, bool]]] = defaultdict(list)
+            for s, p, o in rels:
+                by_pair[(s, o)].append((p, False))
+                by_pair[(o, s)].append((p, True))
+            ann = self.ex.annotate_doc(doc)
+            g = ann.graph
+            for n in g:
+                if n.kind != "relation":
+                    continue
+                s, o = nl(object_name(ann, n.subject)), nl(object_name(ann, n.object))
+                cands = by_pair.get((s, o), [])
+                if (n.lemma, False) in cands:
+                    dec: Any = (n.lemma, False)
+                elif cands:
+                    dec = cands[0]
+                elif (o, s) in attrs or any(a == s for (x, a) in attrs if x == o):
+                    dec = "attr"
+                elif s in ents and o in ents:
+                    dec = "drop"
+                else:
+                    continue
+                dec = json.dumps(dec)
+                p = n.lemma
+                votes[("p", p)][dec] += 1
+                votes[("po", p, g[n.object].lemma)][dec] += 1
+                votes[("sp", g[n.subject].lemma, p)][dec] += 1
+        rewrite: dict[str, Any] = {}
+        for key, v in sorted(votes.items()):
+            pred = key[1] if key[0] in ("p", "po") else key[2]
+            identity = json.dumps([pred, False])
+            specific = key[0] != "p"
+            d = _decide(v, identity, 3, 0.5 if specific else 0.4)
+            if d == identity or d == json.dumps("attr"):
+                continue
+            if specific and d == _decide(votes.get(("p", pred), Counter()), identity, 3, 0.4):
+                continue
+            dec = json.loads(d)
+            name = {"p": pred, "po": f"{pred}|{key[-1]}", "sp": f"{key[1]}|{pred}"}[key[0]]
+            rewrite[name] = dec if isinstance(dec, str) else [dec[0], bool(dec[1])]
+        return {"rewrite": rewrite}
+
+
+def mine(captions: list[str], golds: list, nlp_cfg: TextConfig, holdout: int = 0) -> tuple[dict, dict | None]:
+    """Parse, mine the two passes on the train part, and score the held-out part if any."""
+    ex = TextExtractor(nlp_cfg)
+    norm = Normalizer(spacy_noun_lemmatizer(ex.nlp))
+    t0 = time.perf_counter()
+    texts = [c[: nlp_cfg.max_chars] for c in captions]
+    docs = list(ex.nlp.pipe(texts, batch_size=nlp_cfg.batch_size, n_process=nlp_cfg.n_process))
+    log.info("parsed %d captions in %.1fs", len(docs), time.perf_counter() - t0)
+    cut = len(docs) - holdout
+    miner = Miner(ex, norm)
+    ex.lexicon = Lexicon()
+    lex = miner.pass_a(docs[:cut], golds[:cut])
+    ex.lexicon = Lexicon(**_lexicon_kwargs(lex))
+    lex.update(miner.pass_b(docs[:cut], golds[:cut]))
+    log.info("passes A, B: %s", {k: len(v) for k, v in lex.items()})
+    ex.lexicon = Lexicon(**_lexicon_kwargs(lex))
+    lex.update(miner.pass_c(docs[:cut], golds[:cut]))
+    log.info("pass two: %d rewrites", len(lex["rewrite"]))
+    score = None
+    if holdout:
+        ex.lexicon = Lexicon(**_lexicon_kwargs(lex))
+        pred = [graph_to_facts(ex.annotate_doc(d)) for d in docs[cut:]]
+        score = score_facts(pred, golds[cut:], norm)
+    return lex, score
+
+
+def _lexicon_kwargs(lex: dict[str, Any]) -> dict[str, Any]:
+    kw = {k: v for k, v in lex.items() if k in Lexicon.__dataclass_fields__}
+    for k in ("drop_nouns", "ing_nouns", "adj_names"):
+        if k in kw:
+            kw[k] = frozenset(kw[k])
+    return kw
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--train", default=str(DEFAULT_TRAIN))
+    ap.add_argument("--out", default=str(LEXICON_PATH))
+    ap.add_argument("--holdout", type=int, default=0, help="score on the last N captions instead of writing")
+    ap.add_argument("--limit", type=int, default=None)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    captions, golds = read_factual_csv(args.train, limit=args.limit)
+    lex, score = mine(captions, golds, TextConfig(lexicon="/nonexistent"), holdout=args.holdout)
+    if score is not None:
+        print(json.dumps({"holdout": args.holdout, "f1": score}))
+        return 0
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lex["source"] = "FACTUAL train.csv (Li et al., 2023; MIT), mined by laitkit.jobs.train_text"
+    out.write_text(json.dumps(lex, indent=0, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    log.info("wrote %s (%d bytes)", out, out.stat().st_size)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
