@@ -14,6 +14,7 @@ killed at any point resumes without duplicates:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -59,7 +60,8 @@ def crawl_input_shard(shard_id: int, pages_path: str, crawl_cfg: Any, work_dir: 
     kind, items = sources.read_input_shard(Path(pages_path))
     shard_work = Path(work_dir) / "crawl_tmp" / f"{shard_id:05d}"
     crawl = crawl_pages if kind == "pages" else crawl_url_rows
-    samples = crawl(items, crawl_cfg, shard_work)
+    # dedup is global (see `dedup_verdicts`); a per-shard pass would only be a subset of it
+    samples = crawl(items, dataclasses.replace(crawl_cfg, dedup=False), shard_work)
     batch = samples_to_batch(samples, [shard_id] * len(samples))
     table = pa.table({c: pa.array(list(batch[c]), type=_ROW_TYPES[c]) for c in ROW_COLUMNS})
     out = Path(work_dir) / "crawl" / f"{shard_id:05d}.parquet"
@@ -187,7 +189,7 @@ def run_job(cfg: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
     if todo:
         expected = {i: pq.read_metadata(crawl_files[i]).num_rows for i in todo}
-        ds = ray.data.read_parquet([str(crawl_files[i]) for i in todo], columns=list(ROW_COLUMNS))
+        ds = ray.data.read_parquet([str(crawl_files[i]) for i in todo]).select_columns(list(ROW_COLUMNS))
         ds = stages.apply_stages(ds, cfg, dedup_path)
         feature_dim = None
         for sid, samples in group_by_shard(ds.iter_rows(), expected):

@@ -61,22 +61,28 @@ def apply_stages(ds: Any, cfg: Any, dedup_path: Path) -> Any:
     from laitkit.pipeline.relevance_stage import RelevanceStage
     from laitkit.pipeline.text_stage import TextStage
 
+    def pool(size: int = 1) -> Any:
+        return ray.data.ActorPoolStrategy(size=size)
+
+    # Light stages ask for a fraction of a CPU so that, on a small machine, the detector actors
+    # (the expensive part) get the whole cores and nothing waits for a slot.
     ds = ds.map_batches(
-        DedupStage, fn_constructor_kwargs={"verdicts_path": str(dedup_path)}, batch_size=256, concurrency=1,
-        batch_format="numpy",
+        DedupStage, fn_constructor_kwargs={"verdicts_path": str(dedup_path)}, batch_size=256, compute=pool(),
+        num_cpus=0.1, batch_format="numpy",
     )
     ds = ds.map_batches(
         RelevanceStage, fn_constructor_kwargs={"cfg": relevance_config(cfg.relevance)}, batch_size=64,
-        concurrency=1, batch_format="numpy",
+        compute=pool(), num_cpus=0.4, batch_format="numpy",
     )
     rcfg = regions_config(cfg.regions)
-    gpus = int(ray.cluster_resources().get("GPU", 0))
+    resources = ray.cluster_resources()
+    cpus = int(resources.get("CPU", 1))
     ds = ds.map_batches(
-        RegionsStage, fn_constructor_kwargs={"cfg": rcfg}, batch_format="numpy", **regions_map_kwargs(rcfg, gpus)
+        RegionsStage, **regions_map_kwargs(rcfg, int(resources.get("GPU", 0)), cpus, cpu_actors=max(1, cpus - 1))
     )
     ds = ds.map_batches(
-        TextStage, fn_constructor_kwargs={"cfg": text_config(cfg.text)}, batch_size=256, concurrency=1,
-        batch_format="numpy",
+        TextStage, fn_constructor_kwargs={"cfg": text_config(cfg.text)}, batch_size=256, compute=pool(),
+        num_cpus=0.4, batch_format="numpy",
     )
     return ds
 

@@ -1,0 +1,187 @@
+"""Crawl + filter as plain Python: pages or URL lists in, one `Sample` with verdicts per candidate out.
+
+Why plain Python: the Ray job runs these functions inside tasks, tests and notebooks run them
+directly; nothing here imports Ray. The order is the recipe's (and `Reason`'s): cheap text checks
+run before anything is downloaded, and a rejected candidate is not checked further — its first
+rejecting verdict is its `status` — but it is never dropped: every `<img>` with a URL and every
+URL-list row comes back as a sample, keeping everything learned about it.
+
+    robots (page opt-out) → DOM (main vs decoy, texts) → caption → language → NSFW
+    → download (img2dataset) → image filters (size, aspect, unnatural; phash) → dedup
+
+Relevance scoring is a later stage; `relevance_score` stays NaN here.
+
+    from laitkit.pipeline.crawl import CrawlConfig, crawl_pages, readers
+    samples = crawl_pages(readers.iter_warc("pages.warc.gz"), CrawlConfig(timeout=3), "work/crawl")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from laitkit.datasets.schema import Reason, Sample, make_key
+from laitkit.pipeline.crawl import image_filters, lang, text_filters
+from laitkit.pipeline.crawl.caption import choose_caption
+from laitkit.pipeline.crawl.config import CrawlConfig
+from laitkit.pipeline.crawl.dedup import Deduper
+from laitkit.pipeline.crawl.download import download_samples
+from laitkit.pipeline.crawl.html_images import ImageCandidate, extract_images
+from laitkit.pipeline.crawl.readers import Page, sample_from_url_row
+from laitkit.pipeline.crawl.robots import page_opt_out
+
+__all__ = [
+    "CrawlConfig",
+    "Deduper",
+    "ImageCandidate",
+    "Page",
+    "caption_step",
+    "crawl_pages",
+    "crawl_samples",
+    "crawl_url_rows",
+    "dedup_step",
+    "download_samples",
+    "extract_images",
+    "image_step",
+    "lang_step",
+    "nsfw_step",
+    "page_samples",
+    "page_sample_key",
+]
+
+
+def page_sample_key(img_url: str, page_url: str, index: int) -> str:
+    """Key of the `index`-th `<img>` of a page: unique even when one image and alt text recur on
+    many pages (a logo), stable across reruns of the same HTML."""
+    return make_key(img_url, f"{page_url}\n#{index}")
+
+
+def page_samples(page: Page, cfg: CrawlConfig) -> list[Sample]:
+    """Robots + DOM: one sample per `<img>`; opted-out pages and decoys come back rejected."""
+    opt_out = page_opt_out(page, token=cfg.user_agent_token, disallowed=cfg.disallowed_directives)
+    out: list[Sample] = []
+    for c in extract_images(
+        page.html,
+        page.url,
+        min_declared_side=cfg.min_declared_side,
+        main_threshold=cfg.main_threshold,
+        surrounding_max_chars=cfg.surrounding_max_chars,
+    ):
+        s = Sample(key=page_sample_key(c.url, page.url, c.index), url=c.url, page_url=page.url, candidates=c.texts)
+        if opt_out:
+            s.reject("robots", Reason.ROBOTS_NOAI, opt_out)
+        elif not c.is_main:
+            s.reject("dom", Reason.DECOY, c.detail)
+        else:
+            s.accept("dom", f"{c.source_attr}; {c.detail}")
+        out.append(s)
+    return out
+
+
+def caption_step(samples: Iterable[Sample], cfg: CrawlConfig) -> None:
+    """LAIT caption choice on every kept sample (see `caption.choose_caption`)."""
+    for s in samples:
+        if not s.kept:
+            continue
+        choice = choose_caption(
+            s.candidates, order=cfg.caption_order, min_words=cfg.min_caption_words, max_words=cfg.max_caption_words
+        )
+        if choice.reason is Reason.KEEP:
+            s.caption, s.caption_source = choice.caption, choice.source
+            s.accept("caption", choice.detail)
+        else:
+            s.reject("caption", choice.reason, choice.detail)
+
+
+def lang_step(samples: Iterable[Sample], cfg: CrawlConfig) -> None:
+    """Language of the caption; NOT_ENGLISH unless English is confident enough and (nearly) the most likely."""
+    for s in samples:
+        if not s.kept:
+            continue
+        r = lang.detect(s.caption, tuple(cfg.languages), cfg.lang_low_accuracy)
+        detail = f"{r.lang or '?'} {r.score:.2f} (en {r.english:.2f})"
+        if lang.is_english(r, cfg.min_lang_score, cfg.lang_margin):
+            s.lang, s.lang_score = "en", r.english
+            s.accept("lang", detail)
+        else:
+            s.lang, s.lang_score = r.lang, r.score
+            s.reject("lang", Reason.NOT_ENGLISH, detail)
+
+
+def nsfw_step(samples: Iterable[Sample], cfg: CrawlConfig) -> None:
+    """NSFW keywords in caption and URL."""
+    for s in samples:
+        if not s.kept:
+            continue
+        hits = text_filters.nsfw_hits(s.caption, s.url, cfg.nsfw_words)
+        s.nsfw_score = text_filters.nsfw_score(hits)
+        if s.nsfw_score >= cfg.max_nsfw_score:
+            s.reject("nsfw", Reason.NSFW, f"score {s.nsfw_score:.2f}: {', '.join(hits)}")
+        else:
+            s.accept("nsfw", f"score {s.nsfw_score:.2f}")
+
+
+def image_step(samples: Iterable[Sample], cfg: CrawlConfig) -> None:
+    """Decode the stored image; phash and unnatural score for every decodable one, then the first
+    failing check of TOO_SMALL → BAD_ASPECT → UNNATURAL decides."""
+    for s in samples:
+        if not s.kept or not s.image:
+            continue
+        try:
+            img = image_filters.decode_image(s.image)
+        except Exception as exc:  # noqa: BLE001 - Pillow raises many types on corrupt data; all mean "undecodable"
+            s.reject("image", Reason.DECODE_ERROR, f"stored image does not decode: {exc}")
+            continue
+        parts = image_filters.unnatural_parts(img)
+        s.unnatural_score = parts.score
+        s.phash = image_filters.phash_hex(img)
+        too_small = image_filters.size_reason(s.orig_width, s.orig_height, cfg.min_image_side)
+        bad_aspect = image_filters.aspect_reason(s.orig_width, s.orig_height, cfg.max_aspect_ratio)
+        if too_small:
+            s.reject("image", Reason.TOO_SMALL, too_small)
+        elif bad_aspect:
+            s.reject("image", Reason.BAD_ASPECT, bad_aspect)
+        elif parts.score >= cfg.max_unnatural_score:
+            s.reject("image", Reason.UNNATURAL, str(parts))
+        else:
+            s.accept("image", str(parts))
+
+
+def dedup_step(samples: list[Sample], cfg: CrawlConfig) -> None:
+    """Both dedup passes over `samples` with a fresh `Deduper`."""
+    deduper = Deduper.from_config(cfg)
+    deduper.count(samples)
+    deduper.apply(samples)
+
+
+def crawl_samples(samples: list[Sample], cfg: CrawlConfig, work_dir: str | Path) -> list[Sample]:
+    """Run the checks after the DOM on candidate samples, in place; returns `samples`."""
+    caption_step(samples, cfg)
+    lang_step(samples, cfg)
+    nsfw_step(samples, cfg)
+    download_samples(samples, cfg, work_dir)
+    image_step(samples, cfg)
+    if cfg.dedup:
+        dedup_step(samples, cfg)
+    return samples
+
+
+def crawl_pages(
+    pages: Iterable[Page], cfg: CrawlConfig | None = None, work_dir: str | Path = "crawl_work"
+) -> list[Sample]:
+    """Every image candidate of `pages` as a sample with verdicts, in page then document order.
+
+    `work_dir` holds img2dataset's URL list and output (reused when rerun on the same candidates).
+    """
+    cfg = cfg or CrawlConfig()
+    samples = [s for page in pages for s in page_samples(page, cfg)]
+    return crawl_samples(samples, cfg, work_dir)
+
+
+def crawl_url_rows(
+    rows: Iterable[dict[str, str]], cfg: CrawlConfig | None = None, work_dir: str | Path = "crawl_work"
+) -> list[Sample]:
+    """Like `crawl_pages` for an img2dataset-style URL list: each row is already a candidate pair
+    (caption source "list"), so robots and DOM steps do not apply."""
+    cfg = cfg or CrawlConfig()
+    return crawl_samples([sample_from_url_row(r) for r in rows], cfg, work_dir)

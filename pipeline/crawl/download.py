@@ -1,0 +1,236 @@
+"""Download and resize candidate images with img2dataset 1.47, then read its output back.
+
+Why img2dataset and not a fetch loop of our own: it already handles threads, per-request
+timeouts, retries, the image's X-Robots-Tag opt-outs, OpenCV decoding and resizing, hashing of
+the original bytes, and records every failure as a row with `status` and `error_message`. We
+give it a parquet URL list (one row per *distinct* URL: a logo on 100 pages is fetched once) and
+read its per-shard parquet back, failures included, into our samples.
+
+Settings (`img2dataset_kwargs`), and why:
+- output_format="parquet": one file per shard holding successes *and* failures, bytes inline —
+  one reader, no tar + sidecar to join;
+- image_size=640, resize_mode="keep_ratio", resize_only_if_bigger=True, encode_format="jpg":
+  shorter side down to 640 px, never upscaled; the original size is still reported;
+- min_image_size=0, max_aspect_ratio=inf: img2dataset must not drop small or thin images, our
+  filters record those verdicts (TOO_SMALL, BAD_ASPECT) instead;
+- max_image_area=max_image_pixels, *and* OPENCV_IO_MAX_IMAGE_PIXELS in the workers'
+  environment: img2dataset checks the area only after cv2 has decoded the whole image, so a
+  20000x20000 PNG bomb would first allocate 400 MB; OpenCV's own cap refuses it from the header;
+- compute_hash="sha256": img2dataset hashes the downloaded (original) bytes, before resizing;
+- disallowed_header_directives, user_agent_token: the image response's X-Robots-Tag opt-outs,
+  the same set the page-level check uses;
+- extract_exif=False (not stored), enable_wandb=False, distributor="multiprocessing",
+  incremental_mode="incremental" (1.47's "overwrite" deletes its own _tmp dir and then fails);
+- the output folder is named by a hash of the URL list and settings, so a rerun with the same
+  candidates resumes (completed shards are skipped) and a different list never reuses stale rows.
+
+On 127.0.0.1: img2dataset fetches with urllib and a Firefox user agent (plus our token), honours
+`http_proxy`/`no_proxy` from the environment, and times out per request after `timeout` seconds.
+Its multiprocessing distributor *spawns* workers: each imports img2dataset (torch, albumentations,
+~5 s), so one call costs ~10-15 s of fixed overhead — batch all URLs of a shard into one call.
+Spawning also re-imports the caller's `__main__`: scripts must guard with `if __name__ == "__main__"`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import json
+import logging
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from laitkit.datasets.schema import Reason, Sample
+
+log = logging.getLogger(__name__)
+STAGE = "download"
+ALLOWED_SCHEMES = ("http", "https")
+ID_COL = "laitkit_id"  # img2dataset reserves "key"; our row id travels as an additional column
+
+#: img2dataset (status, substring of error_message) -> our reason; first match wins, "" matches all.
+ERROR_REASONS: tuple[tuple[str, str, Reason], ...] = (
+    ("failed_to_download", "X-Robots-Tag", Reason.ROBOTS_NOAI),
+    ("failed_to_download", "", Reason.DOWNLOAD_ERROR),  # HTTP errors, timeouts, refused, redirect loops
+    ("failed_to_resize", "", Reason.DECODE_ERROR),  # undecodable/truncated bytes, pixel caps (bombs)
+    ("", "", Reason.DOWNLOAD_ERROR),  # anything else: no row, unknown status
+)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What img2dataset reported for one URL."""
+
+    status: str
+    error: str = ""
+    image: bytes = b""
+    width: int = 0
+    height: int = 0
+    orig_width: int = 0
+    orig_height: int = 0
+    sha256: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "success" and bool(self.image)
+
+
+def reason_for(status: str, error: str) -> Reason:
+    """Map an img2dataset outcome to a `Reason` with the one table `ERROR_REASONS`."""
+    if status == "success":
+        return Reason.KEEP
+    for st, needle, reason in ERROR_REASONS:
+        if (not st or st == status) and needle in (error or ""):
+            return reason
+    return Reason.DOWNLOAD_ERROR
+
+
+def img2dataset_kwargs(cfg: Any, url_list: Path, output_folder: Path) -> dict[str, Any]:
+    """The keyword arguments for `img2dataset.download` (module doc says why each)."""
+    return {
+        "url_list": str(url_list),
+        "output_folder": str(output_folder),
+        "input_format": "parquet",
+        "url_col": "url",
+        "caption_col": None,  # captions stay on our samples; one URL may carry several
+        "save_additional_columns": [ID_COL],
+        "output_format": "parquet",
+        "image_size": cfg.image_size,
+        "resize_mode": cfg.resize_mode,
+        "resize_only_if_bigger": True,
+        "encode_format": "jpg",
+        "encode_quality": cfg.encode_quality,
+        "skip_reencode": False,
+        "timeout": cfg.timeout,
+        "retries": cfg.retries,
+        "processes_count": cfg.processes_count,
+        "thread_count": cfg.thread_count,
+        "number_sample_per_shard": cfg.urls_per_shard,
+        "distributor": "multiprocessing",
+        "incremental_mode": "incremental",
+        "enable_wandb": False,
+        "compute_hash": "sha256",
+        "extract_exif": False,
+        "min_image_size": 0,
+        "max_aspect_ratio": float("inf"),
+        "max_image_area": float(cfg.max_image_pixels),
+        "user_agent_token": cfg.user_agent_token or None,
+        "disallowed_header_directives": list(cfg.disallowed_directives),
+        "max_shard_retry": 1,
+    }
+
+
+@contextlib.contextmanager
+def _worker_environment(max_pixels: int) -> Iterator[None]:
+    """Environment the spawned workers inherit, restored afterwards.
+
+    NO_ALBUMENTATIONS_UPDATE stops albumentations from asking PyPI for a newer version at import
+    (a network call in every worker); OPENCV_IO_MAX_IMAGE_PIXELS makes cv2 refuse bombs from the
+    header. img2dataset's `download` also installs a SIGINT handler that exits with status 0 (and
+    raises outside the main thread); it is replaced by a no-op for the call, so Ctrl-C stays ours.
+    """
+    env = {"NO_ALBUMENTATIONS_UPDATE": "1", "OPENCV_IO_MAX_IMAGE_PIXELS": str(int(max_pixels))}
+    saved = {k: os.environ.get(k) for k in env}
+    i2d_main, real_signal = None, None
+    try:
+        os.environ.update(env)  # before the first import of img2dataset (albumentations checks at import)
+        # not `import img2dataset.main`: the package re-exports a *function* named main over the module
+        i2d_main = importlib.import_module("img2dataset.main")
+        real_signal = i2d_main.signal
+        i2d_main.signal = SimpleNamespace(signal=lambda *a, **k: None, SIGINT=real_signal.SIGINT)
+        yield
+    finally:
+        if i2d_main is not None and real_signal is not None:
+            i2d_main.signal = real_signal
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run_img2dataset(urls: Sequence[str], cfg: Any, work_dir: str | Path) -> dict[str, Fetched]:
+    """Fetch `urls` (deduplicated) with img2dataset; return what it reported for each URL.
+
+    Every URL gets an entry: one img2dataset wrote no row for (its shard crashed) is reported as
+    status "missing", never dropped.
+    """
+    unique = sorted(set(urls))
+    if not unique:
+        return {}
+    settings = img2dataset_kwargs(cfg, Path(), Path())
+    settings = {k: v for k, v in settings.items() if k not in ("url_list", "output_folder")}
+    key = json.dumps({"urls": unique, "settings": settings}, sort_keys=True, default=str)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    run_dir = Path(work_dir) / "img2dataset" / digest
+    out_dir = run_dir / "out"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    url_list = run_dir / "urls.parquet"
+    if not url_list.exists():
+        table = pa.table({"url": unique, ID_COL: [str(i) for i in range(len(unique))]})
+        tmp = run_dir / ".urls.parquet.tmp"
+        pq.write_table(table, tmp)
+        tmp.replace(url_list)
+    shards = math.ceil(len(unique) / cfg.urls_per_shard)
+    if len(list(out_dir.glob("*_stats.json"))) < shards:
+        log.info("img2dataset: %d URLs -> %s", len(unique), out_dir)
+        with _worker_environment(cfg.max_image_pixels):
+            importlib.import_module("img2dataset").download(**img2dataset_kwargs(cfg, url_list, out_dir))
+    return read_img2dataset_output(out_dir, unique)
+
+
+def read_img2dataset_output(out_dir: Path, urls: Sequence[str]) -> dict[str, Fetched]:
+    """Rows of img2dataset's per-shard parquet files, by URL (`urls[i]` has id str(i))."""
+    by_id: dict[str, Fetched] = {}
+    cols = [ID_COL, "status", "error_message", "width", "height", "original_width", "original_height", "sha256"]
+    for f in sorted(out_dir.glob("*.parquet")):
+        table = pq.read_table(f)
+        data = {c: table.column(c).to_pylist() for c in cols}
+        images = table.column("jpg").to_pylist() if "jpg" in table.column_names else [None] * table.num_rows
+        for i in range(table.num_rows):
+            by_id[str(data[ID_COL][i])] = Fetched(
+                status=data["status"][i] or "",
+                error=" ".join((data["error_message"][i] or "").split()),
+                image=images[i] or b"",
+                width=int(data["width"][i] or 0),
+                height=int(data["height"][i] or 0),
+                orig_width=int(data["original_width"][i] or 0),
+                orig_height=int(data["original_height"][i] or 0),
+                sha256=data["sha256"][i] or "",
+            )
+    missing = Fetched(status="missing", error="img2dataset wrote no row for this URL (its shard failed)")
+    return {url: by_id.get(str(i), missing) for i, url in enumerate(urls)}
+
+
+def download_samples(samples: Sequence[Sample], cfg: Any, work_dir: str | Path) -> None:
+    """Download every still-kept sample's image and record the outcome on it (in place).
+
+    Rejected samples are not downloaded. A URL whose scheme is not http(s) is rejected without a
+    request (urllib would happily read file:// paths named by a URL list).
+    """
+    todo = [s for s in samples if s.kept]
+    fetch: list[Sample] = []
+    for s in todo:
+        if urlsplit(s.url).scheme.lower() not in ALLOWED_SCHEMES:
+            s.reject(STAGE, Reason.DOWNLOAD_ERROR, f"URL scheme not fetched: {s.url[:80]}")
+        else:
+            fetch.append(s)
+    results = run_img2dataset([s.url for s in fetch], cfg, work_dir)
+    for s in fetch:
+        r = results[s.url]
+        if r.ok:
+            s.image, s.width, s.height, s.sha256 = r.image, r.width, r.height, r.sha256
+            s.orig_width, s.orig_height = r.orig_width, r.orig_height
+            s.accept(STAGE, f"{r.orig_width}x{r.orig_height} -> {r.width}x{r.height}")
+        else:
+            reason = reason_for(r.status, r.error) if r.status != "success" else Reason.DECODE_ERROR
+            s.reject(STAGE, reason, f"{r.status}: {r.error}" if r.error else r.status)

@@ -1,0 +1,411 @@
+"""Find a page's images in the DOM, tell main images from decoys, and collect every nearby text.
+
+Why a score and not one rule: no single signal separates a post's photo from the logo, avatar,
+ad banner, social icons, tracking pixel and related-post thumbnails around it. Each signal is
+weak (a main image may lack size attributes; a sidebar may sit inside `<main>`), so each adds or
+subtracts a little and the sum decides. The signals that fired are returned as text, so a decoy
+verdict says *why* ("in footer; hint 'pixel'; declared 1x1").
+
+Which URL: browsers fetch the lazy-loading attribute (`data-src`, ...) instead of a placeholder
+`src`, and the largest `srcset` / `<picture><source>` candidate is the full-size image. URLs are
+resolved against `<base href>` (itself resolved against the page URL, as it may be relative).
+Only http(s) URLs are returned: a page must not make the crawler read `file://` paths.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import urldefrag, urljoin, urlsplit
+
+from lxml import etree
+from lxml import html as lhtml
+
+from laitkit.datasets.schema import CaptionSource, TextCandidate
+
+CONTENT_TAGS = frozenset({"article", "main"})
+CHROME_TAGS = frozenset({"header", "footer", "nav", "aside"})
+CHROME_ROLES = {"banner": "header", "navigation": "nav", "contentinfo": "footer", "complementary": "aside"}
+LAZY_SRC_ATTRS = ("data-src", "data-lazy-src", "data-original", "data-lazy", "data-url")
+LAZY_SRCSET_ATTRS = ("data-srcset", "data-lazy-srcset")
+#: words in an image's own class/id/URL that mark page furniture rather than content
+IMAGE_HINTS = frozenset(
+    {
+        "logo", "icon", "icons", "favicon", "avatar", "avatars", "gravatar", "ad", "ads", "advert", "adverts",
+        "advertisement", "banner", "banners", "sprite", "sprites", "pixel", "spacer", "tracking", "tracker",
+        "beacon", "thumb", "thumbs", "thumbnail", "thumbnails", "related", "badge", "emoji", "emoticon",
+        "smiley", "button", "btn", "share", "social", "sponsor", "sponsored", "1x1", "blank", "placeholder",
+        "loader", "spinner", "rating", "flag",
+    }
+)  # fmt: skip
+#: the same, matched as a prefix/suffix of a token ("sitelogo", "thumbnail2"); short words excluded
+IMAGE_HINT_AFFIXES = ("logo", "avatar", "favicon", "sprite", "thumb", "banner", "advert")
+#: words in an ancestor's class/id that mark a furniture block
+ANCESTOR_HINTS = frozenset(
+    {
+        "related", "ad", "ads", "advert", "advertisement", "adsbygoogle", "sponsor", "sponsored", "promo",
+        "social", "share", "sharing", "sidebar", "widget", "comments", "comment", "byline", "author", "avatar",
+        "logo", "banner", "menu", "breadcrumb", "breadcrumbs",
+    }
+)  # fmt: skip
+BLOCK_TAGS = frozenset(
+    {"p", "div", "figure", "li", "td", "th", "dd", "dt", "blockquote", "section", "article", "main", "body",
+     "header", "footer", "aside", "nav", "table", "ul", "ol"}
+)  # fmt: skip
+BROAD_TAGS = frozenset({"body", "article", "main", "section", "html"})
+_TOKEN = re.compile(r"[a-z0-9]+")
+_PX = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:px)?\s*$", re.I)
+_STYLE_DIM = re.compile(r"(?:^|;)\s*(width|height)\s*:\s*(\d+(?:\.\d+)?)px", re.I)
+_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
+
+
+@dataclass
+class ImageCandidate:
+    """One `<img>` of a page: the URL to fetch, main-or-decoy, why, and the texts around it.
+
+    `index` is the element's position among the page's `<img>` elements, so (page URL, index)
+    identifies it even when the same image appears twice on a page.
+    """
+
+    url: str
+    index: int
+    is_main: bool
+    score: float
+    signals: list[str] = field(default_factory=list)
+    texts: list[TextCandidate] = field(default_factory=list)
+    declared_width: int | None = None
+    declared_height: int | None = None
+    source_attr: str = "src"  # which markup gave the URL: src, srcset, picture, data-src, ...
+
+    @property
+    def detail(self) -> str:
+        return f"score {self.score:+g}: " + ("; ".join(self.signals) if self.signals else "no signal")
+
+
+def parse_html(text: str) -> etree._Element | None:
+    """The document root, or None for an empty/unparseable page (never raises).
+
+    The text is re-encoded as UTF-8 bytes so that an XML encoding declaration in the string does
+    not make lxml refuse it.
+    """
+    if not text or not text.strip():
+        return None
+    try:
+        return lhtml.document_fromstring(text.encode("utf-8"), parser=lhtml.HTMLParser(encoding="utf-8"))
+    except (etree.ParserError, ValueError):
+        return None
+
+
+def document_base(doc: etree._Element, page_url: str) -> str:
+    """The URL relative references resolve against: the first `<base href>`, resolved, else the page."""
+    for base in doc.iter("base"):
+        href = (base.get("href") or "").strip()
+        if href:
+            return urljoin(page_url, href)
+    return page_url
+
+
+def resolve_url(base: str, raw: str | None, schemes: tuple[str, ...] = ("http", "https")) -> str:
+    """Absolute URL without fragment, or '' for empty, data:, javascript: or non-allowed schemes."""
+    raw = re.sub(r"[\t\n\r]", "", (raw or "")).strip()
+    if not raw or raw.lower().startswith(("data:", "javascript:", "about:", "blob:")):
+        return ""
+    url = urldefrag(urljoin(base, raw))[0]
+    return url if urlsplit(url).scheme.lower() in schemes else ""
+
+
+def parse_srcset(value: str | None) -> list[tuple[str, str, float]]:
+    """`srcset` → [(url, kind, value)] with kind 'w' (width) or 'x' (density; default 1x).
+
+    A small version of the HTML spec's tokenizer: URLs run to the next whitespace (so commas
+    inside data: URIs survive); descriptors run to the next comma.
+    """
+    s, out, pos = value or "", [], 0
+    n = len(s)
+    while pos < n:
+        while pos < n and (s[pos].isspace() or s[pos] == ","):
+            pos += 1
+        if pos >= n:
+            break
+        start = pos
+        while pos < n and not s[pos].isspace():
+            pos += 1
+        url, desc = s[start:pos], ""
+        if url.endswith(","):
+            url = url.rstrip(",")
+        else:
+            start = pos
+            while pos < n and s[pos] != ",":
+                pos += 1
+            desc = s[start:pos].strip()
+        kind, val = "x", 1.0
+        for tok in desc.split():
+            try:
+                if tok[-1:].lower() == "w":
+                    kind, val = "w", float(tok[:-1])
+                elif tok[-1:].lower() == "x":
+                    kind, val = "x", float(tok[:-1])
+            except ValueError:
+                continue
+        if url:
+            out.append((url, kind, val))
+    return out
+
+
+def largest_from_srcset(entries: list[tuple[str, str, float]], base: str, schemes: tuple[str, ...]) -> str:
+    """The largest candidate: width descriptors beat density ones, then the biggest value wins."""
+    best, best_key = "", (-1, -1.0)
+    for raw, kind, val in entries:
+        url = resolve_url(base, raw, schemes)
+        key = (1 if kind == "w" else 0, val)
+        if url and key > best_key:
+            best, best_key = url, key
+    return best
+
+
+def image_url(img: etree._Element, base: str, schemes: tuple[str, ...]) -> tuple[str, str]:
+    """(URL a browser would show at full size, which markup gave it), or ('', '') if none."""
+    entries: list[tuple[str, str, float]] = []
+    how = "srcset"
+    # libxml2 does not know <source> is void: the <img> may end up *inside* it, so look up a few levels
+    picture = next((a for _, a in zip(range(3), img.iterancestors(), strict=False) if a.tag == "picture"), None)
+    if picture is not None:
+        for source in picture.iter("source"):
+            for attr in ("srcset", *LAZY_SRCSET_ATTRS):
+                entries += parse_srcset(source.get(attr))
+        how = "picture" if entries else how
+    for attr in ("srcset", *LAZY_SRCSET_ATTRS):
+        entries += parse_srcset(img.get(attr))
+    lazy = next(((a, img.get(a)) for a in LAZY_SRC_ATTRS if resolve_url(base, img.get(a), schemes)), None)
+    if entries:
+        if not any(k == "w" for _, k, _ in entries):  # density-only: src (or data-src) is the 1x image
+            fallback = lazy[1] if lazy else img.get("src")
+            if fallback:
+                entries.append((fallback, "x", 1.0))
+        url = largest_from_srcset(entries, base, schemes)
+        if url:
+            return url, how
+    if lazy is not None:
+        return resolve_url(base, lazy[1], schemes), lazy[0]
+    url = resolve_url(base, img.get("src"), schemes)
+    return (url, "src") if url else ("", "")
+
+
+def _dim(value: str | None) -> int | None:
+    m = _PX.match(value or "")
+    return int(float(m.group(1))) if m else None
+
+
+def declared_size(img: etree._Element) -> tuple[int | None, int | None]:
+    """Width/height from attributes, else from inline `style` pixels; None where not declared."""
+    w, h = _dim(img.get("width")), _dim(img.get("height"))
+    for name, val in _STYLE_DIM.findall(img.get("style") or ""):
+        if name.lower() == "width" and w is None:
+            w = int(float(val))
+        elif name.lower() == "height" and h is None:
+            h = int(float(val))
+    return w, h
+
+
+def _tokens(*values: str | None) -> set[str]:
+    return {t for v in values if v for t in _TOKEN.findall(v.lower())}
+
+
+def _image_hint(tokens: set[str]) -> str:
+    hit = sorted(tokens & IMAGE_HINTS)
+    if hit:
+        return hit[0]
+    for tok in sorted(tokens):
+        for affix in IMAGE_HINT_AFFIXES:
+            if tok != affix and (tok.startswith(affix) or tok.endswith(affix)):
+                return tok
+    return ""
+
+
+def score_image(
+    img: etree._Element, url: str, *, min_declared_side: int = 300, ancestor_depth: int = 4
+) -> tuple[float, list[str], tuple[int | None, int | None]]:
+    """(score, signals that fired, declared size). Positive evidence for content, negative for furniture."""
+    score, signals = 0.0, []
+    ancestors = [a for a in img.iterancestors() if isinstance(a.tag, str)]
+    tags = {a.tag for a in ancestors}
+    roles = {(a.get("role") or "").strip().lower() for a in ancestors}
+    if tags & CONTENT_TAGS or roles & {"main", "article"}:
+        score += 2
+        signals.append("in content")
+    if "figure" in tags:
+        score += 1
+        signals.append("in figure")
+    chrome = sorted((tags & CHROME_TAGS) | {CHROME_ROLES[r] for r in roles if r in CHROME_ROLES})
+    if chrome:
+        score -= 4
+        signals.append(f"in {chrome[0]}")
+    # hints the page author wrote on the element weigh more than words in the URL's path, which
+    # also name real photos now and then (".../uploads/banner-sunset.jpg")
+    hint = _image_hint(_tokens(img.get("class"), img.get("id")))
+    path_hint = "" if hint else _image_hint(_tokens(urlsplit(url).path))
+    if hint or path_hint:
+        score -= 4 if hint else 3
+        signals.append(f"hint '{hint}'" if hint else f"url hint '{path_hint}'")
+    for a in ancestors[:ancestor_depth]:
+        if a.tag in ("body", "html"):
+            break
+        found = sorted(_tokens(a.get("class"), a.get("id")) & ANCESTOR_HINTS)
+        if found:
+            score -= 3
+            signals.append(f"{a.tag} '{found[0]}'")
+            break
+    w, h = declared_size(img)
+    dims = f"{w if w is not None else '?'}x{h if h is not None else '?'}"
+    if (w is not None and w <= 2) or (h is not None and h <= 2):
+        score -= 10
+        signals.append(f"declared {dims}")
+    elif (w is not None and w < min_declared_side) or (h is not None and h < min_declared_side):
+        score -= 4
+        signals.append(f"declared {dims}")
+    elif w is not None and h is not None:
+        score += 1
+        signals.append(f"declared {dims}")
+    if img.get("hidden") is not None or _HIDDEN_STYLE.search(img.get("style") or ""):
+        score -= 10
+        signals.append("hidden")
+    return score, signals, (w, h)
+
+
+def clean_text(text: str | None) -> str:
+    return " ".join((text or "").split())
+
+
+def _text_without(el: etree._Element, skip: frozenset[str]) -> str:
+    """Text content of `el` without the subtrees whose tag is in `skip` (their tails are kept)."""
+    parts = [el.text or ""]
+    for child in el:
+        if isinstance(child.tag, str) and child.tag not in skip:
+            parts.append(_text_without(child, skip))
+        parts.append(child.tail or "")
+    return "".join(parts)
+
+
+_SKIP_TEXT = frozenset({"figcaption", "script", "style", "noscript", "template"})
+
+
+def trim_words(text: str, max_chars: int) -> str:
+    """At most `max_chars`, cut at a word boundary."""
+    if len(text) <= max_chars:
+        return text
+    cut = text[: max_chars + 1].rsplit(" ", 1)[0]
+    return cut if cut else text[:max_chars]
+
+
+def surrounding_text(img: etree._Element, max_chars: int = 300) -> str:
+    """The nearest paragraph-like text: the image's own block, else an adjacent `<p>`.
+
+    Deliberately short-sighted: a gallery image without text must not borrow the paragraph of the
+    figure before it. The container is the image's `<figure>`, else its nearest block element; a
+    broad container (article, section, body) is never read whole — only the `<p>` right next to
+    the image (or its inline wrapper) is.
+    """
+    anchor, container = img, img.getparent()
+    figure = next((a for a in img.iterancestors() if a.tag == "figure"), None)
+    if figure is not None:
+        anchor, container = figure, figure.getparent()
+        own = clean_text(_text_without(figure, _SKIP_TEXT))
+        if own:
+            return trim_words(own, max_chars)
+    else:
+        while container is not None and container.tag not in BLOCK_TAGS:
+            anchor, container = container, container.getparent()
+        if container is not None and container.tag not in BROAD_TAGS:
+            own = clean_text(_text_without(container, _SKIP_TEXT))
+            if own:
+                return trim_words(own, max_chars)
+            anchor = container
+    for sib in (anchor.getnext(), anchor.getprevious()):
+        if sib is not None and sib.tag == "p":
+            text = clean_text(_text_without(sib, _SKIP_TEXT))
+            if text:
+                return trim_words(text, max_chars)
+    return ""
+
+
+def og_texts(doc: etree._Element, base: str, schemes: tuple[str, ...]) -> tuple[set[str], str]:
+    """(resolved og:image URLs, og:description) of the page."""
+    images, description = set(), ""
+    for meta in doc.iter("meta"):
+        prop = (meta.get("property") or meta.get("name") or "").strip().lower()
+        if prop in ("og:image", "og:image:url", "og:image:secure_url"):
+            url = resolve_url(base, meta.get("content"), schemes)
+            if url:
+                images.add(url)
+        elif prop == "og:description" and not description:
+            description = clean_text(meta.get("content"))
+    return images, description
+
+
+def image_texts(
+    img: etree._Element, url: str, og_images: set[str], og_description: str, max_chars: int = 300
+) -> list[TextCandidate]:
+    """Every candidate caption of one image, in the page's own words (empty texts left out)."""
+    out: list[TextCandidate] = []
+    for source, text in (
+        (CaptionSource.ALT, img.get("alt")),
+        (CaptionSource.TITLE, img.get("title")),
+    ):
+        if clean_text(text):
+            out.append(TextCandidate(source, clean_text(text)))
+    figure = next((a for a in img.iterancestors() if a.tag == "figure"), None)
+    if figure is not None:
+        for cap in figure.iter("figcaption"):
+            text = clean_text(_text_without(cap, frozenset({"script", "style"})))
+            if text:
+                out.append(TextCandidate(CaptionSource.FIGCAPTION, text))
+                break
+    around = surrounding_text(img, max_chars)
+    if around:
+        out.append(TextCandidate(CaptionSource.SURROUNDING, around))
+    if og_description and url in og_images:
+        out.append(TextCandidate(CaptionSource.OG, og_description))
+    return out
+
+
+def extract_images(
+    html: str,
+    page_url: str,
+    *,
+    min_declared_side: int = 300,
+    main_threshold: float = 0.0,
+    surrounding_max_chars: int = 300,
+    schemes: tuple[str, ...] = ("http", "https"),
+) -> list[ImageCandidate]:
+    """Every fetchable `<img>` of the page, in document order, marked main (score >= threshold) or decoy.
+
+    Images with no http(s) URL at all (only a data: placeholder, say) are left out: with no URL
+    there is nothing to record a verdict for. A `<noscript>` copy of an image that the page also
+    shows lazily is left out too — it is the same image, not a second candidate.
+    """
+    doc = parse_html(html)
+    if doc is None:
+        return []
+    base = document_base(doc, page_url)
+    og_images, og_description = og_texts(doc, base, schemes)
+    found: list[tuple[ImageCandidate, bool]] = []
+    for index, img in enumerate(doc.iter("img")):
+        url, how = image_url(img, base, schemes)
+        if not url:
+            continue
+        score, signals, (w, h) = score_image(img, url, min_declared_side=min_declared_side)
+        cand = ImageCandidate(
+            url=url,
+            index=index,
+            is_main=score >= main_threshold,
+            score=score,
+            signals=signals,
+            texts=image_texts(img, url, og_images, og_description, surrounding_max_chars),
+            declared_width=w,
+            declared_height=h,
+            source_attr=how,
+        )
+        in_noscript = any(a.tag == "noscript" for a in img.iterancestors())
+        found.append((cand, in_noscript))
+    shown = {c.url for c, hidden in found if not hidden}
+    return [c for c, in_noscript in found if not (in_noscript and c.url in shown)]

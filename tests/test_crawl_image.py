@@ -1,0 +1,245 @@
+"""Image filters on generated images (size, aspect, unnatural graphics, phash) and the dedup step."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import matplotlib.cbook
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from laitkit.datasets.schema import Reason, Sample
+from laitkit.pipeline.crawl import CrawlConfig, Deduper, image_step
+from laitkit.pipeline.crawl.dedup import PhashIndex
+from laitkit.pipeline.crawl.download import reason_for
+from laitkit.pipeline.crawl.image_filters import (
+    aspect_reason,
+    decode_image,
+    phash_hex,
+    size_reason,
+    unnatural_parts,
+)
+
+
+def photo(seed: int, w: int = 480, h: int = 360) -> Image.Image:
+    """Photo-like: a smooth random low-frequency field, soft blobs, sensor noise."""
+    rng = np.random.default_rng(seed)
+    low = Image.fromarray(rng.integers(30, 226, (8, 8, 3), dtype=np.uint8)).resize((w, h), Image.Resampling.BICUBIC)
+    a = np.asarray(low, dtype=np.float64) + rng.normal(0, 7, (h, w, 3))
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(0.6))
+
+
+def chart(w: int = 560, h: int = 420) -> Image.Image:
+    img = Image.new("RGB", (w, h), (255, 255, 255))
+    d = ImageDraw.Draw(img)
+    d.text((20, 8), "Quarterly results", font=ImageFont.load_default(size=18), fill=(0, 0, 0))
+    for i, v in enumerate((120, 260, 180, 300)):
+        d.rectangle((70 + i * 110, h - 40 - v, 140 + i * 110, h - 40), fill=[(31, 119, 180), (255, 127, 14),
+                    (44, 160, 44), (214, 39, 40)][i])  # fmt: skip
+    d.line((60, h - 40, w - 20, h - 40), fill=(0, 0, 0), width=2)
+    d.line((60, 30, 60, h - 40), fill=(0, 0, 0), width=2)
+    return img
+
+
+def logo(w: int = 420, h: int = 420) -> Image.Image:
+    img = Image.new("RGB", (w, h), (250, 250, 250))
+    d = ImageDraw.Draw(img)
+    d.ellipse((40, 40, w - 40, h - 40), fill=(205, 35, 35))
+    d.text((w // 3, h // 2 - 20), "ACME", font=ImageFont.load_default(size=48), fill=(255, 255, 255))
+    return img
+
+
+def text_image(w: int = 600, h: int = 400) -> Image.Image:
+    img = Image.new("RGB", (w, h), (252, 252, 246))
+    d = ImageDraw.Draw(img)
+    for i in range(10):
+        d.text((20, 16 + i * 36), "Shipping and returns: read carefully", font=ImageFont.load_default(size=24),
+               fill=(25, 25, 25))  # fmt: skip
+    return img
+
+
+def jpeg(img: Image.Image, quality: int = 95) -> bytes:
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def roundtrip(img: Image.Image, quality: int = 95) -> Image.Image:
+    return decode_image(jpeg(img, quality))
+
+
+def test_unnatural_score_separates_photos_from_graphics():
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as fh:
+        real = Image.open(fh).convert("RGB")
+    natural = [real, *(photo(s) for s in range(3))]
+    graphics = [chart(), logo(), text_image()]
+    nat = [unnatural_parts(roundtrip(i)).score for i in natural]
+    gra = [unnatural_parts(roundtrip(i)).score for i in graphics]
+    assert max(nat) < 0.45, nat
+    assert min(gra) > 0.7, gra
+    parts = unnatural_parts(roundtrip(chart()))
+    assert parts.flat > 0.7 and parts.dominant > 0.8 and 0 <= parts.score <= 1
+    assert "flat" in str(parts)
+
+
+def test_size_and_aspect_reasons():
+    assert size_reason(300, 300) == "" and size_reason(640, 480) == ""
+    assert "299" in size_reason(299, 1000) and size_reason(1000, 299)
+    assert size_reason(200, 250, min_side=150) == ""
+    assert aspect_reason(900, 300) == "" and aspect_reason(300, 900) == ""
+    assert "3.01" in aspect_reason(903, 300) and aspect_reason(300, 1000)
+    assert aspect_reason(1000, 300, max_ratio=4) == ""
+    assert aspect_reason(0, 10)
+
+
+def test_phash_is_hex_and_robust_to_resize_and_recompression():
+    a = photo(1, 600, 450)
+    h = phash_hex(roundtrip(a))
+    assert len(h) == 16 and int(h, 16) >= 0
+    near = roundtrip(a.resize((450, 338), Image.Resampling.LANCZOS), quality=60)
+    other = roundtrip(photo(2, 600, 450))
+    assert (int(h, 16) ^ int(phash_hex(near), 16)).bit_count() <= 4
+    assert (int(h, 16) ^ int(phash_hex(other), 16)).bit_count() > 10
+
+
+def _downloaded(key: str, img: Image.Image, orig: tuple[int, int] | None = None) -> Sample:
+    s = Sample(key=key, url=f"http://h.org/{key}.jpg", page_url="http://h.org/p", caption="a red kite")
+    s.image = jpeg(img)
+    s.width, s.height = img.size
+    s.orig_width, s.orig_height = orig or img.size
+    s.accept("download")
+    return s
+
+
+def test_image_step_verdicts_in_order():
+    cfg = CrawlConfig()
+    ok = _downloaded("ok", photo(3))
+    small = _downloaded("small", photo(4, 280, 200))
+    wide = _downloaded("wide", photo(5, 640, 200), orig=(1920, 600))  # stored image resized, original is wide
+    small_and_wide = _downloaded("both", photo(6, 280, 80))
+    graphic = _downloaded("graphic", chart())
+    broken = _downloaded("broken", photo(7))
+    broken.image = broken.image[: len(broken.image) // 2]
+    rejected = _downloaded("rej", photo(8))
+    rejected.reject("lang", Reason.NOT_ENGLISH)
+    image_step([ok, small, wide, small_and_wide, graphic, broken, rejected], cfg)
+    assert ok.kept and ok.unnatural_score < 0.45 and len(ok.phash) == 16
+    assert small.status == Reason.TOO_SMALL and small.phash  # scores are kept on rejected samples too
+    assert wide.status == Reason.BAD_ASPECT and "3.20:1" in wide.verdicts[-1].detail
+    assert small_and_wide.status == Reason.TOO_SMALL  # the first failing check decides
+    assert graphic.status == Reason.UNNATURAL and graphic.unnatural_score > 0.7
+    assert broken.status == Reason.DECODE_ERROR
+    assert rejected.phash == "" and len(rejected.verdicts) == 2  # not looked at
+    # thresholds are configuration
+    lenient = _downloaded("lenient", chart())
+    image_step([lenient], CrawlConfig(max_unnatural_score=1.0, min_image_side=100))
+    assert lenient.kept
+
+
+def test_img2dataset_error_table():
+    assert reason_for("success", "") == Reason.KEEP
+    assert reason_for("failed_to_download", "Use of image disallowed by X-Robots-Tag directive") == Reason.ROBOTS_NOAI
+    assert reason_for("failed_to_download", "HTTP Error 404: Not Found") == Reason.DOWNLOAD_ERROR
+    assert reason_for("failed_to_download", "<urlopen error timed out>") == Reason.DOWNLOAD_ERROR
+    assert reason_for("failed_to_resize", "Image decoding error") == Reason.DECODE_ERROR
+    assert reason_for("failed_to_resize", "image area too large") == Reason.DECODE_ERROR
+    assert reason_for("missing", "no row") == Reason.DOWNLOAD_ERROR
+
+
+# --- dedup ------------------------------------------------------------------------------------------
+
+
+def kept(key: str, page: str, url: str, *, sha: str = "", phash: str = "", caption: str = "") -> Sample:
+    s = Sample(key=key, url=url, page_url=page, sha256=sha, phash=phash, caption=caption or f"caption {key}")
+    s.accept("image")
+    return s
+
+
+def run_dedup(samples: list[Sample], **kw) -> dict[str, str]:
+    d = Deduper(**kw)
+    d.count(samples)
+    d.apply(samples)
+    return {s.key: s.status for s in samples}
+
+
+def test_dup_url_sha_phash_keep_the_earliest_page_whatever_the_input_order():
+    base = 0x0F0F_F0F0_1234_5678
+    samples = [
+        kept("b_url", "http://h/p2", "http://h/a.jpg", sha="s1", phash=f"{base:016x}"),
+        kept("a_first", "http://h/p1", "http://h/a.jpg", sha="s1", phash=f"{base:016x}"),
+        kept("c_sha", "http://h/p3", "http://h/copy.jpg", sha="s1", phash=f"{base:016x}"),
+        kept("d_near", "http://h/p4", "http://h/near.jpg", sha="s2", phash=f"{base ^ 0b1011:016x}"),  # distance 3
+        kept("e_far", "http://h/p5", "http://h/far.jpg", sha="s3", phash=f"{base ^ 0b11111:016x}"),  # distance 5
+    ]
+    expected = {"a_first": "keep", "b_url": "dup_url", "c_sha": "dup_sha256", "d_near": "dup_phash", "e_far": "keep"}
+    for _ in range(3):
+        fresh = [kept(s.key, s.page_url, s.url, sha=s.sha256, phash=s.phash, caption=s.caption) for s in samples]
+        random.Random(_).shuffle(fresh)
+        assert run_dedup(fresh) == expected
+    by_key = {s.key: s for s in fresh}
+    assert "a_first" in by_key["b_url"].verdicts[-1].detail
+    assert "distance 3" in by_key["d_near"].verdicts[-1].detail
+    assert run_dedup([kept(s.key, s.page_url, s.url, sha=s.sha256, phash=s.phash) for s in samples],
+                     phash_max_distance=5)["e_far"] == "dup_phash"  # fmt: skip
+
+
+def test_rejected_samples_are_neither_checked_nor_remembered():
+    first = kept("a", "http://h/p1", "http://h/a.jpg", sha="s1")
+    first.reject("caption", Reason.USELESS_CAPTION)
+    second = kept("b", "http://h/p2", "http://h/a.jpg", sha="s1")
+    statuses = run_dedup([first, second])
+    assert statuses == {"a": "useless_caption", "b": "keep"}
+    assert len(first.verdicts) == 2  # no dedup verdict appended
+
+
+def test_dup_caption_counts_distinct_images_and_rejects_all_carriers():
+    stock = "Click on the image to see it in full size"
+    six = [kept(f"s{i}", f"http://h/p{i}", f"http://h/{i}.jpg", sha=f"h{i}", caption=stock) for i in range(6)]
+    statuses = run_dedup(six)
+    assert set(statuses.values()) == {"dup_caption"}
+    # five distinct images (one of them listed twice under two URLs with the same bytes) are fine
+    five = [kept(f"f{i}", f"http://h/p{i}", f"http://h/{i}.jpg", sha=f"h{i}", caption=stock) for i in range(5)]
+    five.append(kept("f5", "http://h/p9", "http://h/copy.jpg", sha="h0", caption=stock.upper()))
+    statuses = run_dedup(five)
+    assert statuses["f5"] == "dup_sha256" and list(statuses.values()).count("keep") == 5
+    # rejected carriers count too: the caption is boilerplate wherever it appears
+    mixed = [kept(f"m{i}", f"http://h/p{i}", f"http://h/{i}.jpg", sha=f"h{i}", caption=stock) for i in range(6)]
+    for s in mixed[:3]:
+        s.reject("image", Reason.TOO_SMALL)
+    assert set(run_dedup(mixed, max_images_per_caption=5).values()) == {"too_small", "dup_caption"}
+
+
+def test_count_and_apply_in_batches():
+    stock = "Product photo from our online catalogue"
+    d = Deduper(max_images_per_caption=2)
+    batch1 = [kept("a", "http://h/p1", "http://h/1.jpg", caption=stock), kept("x", "http://h/p1", "http://h/x.jpg")]
+    batch2 = [kept("b", "http://h/p2", "http://h/2.jpg", caption=stock), kept("c", "http://h/p3", "http://h/3.jpg",
+              caption=stock), kept("y", "http://h/p4", "http://h/x.jpg")]  # fmt: skip
+    d.count(batch1)
+    d.count(batch2)
+    d.apply(batch1)
+    d.apply(batch2)
+    assert [s.status for s in batch1 + batch2] == ["dup_caption", "keep", "dup_caption", "dup_caption", "dup_url"]
+
+
+def test_phash_index_agrees_with_brute_force():
+    rng = random.Random(0)
+    stored = [rng.getrandbits(64) for _ in range(300)]
+    index = PhashIndex(4)
+    for i, h in enumerate(stored):
+        index.add(h, str(i))
+    for _ in range(300):
+        base = rng.choice(stored)
+        flips = rng.sample(range(64), rng.randint(0, 8))
+        q = base
+        for b in flips:
+            q ^= 1 << b
+        brute = min((q ^ h).bit_count() for h in stored)
+        hit = index.find(q)
+        assert (hit is not None) == (brute <= 4)
+        if hit is not None:
+            assert hit[1] <= 4
+    with pytest.raises(ValueError):
+        PhashIndex(64)
