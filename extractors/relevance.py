@@ -3,7 +3,7 @@
 Why a model of our own: ImageBERT's LAIT scores every (image, text) pair with a weakly trained
 relevance model and drops pairs below a threshold. No CLIP weights can be fetched, and a crawl
 recipe must not depend on them anyway, so laitkit ships a tiny trainable scorer: a 4-layer CNN
-over a 64x64 thumbnail and a hashed bag-of-words text tower (no vocabulary file to ship), joined
+(strided stem) over a 64x64 thumbnail and a hashed bag-of-words text tower (no vocabulary file to ship), joined
 by a bilinear score and trained with binary cross-entropy on matched vs shuffled pairs. A user
 retrains it on their own pairs (`laitkit crawl train-relevance`) or points `weights` elsewhere.
 """
@@ -60,7 +60,8 @@ class RelevanceModel(nn.Module):
         def block(cin: int, cout: int) -> nn.Sequential:
             return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2))
 
-        self.image = nn.Sequential(block(3, 32), block(32, 64), block(64, 64), block(64, dim), nn.AdaptiveAvgPool2d(1))
+        stem = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.image = nn.Sequential(stem, block(16, 32), block(32, 64), block(64, dim), nn.AdaptiveAvgPool2d(1))
         self.text = nn.EmbeddingBag(buckets, dim, mode="mean")
         self.text_proj = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, dim))
         self.bilinear = nn.Bilinear(dim, dim, 1)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from laitkit.datasets import shards as shardio
@@ -189,7 +190,9 @@ def run_job(cfg: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
     if todo:
         expected = {i: pq.read_metadata(crawl_files[i]).num_rows for i in todo}
-        ds = ray.data.read_parquet([str(crawl_files[i]) for i in todo]).select_columns(list(ROW_COLUMNS))
+        # an explicit local filesystem: Ray's path probing otherwise imports fsspec's HTTP backend
+        files = [str(crawl_files[i].resolve()) for i in todo]
+        ds = ray.data.read_parquet(files, filesystem=pafs.LocalFileSystem()).select_columns(list(ROW_COLUMNS))
         ds = stages.apply_stages(ds, cfg, dedup_path)
         feature_dim = None
         for sid, samples in group_by_shard(ds.iter_rows(), expected):
