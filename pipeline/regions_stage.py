@@ -1,0 +1,88 @@
+"""Ray Data stage: region features for kept samples, one detector per actor.
+
+Why an actor-pool class: loading a detectron2 model costs seconds and hundreds of MB, so each Ray
+actor builds one `RegionExtractor` in `__init__` and reuses it for every batch. On a GPU machine
+each actor owns one GPU; on CPU each actor runs one torch thread, because tiny convolutions with
+several OpenMP threads per process mostly wait in barriers when processes share cores (the
+training measurements in `extractors/regions_synth.py`). Rows that are not "keep" pass through
+byte for byte; an image the detector cannot read is rejected with `Reason.REGIONS_ERROR` and the
+error text, never raised.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from laitkit.datasets.codec import from_row, to_row
+from laitkit.datasets.schema import Reason
+from laitkit.extractors.regions import RegionExtractor, RegionsConfig
+
+MEMBER_COLUMNS = ("jpg", "txt", "json", "npz")
+STAGE = "regions"
+
+
+class RegionsStage:
+    """`map_batches` callable: fills `sample.regions` for rows whose status is "keep"."""
+
+    name = STAGE
+
+    def __init__(self, cfg: RegionsConfig, num_threads: int | None = None) -> None:
+        import torch
+
+        if num_threads:
+            torch.set_num_threads(int(num_threads))
+        self.cfg = cfg
+        self.extractor = RegionExtractor(cfg)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(batch["key"])
+        out = {k: np.array(v, dtype=object, copy=True) if v.dtype == object else v.copy() for k, v in batch.items()}
+        todo = [i for i in range(n) if str(batch["status"][i]) == "keep"]
+        if not todo:
+            return out
+        samples = [from_row({c: batch[c][i] for c in MEMBER_COLUMNS}) for i in todo]
+        results = self.extractor.extract([s.image for s in samples])
+        for i, sample, res in zip(todo, samples, results, strict=True):
+            if isinstance(res, str):
+                sample.reject(STAGE, Reason.REGIONS_ERROR, res)
+            else:
+                sample.regions = res
+                sample.accept(STAGE, f"{res.num_boxes} boxes")
+            row = to_row(sample)
+            for col in (*MEMBER_COLUMNS, "status"):
+                out[col][i] = row[col]
+        return out
+
+
+def regions_map_kwargs(cfg: RegionsConfig, num_gpus_available: int, num_cpus_available: int | None = None,
+                       cpu_actors: int | None = None) -> dict[str, Any]:
+    """Keyword arguments for `ds.map_batches(RegionsStage, **kwargs)`.
+
+    GPU (when `num_gpus_available` > 0 and the device is not forced to CPU): one actor per GPU,
+    `num_gpus=1` each, larger Ray batches so the extractor can fill its own `batch_size`.
+    CPU: one single-threaded actor per core (or `cpu_actors`), `num_cpus=1` each.
+    """
+    import ray.data
+
+    use_gpu = num_gpus_available > 0 and not cfg.device.startswith("cpu")
+    if use_gpu:
+        actors = int(num_gpus_available)
+        resources: dict[str, Any] = {"num_gpus": 1, "num_cpus": 2}
+        batch = cfg.batch_size * 4
+        threads = 2
+    else:
+        cpus = int(num_cpus_available or os.cpu_count() or 1)
+        actors = max(1, int(cpu_actors or cpus))
+        resources = {"num_cpus": 1}
+        batch = max(cfg.batch_size * 4, 16)  # fewer, larger Ray batches: row codec and scheduling amortised
+        threads = 1
+    return {
+        "fn_constructor_kwargs": {"cfg": cfg, "num_threads": threads},
+        "compute": ray.data.ActorPoolStrategy(size=actors),
+        "batch_size": batch,
+        "batch_format": "numpy",
+        **resources,
+    }
