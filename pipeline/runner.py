@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from laitkit.datasets import shards as shardio
@@ -79,6 +78,10 @@ _ROW_TYPES = {
     "json": pa.binary(),
     "npz": pa.binary(),
 }
+
+
+def read_rows(path: str) -> pa.Table:
+    return pq.read_table(path, columns=list(ROW_COLUMNS))
 
 
 def light_samples(crawl_files: list[Path]) -> list[Sample]:
@@ -190,9 +193,10 @@ def run_job(cfg: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
     if todo:
         expected = {i: pq.read_metadata(crawl_files[i]).num_rows for i in todo}
-        # an explicit local filesystem: Ray's path probing otherwise imports fsspec's HTTP backend
-        files = [str(crawl_files[i].resolve()) for i in todo]
-        ds = ray.data.read_parquet(files, filesystem=pafs.LocalFileSystem()).select_columns(list(ROW_COLUMNS))
+        # Each crawl shard is read by a light task into the object store. (`ray.data.read_parquet`
+        # probes fsspec's HTTP backend, which needs aiohttp, and asks a whole CPU per read task.)
+        read = ray.remote(num_cpus=0.05)(read_rows)
+        ds = ray.data.from_arrow_refs([read.remote(str(crawl_files[i])) for i in todo])
         ds = stages.apply_stages(ds, cfg, dedup_path)
         feature_dim = None
         for sid, samples in group_by_shard(ds.iter_rows(), expected):
@@ -216,7 +220,7 @@ def run_job(cfg: Any) -> dict[str, Any]:
         "config_hash": config_hash,
         "input_shards": len(page_shards),
         "shards_written_now": len(todo),
-        "kept": manifest.get("total", manifest.get("count", 0)),
+        "kept": manifest.get("total_count", 0),
         "stage_seconds": times.seconds,
         "pretrain": pretrain_summary,
     }

@@ -42,7 +42,7 @@ def job(tmp_path_factory):
 def test_kept_shards_read_by_plain_webdataset_and_polars(job) -> None:
     _, out, summary = job
     tars = sorted(str(p) for p in (out / "shards").glob("*.tar"))
-    assert len(tars) == summary["input_shards"] == 2
+    assert len(tars) == summary["input_shards"] >= 2
     samples = list(wds.WebDataset(tars, shardshuffle=False))
     assert samples, "no sample was kept"
     for s in samples:
