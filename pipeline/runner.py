@@ -30,6 +30,7 @@ from laitkit.datasets import shards as shardio
 from laitkit.datasets.codec import from_row
 from laitkit.datasets.manifest import write_manifest
 from laitkit.datasets.schema import Sample
+from laitkit.errors import UserError
 from laitkit.pipeline import sources
 from laitkit.pipeline.stage import ROW_COLUMNS
 
@@ -236,4 +237,7 @@ def _init_ray(cfg: Any) -> None:
     if cfg.ray.address == "local":
         ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
     else:
-        ray.init(address=cfg.ray.address, log_to_driver=False)
+        try:
+            ray.init(address=cfg.ray.address, log_to_driver=False)
+        except (ConnectionError, TimeoutError) as exc:
+            raise UserError(f"cannot reach the Ray cluster at {cfg.ray.address!r}: {exc}") from None
