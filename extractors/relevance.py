@@ -31,7 +31,9 @@ _WORD = re.compile(r"[a-z]+")
 @dataclass(frozen=True, kw_only=True)
 class RelevanceConfig:
     weights: str = BUILTIN  # "builtin": extractors/weights/relevance_tiny.pt (trained on the synthetic web)
-    threshold: float = 0.5
+    # operating point of the built-in model on the synthetic web: at 0.2 it cuts 10 of 11 shuffled
+    # captions and 5 of 117 true ones (at 0.5: 10 of 11 and 12 of 117); retune for your own weights
+    threshold: float = 0.2
     batch_size: int = 64
     buckets: int = 4096
     dim: int = 64
