@@ -54,6 +54,7 @@ def pick_device(name: str) -> torch.device:
 
 
 def _batches(shards: list[Path], cfg: PretrainConfig) -> Iterator[list[Example]]:
+    """Full batches over epochs; an epoch's ragged tail is dropped (one-sample steps are noise)."""
     epoch = 0
     while True:
         buf: list[Example] = []
@@ -64,7 +65,7 @@ def _batches(shards: list[Path], cfg: PretrainConfig) -> Iterator[list[Example]]
             if len(buf) == cfg.batch_size:
                 yield buf
                 buf = []
-        if buf:
+        if buf and seen < cfg.batch_size:  # a corpus smaller than one batch: use what there is
             yield buf
         if seen == 0:
             raise ValueError("the shards hold no sample with regions and a caption: nothing to pretrain on")
