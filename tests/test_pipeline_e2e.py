@@ -99,3 +99,26 @@ def test_crash_mid_write_resumes_only_the_missing_shard(job) -> None:
     after = sorted(pl.scan_parquet(str(out / "shards" / "*.parquet")).select("key").collect()["key"].to_list())
     assert after == before
     assert validate(out / "shards") == []
+
+
+def test_url_list_input_runs_through_img2dataset(job, tmp_path) -> None:
+    """An img2dataset-style URL list (the synthetic web's urls.parquet) as the job's input."""
+    from laitkit.datasets.synth import SynthServer
+
+    _, out, _ = job
+    web = out / "synth-web"
+    with SynthServer(web, port=None, timeout_delay=2.0):
+        cfg = load_config(
+            None,
+            {
+                "out": str(tmp_path / "urls-run"),
+                "input": {"kind": "urls", "path": str(web / "urls.parquet"), "pages_per_shard": 50},
+                "pretrain.enabled": False,
+            },
+        )
+        run_job(cfg)
+    report = build_report(tmp_path / "urls-run")
+    assert report["kept"] > 0
+    assert "download_error" in report["rejected_by_reason"]
+    samples = pl.scan_parquet(str(tmp_path / "urls-run" / "shards" / "*.parquet")).collect()
+    assert set(samples["caption_source"].to_list()) == {"list"}
