@@ -11,6 +11,7 @@ STAMP := $(VENV)/.laitkit-setup
 # DETECTRON2=git: the official source build (needs network to GitHub and a compiler; clusters).
 DETECTRON2 ?= pypi
 DEMO_OUT ?= out/demo
+export NO_ALBUMENTATIONS_UPDATE := 1
 
 .PHONY: setup demo test bench lint clean
 

@@ -5,4 +5,10 @@ subpackages of this one import package, so that a folder named `datasets` never 
 Face's `datasets` on a user's path.
 """
 
+import os
+
 __version__ = "0.1.0"
+
+# img2dataset imports albumentations, which otherwise asks PyPI for a newer version at import:
+# laitkit never reaches outside the machine on its own.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
