@@ -4,15 +4,27 @@ pretraining → report, with the embedded config; ends by printing where the out
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import shutil
 import time
+from pathlib import Path
 
 from laitkit.jobs.cmd_run import add_common, execute, load
+
+log = logging.getLogger(__name__)
 
 
 def run(args: argparse.Namespace) -> int:
     args.config = None
     t0 = time.perf_counter()
-    execute(load(args))
+    cfg = load(args)
+    previous = Path(cfg.out) / "config.json"
+    if previous.exists() and json.loads(previous.read_text()).get("config_hash") != cfg.config_hash():
+        # a demo folder from another version or config: start over rather than refuse to resume
+        log.info("removing %s: it holds a demo run of another config", cfg.out)
+        shutil.rmtree(cfg.out)
+    execute(cfg)
     print(f"demo finished in {time.perf_counter() - t0:.0f} s")
     return 0
 

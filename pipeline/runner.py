@@ -164,6 +164,7 @@ def run_job(cfg: Any) -> dict[str, Any]:
     for d in (out / "shards", out / "rejected"):
         shardio.clean_partial(d)  # leftovers of a crashed run; no writer is running yet
     config_hash = cfg.config_hash()
+    check_same_job(out, config_hash)
     save_json(out / "config.json", {"config_hash": config_hash, **cfg.to_dict()})
     times = StageTimes()
     crawl_cfg = stages.crawl_config(cfg.crawl)
@@ -227,6 +228,20 @@ def run_job(cfg: Any) -> dict[str, Any]:
     }
     save_json(out / "run.json", summary)
     return summary
+
+
+def check_same_job(out: Path, config_hash: str) -> None:
+    """Refuse to resume into a folder whose shards came from another config (mixed corpora)."""
+    previous = out / "config.json"
+    if not previous.exists():
+        return
+    old = json.loads(previous.read_text()).get("config_hash")
+    has_work = any((out / "work" / "crawl").glob("*.parquet")) or bool(shardio.completed_shards(out / "shards"))
+    if old != config_hash and has_work:
+        raise UserError(
+            f"{out} holds a run of another config (hash {old}, now {config_hash}); "
+            "resume with the same config, or choose another --out"
+        )
 
 
 def _init_ray(cfg: Any) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from laitkit.errors import UserError
@@ -42,3 +44,17 @@ def test_bad_config_is_one_clear_error(raw: dict, needle: str) -> None:
 def test_missing_file(tmp_path) -> None:
     with pytest.raises(UserError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_resuming_into_a_run_of_another_config_is_refused(tmp_path) -> None:
+    from laitkit.datasets.schema import Sample
+    from laitkit.datasets.shards import write_shard
+    from laitkit.pipeline.runner import run_job
+
+    out = tmp_path / "run"
+    first = load_config(None, {"out": str(out)})
+    (out / "shards").mkdir(parents=True)
+    (out / "config.json").write_text(json.dumps({"config_hash": first.config_hash()}))
+    write_shard(out / "shards", 0, [Sample(key="k", url="http://x/k.jpg")], config_hash=first.config_hash())
+    with pytest.raises(UserError, match="another config"):
+        run_job(load_config(None, {"out": str(out), "regions.max_boxes": 20}))
