@@ -213,8 +213,9 @@ def register_components() -> None:
         if fn.__name__ not in BACKBONE_REGISTRY:
             BACKBONE_REGISTRY.register(fn)
 
-    class LaitkitAttrRes5ROIHeads(Res5ROIHeads):
-        """C4 heads: res5 on RoI-pooled res4 + mean pool; optional attribute head and VG res5 geometry."""
+    class _AttributeHeads:
+        """What both head families share: the optional attribute head and the training step
+        (box losses on the pooled features, plus the attribute loss on the same features)."""
 
         @configurable
         def __init__(self, *, attribute_predictor: AttributePredictor | None = None, attr_loss_weight: float = 0.2,
@@ -222,6 +223,24 @@ def register_components() -> None:
             super().__init__(**kwargs)
             self.attribute_predictor = attribute_predictor
             self.attr_loss_weight = attr_loss_weight
+
+        @property
+        def feature_dim(self) -> int:
+            return int(self.box_predictor.cls_score.in_features)
+
+        def forward(self, images: Any, features: dict[str, torch.Tensor], proposals: list, targets: Any = None) -> Any:
+            if not self.training:
+                return super().forward(images, features, proposals, targets)
+            proposals = self.label_and_sample_proposals(proposals, targets)
+            pooled = self.pooled_features(features, [p.proposal_boxes for p in proposals])
+            losses = self.box_predictor.losses(self.box_predictor(pooled), proposals)
+            if self.attribute_predictor is not None:
+                losses.update(_attr_loss(self.attribute_predictor, pooled, proposals, self.num_classes,
+                                         self.attr_loss_weight))
+            return [], losses
+
+    class LaitkitAttrRes5ROIHeads(_AttributeHeads, Res5ROIHeads):
+        """C4 heads: res5 on RoI-pooled res4 + mean pool; optional attribute head and VG res5 geometry."""
 
         @classmethod
         def from_config(cls, cfg: Any, input_shape: dict[str, ShapeSpec]) -> dict[str, Any]:
@@ -246,34 +265,12 @@ def register_components() -> None:
             n = int(cfg.MODEL.LAITKIT.RES5_BLOCKS)
             return (blocks if n >= len(blocks) else nn.Sequential(*list(blocks)[:n])), out_channels
 
-        @property
-        def feature_dim(self) -> int:
-            return int(self.box_predictor.cls_score.in_features)
-
         def pooled_features(self, features: dict[str, torch.Tensor], boxes: list) -> torch.Tensor:
             """(R, C) features for boxes (`Boxes` per image, input coordinates): res5 + spatial mean."""
             return self._shared_roi_transform([features[f] for f in self.in_features], boxes).mean(dim=[2, 3])
 
-        def forward(self, images: Any, features: dict[str, torch.Tensor], proposals: list, targets: Any = None) -> Any:
-            if not self.training:
-                return super().forward(images, features, proposals, targets)
-            proposals = self.label_and_sample_proposals(proposals, targets)
-            pooled = self.pooled_features(features, [p.proposal_boxes for p in proposals])
-            losses = self.box_predictor.losses(self.box_predictor(pooled), proposals)
-            if self.attribute_predictor is not None:
-                losses.update(_attr_loss(self.attribute_predictor, pooled, proposals, self.num_classes,
-                                         self.attr_loss_weight))
-            return [], losses
-
-    class LaitkitAttrStandardROIHeads(StandardROIHeads):
+    class LaitkitAttrStandardROIHeads(_AttributeHeads, StandardROIHeads):
         """FPN heads: the box head's output is the region feature; optional attribute head."""
-
-        @configurable
-        def __init__(self, *, attribute_predictor: AttributePredictor | None = None, attr_loss_weight: float = 0.2,
-                     **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.attribute_predictor = attribute_predictor
-            self.attr_loss_weight = attr_loss_weight
 
         @classmethod
         def from_config(cls, cfg: Any, input_shape: dict[str, ShapeSpec]) -> dict[str, Any]:
@@ -284,23 +281,8 @@ def register_components() -> None:
             ret["attr_loss_weight"] = cfg.MODEL.ROI_ATTRIBUTE_HEAD.LOSS_WEIGHT
             return ret
 
-        @property
-        def feature_dim(self) -> int:
-            return int(self.box_predictor.cls_score.in_features)
-
         def pooled_features(self, features: dict[str, torch.Tensor], boxes: list) -> torch.Tensor:
             return self.box_head(self.box_pooler([features[f] for f in self.box_in_features], boxes))
-
-        def forward(self, images: Any, features: dict[str, torch.Tensor], proposals: list, targets: Any = None) -> Any:
-            if not self.training:
-                return super().forward(images, features, proposals, targets)
-            proposals = self.label_and_sample_proposals(proposals, targets)
-            pooled = self.pooled_features(features, [p.proposal_boxes for p in proposals])
-            losses = self.box_predictor.losses(self.box_predictor(pooled), proposals)
-            if self.attribute_predictor is not None:
-                losses.update(_attr_loss(self.attribute_predictor, pooled, proposals, self.num_classes,
-                                         self.attr_loss_weight))
-            return [], losses
 
     for klass in (LaitkitAttrRes5ROIHeads, LaitkitAttrStandardROIHeads):
         if klass.__name__ not in ROI_HEADS_REGISTRY:
