@@ -36,7 +36,7 @@ def test_each_subcommand_has_help(name: str, capsys) -> None:
         (["report", "{missing}"], "not a laitkit run folder"),
         (["shards", "validate", "{missing}"], "no such"),
         (["pretrain", "{missing}", "--out", "{tmp}/p"], "no WebDataset shards"),
-        (["run", "--set", "input.kind=warc", "--set", "input.path={missing}"], "input.path does not exist"),
+        (["run", "--out", "{tmp}/r", "--set", "input.kind=warc", "--set", "input.path={missing}"], "does not exist"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(argv, needle, tmp_path, capsys) -> None:
