@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,6 @@ import pyarrow.parquet as pq
 from laitkit.errors import UserError
 
 log = logging.getLogger(__name__)
-PAGE_COLUMNS = ("url", "html", "headers")
 URL_COLUMNS = ("url", "caption", "page_url")
 
 
@@ -34,13 +32,6 @@ class Input:
     kind: str
     pages: Iterable[Any] | None = None
     url_rows: Iterable[dict[str, str]] | None = None
-    base_url: str = ""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -50,7 +41,7 @@ def open_input(cfg: Any, out: Path) -> Iterator[Input]:
 
     kind, path = cfg.input.kind, cfg.input.path
     if kind == "synth":
-        from laitkit.datasets.synth import SynthServer, generate
+        from laitkit.datasets.synth import SynthServer, free_port, generate
 
         web = Path(path) if path else out / "synth-web"
         meta_path = web / "synth.json"
@@ -62,7 +53,7 @@ def open_input(cfg: Any, out: Path) -> Iterator[Input]:
         port = int(meta["base_url"].rsplit(":", 1)[1].rstrip("/"))
         with SynthServer(web, port=port, timeout_delay=cfg.synth.timeout_delay) as server:
             log.info("serving synthetic web at %s", server.base_url)
-            yield Input(kind="pages", pages=readers.iter_warc(web / "pages.warc.gz"), base_url=server.base_url)
+            yield Input(kind="pages", pages=readers.iter_warc(web / "pages.warc.gz"))
         return
     p = Path(path)
     if not p.exists():
