@@ -100,6 +100,36 @@ def _region_columns(regions: list[Regions | None], d: int) -> dict[str, pa.Array
         cols[col] = listed(pa.array(stack(attr, dtype)))
     for col, attr in (("regions_obj_names", "obj_names"), ("regions_attr_names", "attr_names")):
         cols[col] = pa.array([list(getattr(r, attr)) if r else None for r in regions], pa.list_(pa.string()))
+    cols.update(_optional_columns(regions))
+    return cols
+
+
+def _optional_columns(regions: list[Regions | None]) -> dict[str, pa.Array]:
+    """`regions_box_conf` and the top-k class distribution; null for a row whose regions lack them."""
+    cols: dict[str, pa.Array] = {}
+    for col, attr, dtype, arrow_type in (
+        ("regions_box_conf", "box_conf", np.float32, pa.float32()),
+        ("regions_soft_ids", "soft_ids", np.int32, pa.int32()),
+        ("regions_soft_probs", "soft_probs", np.float16, pa.float16()),
+    ):
+        vals = [getattr(r, attr) if r is not None else None for r in regions]
+        mask = pa.array([v is None for v in vals])
+        parts = [np.asarray(v, dtype=dtype) for v in vals if v is not None]
+        if attr == "box_conf":
+            counts = np.array([len(v) if v is not None else 0 for v in vals], dtype=np.int32)
+            flat = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+            offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+            cols[col] = pa.ListArray.from_arrays(offsets, pa.array(flat, arrow_type), mask=mask)
+            continue
+        # (N, k+1) per row: a list of boxes, each a list of k+1 values.
+        box_counts = np.array([v.shape[0] if v is not None else 0 for v in vals], dtype=np.int32)
+        widths = np.concatenate([np.full(v.shape[0], v.shape[1], dtype=np.int32) for v in parts]) if parts else \
+            np.zeros(0, dtype=np.int32)
+        flat = np.concatenate([v.reshape(-1) for v in parts]) if parts else np.zeros(0, dtype=dtype)
+        inner = pa.ListArray.from_arrays(pa.array(np.concatenate([[0], np.cumsum(widths)]).astype(np.int32)),
+                                         pa.array(flat, arrow_type))
+        outer_offsets = pa.array(np.concatenate([[0], np.cumsum(box_counts)]).astype(np.int32))
+        cols[col] = pa.ListArray.from_arrays(outer_offsets, inner, mask=mask)
     return cols
 
 
@@ -127,6 +157,7 @@ def table_to_samples(table: pa.Table | pa.RecordBatch) -> list[Sample]:
                 obj_names=list(meta["regions_obj_names"] or []),
                 attr_names=list(meta["regions_attr_names"] or []),
                 **{attr: rows[i] for attr, rows in arrays.items()},
+                **{attr: rows[i] for attr, rows in _optional_arrays(batch).items()},
             )
         sample = Sample.from_parts(
             {
@@ -192,3 +223,23 @@ def _list_rows(arr: pa.Array, dtype: type, width: int) -> list[np.ndarray]:
         flat = child.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
     rel = offsets - start
     return [flat[rel[i] : rel[i + 1]].copy() for i in range(len(arr))]
+
+
+def _optional_arrays(batch: pa.RecordBatch) -> dict[str, list[np.ndarray | None]]:
+    """The optional region columns as per-row numpy (None where null or where the shard predates them)."""
+    out: dict[str, list[np.ndarray | None]] = {}
+    for col, attr, dtype in (("regions_box_conf", "box_conf", np.float32), ("regions_soft_ids", "soft_ids", np.int32),
+                             ("regions_soft_probs", "soft_probs", np.float16)):
+        if col not in batch.schema.names:
+            continue
+        rows: list[np.ndarray | None] = []
+        for v in batch.column(col).to_pylist():
+            if v is None:
+                rows.append(None)
+            elif attr == "box_conf":
+                rows.append(np.asarray(v, dtype=dtype))
+            else:
+                width = len(v[0]) if v else 1
+                rows.append(np.asarray(v, dtype=dtype).reshape(len(v), width))
+        out[attr] = rows
+    return out

@@ -167,7 +167,7 @@ def _check_shard(
         schema = pf.schema_arrow
         d = schema.field("regions_features").type.value_type.list_size
         dims[shard] = d
-        if not schema.equals(arrow_schema(d)):
+        if not (schema.equals(arrow_schema(d)) or schema.equals(arrow_schema(d, legacy=True))):
             problems.append(f"shard {shard}: {parquet.name} schema differs from arrow_schema({d})")
         pq_keys = pf.read(columns=["key"]).column("key").to_pylist()
     except Exception as exc:

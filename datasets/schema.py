@@ -88,6 +88,9 @@ class TextCandidate:
         return cls(source=CaptionSource(d["source"]), text=d["text"])
 
 
+OPTIONAL_REGION_ARRAYS = ("box_conf", "soft_ids", "soft_probs")
+
+
 @dataclass
 class Regions:
     """Detector output for one image, bottom-up-attention conventions.
@@ -107,6 +110,10 @@ class Regions:
     attr_conf: np.ndarray  # float32 (N,)
     obj_names: list[str] = field(default_factory=list)
     attr_names: list[str] = field(default_factory=list)
+    # Optional (absent in shards written before they existed; readers fall back, see regions_export):
+    box_conf: np.ndarray | None = None  # float32 (N,) the score with which the box survived BUTD's NMS
+    soft_ids: np.ndarray | None = None  # int32 (N, k+1) class columns, 0 = background (always first), c+1 = class c
+    soft_probs: np.ndarray | None = None  # float16 (N, k+1) their probabilities: a top-k sparse class distribution
 
     @property
     def num_boxes(self) -> int:
@@ -129,6 +136,14 @@ class Regions:
         self.attr_conf = np.asarray(self.attr_conf, dtype=np.float32).reshape(n)
         if len(self.obj_names) not in (0, n) or len(self.attr_names) not in (0, n):
             raise ValueError("obj_names/attr_names must have one entry per box")
+        if self.box_conf is not None:
+            self.box_conf = np.asarray(self.box_conf, dtype=np.float32).reshape(n)
+        if (self.soft_ids is None) != (self.soft_probs is None):
+            raise ValueError("soft_ids and soft_probs come together")
+        if self.soft_ids is not None:
+            ids = np.asarray(self.soft_ids, dtype=np.int32)
+            self.soft_ids = ids.reshape(n, -1) if n else ids.reshape(0, ids.shape[-1] if ids.ndim == 2 else 1)
+            self.soft_probs = np.asarray(self.soft_probs, dtype=np.float16).reshape(self.soft_ids.shape)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The numeric part, as stored in the WebDataset `.npz` member."""
@@ -139,7 +154,11 @@ class Regions:
             "obj_conf": self.obj_conf,
             "attr_ids": self.attr_ids,
             "attr_conf": self.attr_conf,
+            **{k: v for k, v in self.optional_arrays().items() if v is not None},
         }
+
+    def optional_arrays(self) -> dict[str, np.ndarray | None]:
+        return {"box_conf": self.box_conf, "soft_ids": self.soft_ids, "soft_probs": self.soft_probs}
 
     def meta(self) -> dict[str, Any]:
         """The non-array part, as stored in the WebDataset `.json` member."""
@@ -161,6 +180,7 @@ class Regions:
             obj_names=list(meta.get("obj_names", [])),
             attr_names=list(meta.get("attr_names", [])),
             **{k: arrays[k] for k in ("boxes", "features", "obj_ids", "obj_conf", "attr_ids", "attr_conf")},
+            **{k: arrays.get(k) for k in OPTIONAL_REGION_ARRAYS},
         )
 
 
@@ -394,13 +414,20 @@ _TEXT = pa.struct(
 )
 
 
-def arrow_schema(feature_dim: int) -> pa.Schema:
+def arrow_schema(feature_dim: int, *, legacy: bool = False) -> pa.Schema:
     """The Parquet schema of a shard whose detector gives `feature_dim`-d region features.
 
     Region arrays are prefixed `regions_` columns; features are lists of fixed-size float16
     lists so a reader gets (N, D) per row with no reshaping guesswork and no precision change.
+    `legacy=True`: the schema of shards written before the optional region columns
+    (`regions_box_conf`, `regions_soft_ids`, `regions_soft_probs`) existed; still readable.
     """
     d = max(int(feature_dim), 1)
+    optional = [] if legacy else [
+        ("regions_box_conf", pa.list_(pa.float32())),
+        ("regions_soft_ids", pa.list_(pa.list_(pa.int32()))),
+        ("regions_soft_probs", pa.list_(pa.list_(pa.float16()))),
+    ]
     return pa.schema(
         [
             ("key", pa.string()),
@@ -435,6 +462,7 @@ def arrow_schema(feature_dim: int) -> pa.Schema:
             ("regions_attr_ids", pa.list_(pa.int64())),
             ("regions_attr_names", pa.list_(pa.string())),
             ("regions_attr_conf", pa.list_(pa.float32())),
+            *optional,
             ("text", _TEXT),
             ("schema_version", pa.string()),
         ],

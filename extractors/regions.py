@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from laitkit.datasets.schema import Regions
+from laitkit.datasets.schema import Reason, Regions
 from laitkit.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ TINY_WEIGHTS = WEIGHTS_DIR / "tiny_synth_c4.pth"
 VG_OBJECTS = WEIGHTS_DIR / "vg_objects_vocab.txt"
 VG_ATTRIBUTES = WEIGHTS_DIR / "vg_attributes_vocab.txt"
 PRESETS = ("tiny", "random-tiny", "random-tiny-fpn", "random-r101-c4")
+SELECTIONS = ("auto", "caffe", "refined")
+VG_NUM_CLASSES = 1600
 # Pairs (proposal, class) below this probability cannot change which boxes pass `conf_thresh`;
 # skipping them makes BUTD's per-class NMS over 1600 classes cheap (see `select_boxes`).
 _PAIR_FLOOR = 0.01
@@ -76,6 +78,14 @@ class RegionsConfig:
     amp: bool = True
     fuse_bn: bool = True  # fold BatchNorm into convolutions after loading (inference only, same numbers)
     seed: int = 0  # initialisation of random-weight presets
+    # "caffe": generate_tsv.py's rule (NMS on proposals, proposal boxes and features, original order);
+    # "refined": NMS on class-specific regressed boxes, sorted by confidence, `box_mode` decides the
+    # reported box; "auto": caffe for the Visual Genome layout (1600 classes), refined otherwise.
+    selection: str = "auto"
+    mode: str = "detector"  # "detector" | "grid": backbone features of a grid_size x grid_size grid, no detector
+    grid_size: int = 8
+    soft_topk: int = 32  # classes of each box's distribution kept in the shards (0: none); densified on export
+    min_image_side: int = 32  # images whose shorter side is below this get a `too_small` verdict (0: off)
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_boxes <= self.max_boxes:
@@ -91,6 +101,12 @@ class RegionsConfig:
             raise UserError("regions: batch_size must be >= 1")
         if self.box_mode not in ("regressed", "proposal"):
             raise UserError(f"regions: box_mode must be 'regressed' or 'proposal', got {self.box_mode!r}")
+        if self.selection not in SELECTIONS:
+            raise UserError(f"regions: selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if self.mode not in ("detector", "grid"):
+            raise UserError(f"regions: mode must be 'detector' or 'grid', got {self.mode!r}")
+        if self.grid_size < 1 or self.soft_topk < 0 or self.min_image_side < 0:
+            raise UserError("regions: need grid_size >= 1, soft_topk >= 0 and min_image_side >= 0")
         if self.config not in PRESETS and not self.config.endswith((".yaml", ".yml")):
             raise UserError(f"regions: config must be one of {PRESETS} or a detectron2 .yaml path, got {self.config!r}")
 
@@ -208,8 +224,8 @@ def resize_rgb(img: Decoded, th: int, tw: int) -> np.ndarray:
 
 def select_boxes(
     boxes: Any, probs: Any, *, conf_thresh: float, nms_thresh: float, min_boxes: int, max_boxes: int,
-    fixed_boxes: int | None,
-) -> tuple[Any, Any, Any]:
+    fixed_boxes: int | None, return_max_conf: bool = False,
+) -> tuple[Any, ...]:
     """Bottom-up-attention box selection over one image's proposals.
 
     `boxes` (R, K, 4) class-specific boxes (clipped), `probs` (R, K+1) softmax with background
@@ -220,7 +236,8 @@ def select_boxes(
     of their class, so every confidence that reaches the threshold is exact; they only order the
     low-confidence fill-up to `min_boxes`, where raw class probability breaks ties.
 
-    Returns kept proposal indices (sorted by confidence), their object class and confidence.
+    Returns kept proposal indices (sorted by confidence), their object class and confidence
+    (and, with `return_max_conf`, every proposal's surviving score).
     """
     import torch
     from torchvision.ops import batched_nms
@@ -243,7 +260,97 @@ def select_boxes(
         n = int((max_conf >= conf_thresh).sum())
         n = max(min_boxes, min(n, max_boxes))
     idx = order[: min(n, r)]
+    if return_max_conf:
+        return idx, raw_cls[idx], raw_conf[idx], max_conf
     return idx, raw_cls[idx], raw_conf[idx]
+
+
+def too_small_reason(h: int, w: int, min_side: int) -> str | None:
+    """Why an image is too small to detect on, or None. A 1x1 image has no objects to find: a detector
+    would still return `min_boxes` boxes of noise, so such images get a verdict instead."""
+    if min_side and min(h, w) < min_side:
+        return f"too_small: {w}x{h} image, shorter side below {min_side} px"
+    return None
+
+
+def failure_reason(error: str) -> Reason:
+    """The verdict reason for an extractor error string (its prefix before the first colon)."""
+    return Reason.TOO_SMALL if error.startswith("too_small") else Reason.REGIONS_ERROR
+
+
+def caffe_nms_overlap(boxes: np.ndarray) -> np.ndarray:
+    """(R, R) IoU of xyxy boxes in the Caffe/py-faster-rcnn convention (+1 pixel in widths and areas)."""
+    b = np.asarray(boxes, dtype=np.float32)
+    x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
+    w = np.maximum(0.0, np.minimum(x2[:, None], x2[None]) - np.maximum(x1[:, None], x1[None]) + 1)
+    h = np.maximum(0.0, np.minimum(y2[:, None], y2[None]) - np.maximum(y1[:, None], y1[None]) + 1)
+    inter = w * h
+    return inter / (areas[:, None] + areas[None] - inter)
+
+
+def caffe_select(
+    boxes: np.ndarray, scores: np.ndarray, *, conf_thresh: float, nms_thresh: float, min_boxes: int, max_boxes: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Box selection of bottom-up-attention's `tools/generate_tsv.py`, step for step.
+
+    `boxes` (R, 4) proposal boxes in original-image pixels, `scores` (R, K) foreground class
+    probabilities. For every class, greedy NMS at `nms_thresh` over all R proposals (Caffe's IoU
+    with +1 pixel); a proposal's `max_conf` is the best score with which it survives some class.
+    Keep `max_conf >= conf_thresh` in original proposal order; if that is fewer than `min_boxes`
+    or more than `max_boxes`, the top `min_boxes` / `max_boxes` by `max_conf` instead (in that
+    order, as the Caffe script's reversed argsort gives). Returns (kept indices, max_conf of all R).
+
+    All classes advance through their score order together, so the loop runs R times, not R*K.
+    """
+    scores = np.asarray(scores, dtype=np.float32)
+    r, k = scores.shape
+    max_conf = np.zeros(r, dtype=np.float64)
+    if r == 0:
+        return np.zeros(0, dtype=np.int64), max_conf.astype(np.float32)
+    over = caffe_nms_overlap(boxes) > nms_thresh
+    order = np.argsort(scores, axis=0)[::-1].T  # (K, R): per class, proposals by descending score
+    suppressed = np.zeros((k, r), dtype=bool)
+    kept = np.zeros((k, r), dtype=bool)
+    cls = np.arange(k)
+    for t in range(r):
+        i = order[:, t]
+        alive = ~suppressed[cls, i]
+        ca, ia = cls[alive], i[alive]
+        kept[ca, ia] = True
+        suppressed[ca] |= over[ia]
+    surviving = np.where(kept, scores.T, 0.0)
+    max_conf = surviving.max(axis=0).astype(np.float32) if k else max_conf.astype(np.float32)
+    keep = np.where(max_conf >= conf_thresh)[0]
+    if len(keep) < min_boxes:
+        keep = np.argsort(max_conf)[::-1][:min_boxes]
+    elif len(keep) > max_boxes:
+        keep = np.argsort(max_conf)[::-1][:max_boxes]
+    return keep.astype(np.int64), max_conf
+
+
+def grid_boxes(h: int, w: int, g: int) -> np.ndarray:
+    """(g*g, 4) xyxy cells tiling an h x w image row by row: the boxes of grid features."""
+    xs, ys = np.linspace(0, w, g + 1, dtype=np.float32), np.linspace(0, h, g + 1, dtype=np.float32)
+    return np.array([[xs[j], ys[i], xs[j + 1], ys[i + 1]] for i in range(g) for j in range(g)], dtype=np.float32)
+
+
+def soft_topk(probs: Any, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Top-k sparse form of (N, K+1) class probabilities (background last, detectron2's order).
+
+    Returns UNITER-convention columns (0 = background, always first; class c is c+1) and their
+    probabilities, (N, k+1) each, or None when `k` is 0.
+    """
+    import torch
+
+    if k <= 0:
+        return None
+    p = probs.float()
+    fg, bg = p[:, :-1], p[:, -1:]
+    kk = min(k, fg.shape[1])
+    vals, idx = fg.topk(kk, dim=1) if p.shape[0] else (fg[:, :kk], torch.zeros((0, kk), dtype=torch.long))
+    ids = torch.cat([torch.zeros_like(idx[:, :1]), idx + 1], dim=1)
+    return ids.cpu().numpy().astype(np.int32), torch.cat([bg, vals], dim=1).cpu().numpy().astype(np.float16)
 
 
 # --- extractor ----------------------------------------------------------------------------------
@@ -289,6 +396,9 @@ class RegionExtractor:
         min_test = int(min_test[0] if isinstance(min_test, list | tuple) else min_test)
         self.min_size = int(cfg.min_size or min_test)
         self.max_size = int(cfg.max_size or max(det_cfg.INPUT.MAX_SIZE_TEST, self.min_size))
+        self.selection = cfg.selection
+        if self.selection == "auto":
+            self.selection = "caffe" if self.num_classes == VG_NUM_CLASSES else "refined"
 
     # construction helpers
 
@@ -352,8 +462,9 @@ class RegionExtractor:
     # public API
 
     def extract(self, images: Sequence[bytes | np.ndarray]) -> list[Regions | str]:
-        """Per image `Regions` (BUTD selection), or an error string; bad images never break the batch."""
-        return self._run(images, None)
+        """Per image `Regions` (BUTD selection, or grid cells in grid mode), or an error string;
+        bad images never break the batch."""
+        return self._run(images, "grid" if self.cfg.mode == "grid" else None)
 
     def extract_given_boxes(
         self, images: Sequence[bytes | np.ndarray], boxes: Sequence[np.ndarray]
@@ -369,7 +480,8 @@ class RegionExtractor:
 
     # internals
 
-    def _run(self, images: Sequence[bytes | np.ndarray], given: Sequence[np.ndarray] | None) -> list[Regions | str]:
+    def _run(self, images: Sequence[bytes | np.ndarray], given: Sequence[np.ndarray] | str | None
+             ) -> list[Regions | str]:
         out: list[Regions | str] = [""] * len(images)
         ready: list[tuple[int, Decoded, np.ndarray | None]] = []
         for i, data in enumerate(images):
@@ -377,8 +489,14 @@ class RegionExtractor:
             if isinstance(dec, str):
                 out[i] = dec
                 continue
+            small = too_small_reason(dec.orig_h, dec.orig_w, self.cfg.min_image_side)
+            if small:
+                out[i] = small
+                continue
             gb = None
-            if given is not None:
+            if isinstance(given, str):  # grid mode: the cells of this image
+                gb = grid_boxes(dec.orig_h, dec.orig_w, self.cfg.grid_size)
+            elif given is not None:
                 gb = np.asarray(given[i], dtype=np.float32)
                 if gb.size == 0:
                     gb = gb.reshape(0, 4)
@@ -452,59 +570,72 @@ class RegionExtractor:
                     b = torch.from_numpy(gb.copy())
                     b[:, 0::2] = b[:, 0::2].clamp(0, d.orig_w)
                     b[:, 1::2] = b[:, 1::2].clamp(0, d.orig_h)
-                    sel.append((b, None, None))
-            # Features for exactly the reported boxes, through one shared pooling path.
-            in_boxes = [Boxes((b * s).to(self.device)) for (b, _, _), s in zip(sel, scales, strict=True)]
-            counts = [len(b) for b in in_boxes]
-            if sum(counts):
-                feats = heads.pooled_features(features, in_boxes).float()
-            else:
-                feats = torch.zeros((0, heads.feature_dim), device=self.device)
-            need_cls = given is not None
-            if need_cls and sum(counts):
-                logits, _ = heads.box_predictor(feats)
-                fg = torch.softmax(logits.float(), dim=1)[:, : self.num_classes]
-                g_conf, g_cls = fg.max(dim=1)
-            attr_pred = getattr(heads, "attribute_predictor", None)
-            results = []
-            offset = 0
-            for j, ((b, cls, conf), d) in enumerate(zip(sel, imgs, strict=True)):
-                n = counts[j]
-                f = feats[offset : offset + n]
-                if need_cls:
-                    cls = g_cls[offset : offset + n] if n else torch.zeros(0, dtype=torch.long)
-                    conf = g_conf[offset : offset + n] if n else torch.zeros(0)
-                offset += n
-                if attr_pred is not None and n:
-                    ap = torch.softmax(attr_pred(f, cls.to(self.device)).float(), dim=1)[:, 1:]
-                    a_conf, a_id = ap.max(dim=1)
-                    a_id = torch.where(a_conf >= self.cfg.attr_thresh, a_id, torch.full_like(a_id, -1))
-                else:
-                    a_conf = torch.zeros(n)
-                    a_id = torch.full((n,), -1, dtype=torch.long)
-                obj = cls.cpu().numpy().astype(np.int64)
-                att = a_id.cpu().numpy().astype(np.int64)
-                results.append(
-                    Regions(
-                        detector=self.detector,
-                        image_h=d.orig_h,
-                        image_w=d.orig_w,
-                        boxes=b.cpu().numpy().astype(np.float32),
-                        features=f.cpu().numpy().astype(np.float16),
-                        obj_ids=obj,
-                        obj_conf=conf.float().cpu().numpy(),
-                        attr_ids=att,
-                        attr_conf=a_conf.float().cpu().numpy(),
-                        obj_names=[self.obj_names[o] for o in obj],
-                        attr_names=[self.attr_names[a] if a >= 0 else "" for a in att],
-                    )
-                )
-        return results
+                    sel.append(_Selected(b))
+            # Features for exactly the reported boxes, through one shared pooling path (Caffe
+            # selection brings its proposals' own features, as generate_tsv.py stored pool5 of the RoIs).
+            repool = [j for j, x in enumerate(sel) if x.features is None and len(x.boxes)]
+            if repool:
+                in_boxes = [Boxes((sel[j].boxes * scales[j]).to(self.device)) for j in repool]
+                pooled = heads.pooled_features(features, in_boxes).float()
+                offset = 0
+                for j, b in zip(repool, in_boxes, strict=True):
+                    sel[j].features = pooled[offset : offset + len(b)]
+                    offset += len(b)
+            for x in sel:
+                if x.features is None:
+                    x.features = torch.zeros((0, heads.feature_dim), device=self.device)
+            if given is not None:
+                todo = [x for x in sel if len(x.boxes)]
+                if todo:
+                    logits, _ = heads.box_predictor(torch.cat([x.features for x in todo]))
+                    probs = torch.softmax(logits.float(), dim=1)
+                    offset = 0
+                    for x in todo:
+                        x.probs = probs[offset : offset + len(x.boxes)]
+                        offset += len(x.boxes)
+                        x.conf, x.cls = x.probs[:, : self.num_classes].max(dim=1)
+            return [self._to_regions(x, d) for x, d in zip(sel, imgs, strict=True)]
 
-    def _select(self, features: dict, proposals: list, imgs: list[Decoded], scales: list) -> list[tuple]:
-        """Run the box head on all proposals of the batch and apply BUTD selection per image.
+    def _to_regions(self, x: _Selected, d: Decoded) -> Regions:
+        """One image's selected boxes as `Regions`: attributes from [feature ⊕ embed(class)], top-k classes."""
+        import torch
 
-        Returns per image (boxes in original pixels (N, 4) float32 on CPU, object class, confidence).
+        n = len(x.boxes)
+        attr_pred = getattr(self.heads, "attribute_predictor", None)
+        cls = x.cls if x.cls is not None else torch.zeros(n, dtype=torch.long)
+        conf = x.conf if x.conf is not None else torch.zeros(n)
+        if attr_pred is not None and n:
+            ap = torch.softmax(attr_pred(x.features, cls.to(self.device)).float(), dim=1)[:, 1:]
+            a_conf, a_id = ap.max(dim=1)
+            a_id = torch.where(a_conf >= self.cfg.attr_thresh, a_id, torch.full_like(a_id, -1))
+        else:
+            a_conf = torch.zeros(n)
+            a_id = torch.full((n,), -1, dtype=torch.long)
+        obj = cls.cpu().numpy().astype(np.int64)
+        att = a_id.cpu().numpy().astype(np.int64)
+        probs = x.probs if x.probs is not None else torch.zeros((n, self.num_classes + 1))
+        soft = soft_topk(probs, self.cfg.soft_topk)
+        return Regions(
+            detector=self.detector,
+            image_h=d.orig_h,
+            image_w=d.orig_w,
+            boxes=x.boxes.cpu().numpy().astype(np.float32),
+            features=x.features.float().cpu().numpy().astype(np.float16),
+            obj_ids=obj,
+            obj_conf=conf.float().cpu().numpy(),
+            attr_ids=att,
+            attr_conf=a_conf.float().cpu().numpy(),
+            obj_names=[self.obj_names[o] for o in obj],
+            attr_names=[self.attr_names[a] if a >= 0 else "" for a in att],
+            box_conf=x.box_conf.float().cpu().numpy() if x.box_conf is not None else None,
+            soft_ids=soft[0] if soft else None,
+            soft_probs=soft[1] if soft else None,
+        )
+
+    def _select(self, features: dict, proposals: list, imgs: list[Decoded], scales: list) -> list[_Selected]:
+        """Run the box head on all proposals of the batch and select boxes per image (Caffe or refined).
+
+        Boxes come back in original pixels, (N, 4) float32 on CPU.
         """
         import torch
 
@@ -512,7 +643,7 @@ class RegionExtractor:
         prop_boxes = [p.proposal_boxes for p in proposals]
         total = sum(len(b) for b in prop_boxes)
         if total == 0:
-            return [(torch.zeros((0, 4)), torch.zeros(0, dtype=torch.long), torch.zeros(0)) for _ in imgs]
+            return [_Selected(torch.zeros((0, 4))) for _ in imgs]
         pooled = heads.pooled_features(features, prop_boxes)
         logits, deltas = heads.box_predictor(pooled)
         probs = torch.softmax(logits.float(), dim=1)
@@ -523,9 +654,13 @@ class RegionExtractor:
         for p, d, s in zip(proposals, imgs, scales, strict=True):
             r = len(p)
             pr, bx, props = probs[start : start + r], pred[start : start + r], cat_props[start : start + r]
+            feats = pooled[start : start + r]
             start += r
             if r == 0:
-                out.append((torch.zeros((0, 4)), torch.zeros(0, dtype=torch.long), torch.zeros(0)))
+                out.append(_Selected(torch.zeros((0, 4))))
+                continue
+            if self.selection == "caffe":
+                out.append(self._select_caffe(pr, props, feats, d, s))
                 continue
             h, w = p.image_size
             bx = bx.view(r, -1, 4)
@@ -533,13 +668,43 @@ class RegionExtractor:
                 bx = bx.expand(r, self.num_classes, 4)
             bx = torch.stack([bx[..., 0].clamp(0, w), bx[..., 1].clamp(0, h), bx[..., 2].clamp(0, w),
                               bx[..., 3].clamp(0, h)], dim=-1)
-            idx, cls, conf = select_boxes(
+            idx, cls, conf, max_conf = select_boxes(
                 bx, pr, conf_thresh=self.cfg.conf_thresh, nms_thresh=self.cfg.nms_thresh,
                 min_boxes=self.cfg.min_boxes, max_boxes=self.cfg.max_boxes, fixed_boxes=self.cfg.fixed_boxes,
+                return_max_conf=True,
             )
             chosen = bx[idx, cls] if self.cfg.box_mode == "regressed" else props[idx]
             ob = chosen.cpu() / s
             ob[:, 0::2] = ob[:, 0::2].clamp(0, d.orig_w)
             ob[:, 1::2] = ob[:, 1::2].clamp(0, d.orig_h)
-            out.append((ob.float(), cls.cpu(), conf.cpu()))
+            out.append(_Selected(ob.float(), cls.cpu(), conf.cpu(), max_conf[idx].cpu(), pr[idx]))
         return out
+
+    def _select_caffe(self, pr: Any, props: Any, feats: Any, d: Decoded, s: Any) -> _Selected:
+        """generate_tsv.py: NMS on the proposals (original pixels), their boxes and pool5 features."""
+        import torch
+
+        cls_boxes = (props.cpu() / s).numpy()
+        lo = hi = self.cfg.fixed_boxes
+        keep, max_conf = caffe_select(
+            cls_boxes, pr[:, : self.num_classes].cpu().numpy(), conf_thresh=self.cfg.conf_thresh,
+            nms_thresh=self.cfg.nms_thresh, min_boxes=lo or self.cfg.min_boxes, max_boxes=hi or self.cfg.max_boxes,
+        )
+        idx = torch.from_numpy(keep).to(pr.device)
+        ob = torch.from_numpy(cls_boxes[keep]).float()
+        ob[:, 0::2] = ob[:, 0::2].clamp(0, d.orig_w)
+        ob[:, 1::2] = ob[:, 1::2].clamp(0, d.orig_h)
+        conf, cls = pr[idx, : self.num_classes].max(dim=1)
+        return _Selected(ob, cls.cpu(), conf.cpu(), torch.from_numpy(max_conf[keep]), pr[idx], feats[idx].float())
+
+
+@dataclass
+class _Selected:
+    """One image's chosen boxes (original pixels) and what is known about them so far."""
+
+    boxes: Any
+    cls: Any = None
+    conf: Any = None
+    box_conf: Any = None
+    probs: Any = None  # (N, K+1) class probabilities, background last
+    features: Any = None

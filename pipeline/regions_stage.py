@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 
 from laitkit.datasets.codec import from_row, to_row
-from laitkit.datasets.schema import Reason
-from laitkit.extractors.regions import RegionExtractor, RegionsConfig
+from laitkit.extractors.regions import RegionExtractor, RegionsConfig, failure_reason
 
 MEMBER_COLUMNS = ("jpg", "txt", "json", "npz")
 STAGE = "regions"
@@ -47,7 +46,7 @@ class RegionsStage:
         results = self.extractor.extract([s.image for s in samples])
         for i, sample, res in zip(todo, samples, results, strict=True):
             if isinstance(res, str):
-                sample.reject(STAGE, Reason.REGIONS_ERROR, res)
+                sample.reject(STAGE, failure_reason(res), res)
             else:
                 sample.regions = res
                 sample.accept(STAGE, f"{res.num_boxes} boxes")

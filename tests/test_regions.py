@@ -17,8 +17,15 @@ import pytest
 import torch
 from PIL import Image
 
-from laitkit.datasets.schema import Regions
-from laitkit.extractors.regions import TINY_WEIGHTS, RegionExtractor, RegionsConfig, decode_image, select_boxes
+from laitkit.datasets.schema import Reason, Regions
+from laitkit.extractors.regions import (
+    TINY_WEIGHTS,
+    RegionExtractor,
+    RegionsConfig,
+    decode_image,
+    failure_reason,
+    select_boxes,
+)
 from laitkit.extractors.regions_synth import GoldImage, detection_metrics, render_gold
 
 torch.set_num_threads(1)
@@ -206,12 +213,21 @@ def test_bad_images_are_recorded_and_do_not_break_the_batch(random_tiny: RegionE
     out = random_tiny.extract(batch)
     assert len(out) == len(batch)
     kinds = ["ok" if isinstance(r, Regions) else r.split(":")[0] for r in out]
-    assert kinds == ["ok", "decode_error", "decode_error", "decode_error", "ok", "ok", "ok", "ok", "decode_error",
-                     "ok", "decode_error", "ok", "ok"], out
+    assert kinds == ["ok", "decode_error", "decode_error", "decode_error", "ok", "ok", "ok", "too_small",
+                     "decode_error", "too_small", "decode_error", "too_small", "ok"], out
     assert "too large" in out[8]
-    assert out[7].image_h == 1 and out[7].image_w == 1 and out[7].num_boxes >= 1
-    assert (out[7].boxes <= 1.0).all()
-    assert out[11].image_h == 1 and (out[11].boxes[:, 3] <= 1.0).all()
+    assert out[7] == "too_small: 1x1 image, shorter side below 32 px"
+    assert failure_reason(out[7]) == Reason.TOO_SMALL and failure_reason(out[1]) == Reason.REGIONS_ERROR
+    # With the check off, tiny and extreme images still run through the detector without breaking it.
+    base = random_tiny.cfg
+    random_tiny.cfg = RegionsConfig(**{**base.__dict__, "min_image_side": 0})
+    try:
+        off = random_tiny.extract([batch[7], batch[11]])
+    finally:
+        random_tiny.cfg = base
+    assert isinstance(off[0], Regions) and off[0].image_h == 1 and off[0].image_w == 1 and off[0].num_boxes >= 1
+    assert (off[0].boxes <= 1.0).all()
+    assert isinstance(off[1], Regions) and off[1].image_h == 1 and (off[1].boxes[:, 3] <= 1.0).all()
     # The two copies of the good image agree, so the failures around them changed nothing.
     np.testing.assert_allclose(out[0].boxes, out[-1].boxes, atol=1e-3)
     alone = random_tiny.extract([good])[0]
