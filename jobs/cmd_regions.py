@@ -2,7 +2,7 @@
 
 Why standalone commands: a user with a folder of images wants BUTD-style features without a Ray
 job; the tiny detector must be re-trainable from a seed by anyone; and a finished corpus must be
-exportable to the files LXMERT and UNITER read. All logic lives in `extractors.regions*`; this
+exportable to the files LXMERT, UNITER and Oscar/VinVL read. All logic lives in `extractors.regions*`; this
 module only parses arguments and prints one JSON summary line on stdout.
 """
 
@@ -38,7 +38,15 @@ def add_selection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-size", type=int, default=None, help="shortest side (default: the detector's; VG 600)")
     p.add_argument("--max-size", type=int, default=None, help="longest side cap (default: the detector's; VG 1000)")
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--box-mode", choices=("regressed", "proposal"), default="regressed")
+    p.add_argument("--box-mode", choices=("regressed", "proposal"), default="regressed",
+                   help="with --selection refined: report the regressed box or the proposal")
+    p.add_argument("--selection", choices=("auto", "caffe", "refined"), default="auto",
+                   help="caffe: generate_tsv.py's rule (default for the VG layout); refined: NMS on regressed boxes")
+    p.add_argument("--mode", choices=("detector", "grid"), default="detector",
+                   help="grid: features of a --grid-size x --grid-size grid of cells, no detection")
+    p.add_argument("--grid-size", type=int, default=8)
+    p.add_argument("--soft-topk", type=int, default=32, help="classes of each box's distribution to keep")
+    p.add_argument("--min-image-side", type=int, default=32, help="shorter side below this: too_small verdict")
     p.add_argument("--object-vocab", default=None, help="object names file, one per line, model order")
     p.add_argument("--attribute-vocab", default=None, help="attribute names file, one per line, model order")
 
@@ -50,7 +58,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         config=args.config, weights=args.weights, device=args.device, min_boxes=args.min_boxes,
         max_boxes=args.max_boxes, fixed_boxes=args.fixed_boxes, conf_thresh=args.conf_thresh,
         nms_thresh=args.nms_thresh, attr_thresh=args.attr_thresh, min_size=args.min_size, max_size=args.max_size,
-        batch_size=args.batch_size, box_mode=args.box_mode, object_vocab=args.object_vocab,
+        batch_size=args.batch_size, box_mode=args.box_mode, object_vocab=args.object_vocab, selection=args.selection,
+        mode=args.mode, grid_size=args.grid_size, soft_topk=args.soft_topk, min_image_side=args.min_image_side,
         attribute_vocab=args.attribute_vocab,
     )
 
@@ -85,12 +94,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--threads", type=int, default=1)
     ev.set_defaults(func=run_eval)
 
-    xp = actions.add_parser("export", help="write kept samples' regions as LXMERT TSV or UNITER npz files")
-    xp.add_argument("--format", required=True, choices=("lxmert-tsv", "uniter-npz"))
+    xp = actions.add_parser("export", help="write kept samples' regions for LXMERT, UNITER or Oscar/VinVL")
+    xp.add_argument("--format", required=True, choices=("lxmert-tsv", "uniter-npz", "uniter-lmdb", "oscar-tsv"))
     xp.add_argument("--num-classes", type=int, default=None,
                     help="object classes for UNITER soft_labels (default: from the detector; VG 1600)")
+    xp.add_argument("--boxes", type=int, default=36, help="lxmert-tsv: the box count every image must have")
+    xp.add_argument("--any-boxes", action="store_true", help="lxmert-tsv: write images with any box count")
+    xp.add_argument("--source", default="laitkit", help="lxmert-tsv: the caption source name in sentf")
+    xp.add_argument("--conf-th", type=float, default=0.2, help="uniter-lmdb: conf_th of the db (-1: fixed --num-bb)")
+    xp.add_argument("--max-bb", type=int, default=100, help="uniter-lmdb")
+    xp.add_argument("--min-bb", type=int, default=10, help="uniter-lmdb")
+    xp.add_argument("--num-bb", type=int, default=36, help="uniter-lmdb, with --conf-th -1")
+    xp.add_argument("--compress", action="store_true", help="uniter-lmdb: compressed npz values (--compressed_db)")
+    xp.add_argument("--no-pos", action="store_true", help="oscar-tsv: features without the 6-d box position")
     xp.add_argument("shards", nargs="+", type=Path, help="shard .tar files or shard directories")
-    xp.add_argument("out", type=Path, help="output .tsv file (lxmert-tsv) or directory (uniter-npz)")
+    xp.add_argument("out", type=Path, help="output .tsv file (lxmert-tsv) or directory (the others)")
     xp.set_defaults(func=run_export)
 
 
@@ -160,6 +178,12 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from laitkit.extractors.regions_export import export, iter_shard_samples
 
-    counts = export(args.format, iter_shard_samples(args.shards), args.out, args.num_classes)
+    options: dict[str, Any] = {
+        "lxmert-tsv": {"boxes": args.boxes, "any_boxes": args.any_boxes, "source": args.source},
+        "uniter-lmdb": {"conf_th": args.conf_th, "max_bb": args.max_bb, "min_bb": args.min_bb, "num_bb": args.num_bb,
+                        "compress": args.compress},
+        "oscar-tsv": {"add_pos": not args.no_pos},
+    }.get(args.format, {})
+    counts = export(args.format, iter_shard_samples(args.shards), args.out, args.num_classes, **options)
     print(json.dumps({"format": args.format, "out": str(args.out), **counts}))
     return 0 if counts.get("written", 0) else 1
