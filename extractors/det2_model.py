@@ -49,6 +49,7 @@ ATTR_KEY_ALIASES = (
     ("roi_heads.box_predictor.cls_embedding.", "roi_heads.attribute_predictor.cls_embedding."),
     ("roi_heads.box_predictor.cls_embed.", "roi_heads.attribute_predictor.cls_embedding."),
     ("roi_heads.box_predictor.fc_attr_instance.", "roi_heads.attribute_predictor.fc."),
+    ("roi_heads.box_predictor.fc_attr.", "roi_heads.attribute_predictor.fc."),  # py-bottom-up-attention
     ("roi_heads.box_predictor.attr_linear1.", "roi_heads.attribute_predictor.fc."),
     ("roi_heads.box_predictor.attr_linear2.", "roi_heads.attribute_predictor.attr_score."),
     ("roi_heads.box_predictor.attr_score.", "roi_heads.attribute_predictor.attr_score."),
@@ -404,15 +405,61 @@ def tiny_fpn_cfg(num_classes: int = 8, num_attrs: int = 9) -> Any:
     return cfg
 
 
+def read_yaml_safely(path: Path, depth: int = 0) -> dict[str, Any]:
+    """A detectron2 YAML and its `_BASE_` chain as one dict, with `yaml.safe_load` only.
+
+    detectron2's own `merge_from_file` falls back to `yaml.unsafe_load` (which runs code named
+    in the file) and opens `_BASE_` through a path manager that also fetches URLs; a config is
+    data, so here a tag that is not plain YAML or a non-local base is a user error.
+    """
+    import yaml
+
+    if depth > 8:
+        raise UserError(f"{path}: _BASE_ chain deeper than 8 files")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not plain YAML (only safe YAML is read): {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: top level must be a mapping")
+    bases = data.pop("_BASE_", None)
+    merged: dict[str, Any] = {}
+    for base in [bases] if isinstance(bases, str) else list(bases or []):
+        if "://" in str(base):
+            raise UserError(f"{path}: _BASE_ {base!r} is not a local file")
+        bp = Path(str(base)).expanduser()
+        bp = bp if bp.is_absolute() else path.parent / bp
+        if not bp.is_file():
+            raise UserError(f"{path}: _BASE_ {base!r} not found")
+        merged = _merge_dicts(merged, read_yaml_safely(bp, depth + 1))
+    return _merge_dicts(merged, data)
+
+
+def _merge_dicts(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge_dicts(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def load_yaml_cfg(path: str) -> Any:
     """A user's detectron2 YAML, with the bottom-up-attention keys declared and head names aliased."""
+    from detectron2.config import CfgNode
+
     p = Path(path)
     if not p.is_file():
         raise UserError(f"detectron2 config not found: {path}")
+    data = read_yaml_safely(p)
+    data.pop("VERSION", None)
     cfg = _base_cfg()
     cfg.set_new_allowed(True)
-    cfg.merge_from_file(str(p))
+    cfg.merge_from_other_cfg(CfgNode(data))
     cfg.set_new_allowed(False)
+    box = cfg.MODEL.ROI_BOX_HEAD
+    if box.get("ATTR", False):  # py-bottom-up-attention spells the attribute head ROI_BOX_HEAD.ATTR / NUM_ATTRS
+        cfg.MODEL.ATTRIBUTE_ON = True
+        if "NUM_ATTRS" in box:
+            cfg.MODEL.ROI_ATTRIBUTE_HEAD.NUM_CLASSES = int(box.NUM_ATTRS) + 1
     m = cfg.MODEL
     if m.ROI_HEADS.NAME in HEAD_ALIASES:
         m.ROI_HEADS.NAME = HEAD_ALIASES[m.ROI_HEADS.NAME]
@@ -470,6 +517,17 @@ def read_checkpoint(path: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]
     state = {k: torch.as_tensor(np.asarray(v)) if not isinstance(v, torch.Tensor) else v
              for k, v in data.items() if isinstance(v, np.ndarray | torch.Tensor)}
     return _rename_attr_keys(state), meta
+
+
+def compare_state(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+    """Names a checkpoint lacks (`missing`), has extra (`unexpected`) or shapes differently (`mismatched`)
+    against `model`, after our attribute-key renaming; `num_batches_tracked` counters are ignored."""
+    own = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    return {
+        "missing": sorted(set(own) - set(state)),
+        "unexpected": sorted(set(state) - set(own)),
+        "mismatched": sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape)),
+    }
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

@@ -290,40 +290,6 @@ def test_pth_weights_are_loaded_without_unpickling_code(tmp_path: Path) -> None:
         read_checkpoint(str(evil))
 
 
-def test_vg_layout_builds_and_loads_converted_pkl(tmp_path: Path) -> None:
-    """The bottom-up-attention VG layout: R101-C4, Caffe max-pool, 1600+1 classes, 400+1 attributes,
-    attribute head 2048+256 -> 512 -> 401; a py-bottom-up-attention style .pkl loads into it."""
-    from laitkit.extractors import det2_model as dm
-
-    model = dm.build_model(dm.vg_r101_c4_cfg(), "cpu")
-    heads = model.roi_heads
-    assert type(heads).__name__ == dm.RES5_HEADS and heads.feature_dim == 2048
-    assert heads.box_predictor.cls_score.out_features == 1601
-    assert heads.box_predictor.bbox_pred.out_features == 1600 * 4
-    ap = heads.attribute_predictor
-    assert tuple(ap.cls_embedding.weight.shape) == (1601, 256)
-    assert (ap.fc.in_features, ap.fc.out_features, ap.attr_score.out_features) == (2048 + 256, 512, 401)
-    assert type(model.backbone.stem).__name__ == "CaffeMaxPoolStem"
-    assert heads.res5[0].conv2.dilation == (2, 2) and heads.res5[0].shortcut.stride == (1, 1)
-    x = torch.zeros(1, 3, 64, 64)
-    assert model.backbone.stem(x).shape[-1] == 16  # ceil-mode pool: 32 -> 16
-    # A converted checkpoint with the py-bottom-up-attention attribute names.
-    fake = {
-        "roi_heads.box_predictor.cls_embedding.weight": np.full((1601, 256), 0.5, dtype=np.float32),
-        "roi_heads.box_predictor.fc_attr_instance.weight": np.full((512, 2304), 0.25, dtype=np.float32),
-        "roi_heads.box_predictor.attr_score.bias": np.arange(401, dtype=np.float32),
-        "roi_heads.box_predictor.cls_score.bias": np.ones(1601, dtype=np.float32),
-    }
-    pkl = tmp_path / "converted.pkl"
-    pkl.write_bytes(pickle.dumps({"model": fake, "__author__": "test"}))
-    state, _ = dm.read_checkpoint(str(pkl))
-    dm.load_weights(model, state, str(pkl))
-    assert float(ap.cls_embedding.weight[3, 7]) == 0.5
-    assert float(ap.fc.weight[0, 0]) == 0.25
-    assert float(ap.attr_score.bias[400]) == 400.0
-    assert float(heads.box_predictor.cls_score.bias[0]) == 1.0
-
-
 def test_vg_vocab_is_the_default_for_the_vg_layout() -> None:
     from laitkit.extractors.regions import VG_ATTRIBUTES, VG_OBJECTS, read_vocab
 
@@ -355,6 +321,7 @@ def test_py_bottom_up_attention_yaml_runs_end_to_end(tmp_path: Path, scenes: lis
     yaml = tmp_path / "vg.yaml"
     yaml.write_text(VG_YAML)
     ext = RegionExtractor(RegionsConfig(config=str(yaml), device="cpu", attr_thresh=0.0))
+    assert ext.selection == "caffe"  # the Visual Genome layout defaults to generate_tsv.py's selection
     assert ext.det_cfg.MODEL.RPN.CONV_DIMS == [512]
     assert ext.model.proposal_generator.rpn_head.conv.out_channels == 512
     r = ext.extract([_jpeg(scenes[0].rgb)])[0]
@@ -362,3 +329,4 @@ def test_py_bottom_up_attention_yaml_runs_end_to_end(tmp_path: Path, scenes: lis
     assert 1 <= r.num_boxes <= 6 and r.feature_dim == 2048
     assert all(n for n in r.obj_names) and all(n for n in r.attr_names) and (r.attr_ids >= 0).all()
     assert (r.obj_ids < 1600).all() and (r.attr_ids < 400).all()
+    assert r.box_conf is not None and r.soft_ids.shape == (r.num_boxes, 33)  # background + top 32 of 1600
