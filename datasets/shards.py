@@ -343,6 +343,11 @@ def _shard_files(path_or_dir: str | os.PathLike[str], name: Callable[[int], str]
     return [p]
 
 
+def list_shard_files(path_or_dir: str | os.PathLike[str], kind: str = "tar") -> list[Path]:
+    """The `kind` ("tar" | "parquet") files of every completed shard of a directory, in shard order."""
+    return _shard_files(path_or_dir, tar_name if kind == "tar" else parquet_name)
+
+
 def iter_tar_members(path: str | os.PathLike[str]) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {ext: bytes}) per sample of one tar, in order; members of one key are consecutive."""
     key: str | None = None
