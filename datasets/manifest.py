@@ -23,6 +23,7 @@ from laitkit.datasets.schema import SCHEMA_VERSION, arrow_schema
 from laitkit.datasets.shards import (
     SHARD_FILE_RE,
     STATS_SUFFIX,
+    SUBDIRS,
     TMP_MARK,
     atomic_write_json,
     completed_shards,
@@ -30,6 +31,8 @@ from laitkit.datasets.shards import (
     parquet_name,
     read_stats,
     sha256_file,
+    shard_dir_files,
+    shard_paths,
     stats_name,
     tar_name,
 )
@@ -67,7 +70,14 @@ def write_manifest(
             dims.add(int(st["feature_dim"]))
     if len(dims) > 1:
         raise ValueError(f"shards disagree on region feature dimension: {sorted(dims)}")
+    tar_dirs = sorted({str(Path(s["tar"]).parent.as_posix()) for s in shards})
+    pq_dirs = sorted({str(Path(s["parquet"]).parent.as_posix()) for s in shards})
     manifest = {
+        # Where the files are, relative to this folder ("." = the flat layout), per format and per shard.
+        "layout": "split" if tar_dirs == [SUBDIRS["tar"]] and pq_dirs == [SUBDIRS["parquet"]] else
+        ("flat" if tar_dirs == pq_dirs == ["."] else ("mixed" if shards else None)),
+        "tar_dirs": tar_dirs,
+        "parquet_dirs": pq_dirs,
         "schema_version": SCHEMA_VERSION,
         "config_hash": config_hash,
         "config": config,
@@ -101,7 +111,7 @@ def validate(out_dir: str | os.PathLike[str], *, check_hashes: bool = True) -> l
         return [f"{out}: not a directory"]
     problems: list[str] = []
     stats_ids, data_ids = set(), set()
-    for p in sorted(out.iterdir()):
+    for p in shard_dir_files(out):
         if p.name.startswith(".") and TMP_MARK in p.name:
             problems.append(f"{p.name}: temp file left by a crashed writer (run clean_partial)")
         m = SHARD_FILE_RE.match(p.name)
@@ -110,8 +120,8 @@ def validate(out_dir: str | os.PathLike[str], *, check_hashes: bool = True) -> l
     for shard in sorted(data_ids - stats_ids):
         problems.append(f"shard {shard}: data file without {stats_name(shard)} (partial write; run clean_partial)")
     for shard in sorted(stats_ids):
-        for name in (tar_name(shard), parquet_name(shard)):
-            if not (out / name).is_file():
+        for kind, name in (("tar", tar_name(shard)), ("parquet", parquet_name(shard))):
+            if not shard_paths(out, shard, kind, "auto").is_file():
                 problems.append(f"shard {shard}: {name} missing")
 
     dims: dict[int, int] = {}
@@ -139,7 +149,7 @@ def _check_shard(
     out: Path, shard: int, st: dict[str, Any], check_hashes: bool, dims: dict[int, int], seen: dict[str, int]
 ) -> list[str]:
     problems = []
-    tar, parquet = out / tar_name(shard), out / parquet_name(shard)
+    tar, parquet = shard_paths(out, shard, "tar", "auto"), shard_paths(out, shard, "parquet", "auto")
     if st.get("schema_version") != SCHEMA_VERSION:
         problems.append(f"shard {shard}: schema version {st.get('schema_version')!r}, expected {SCHEMA_VERSION!r}")
     for path, key in ((tar, "tar"), (parquet, "parquet")):

@@ -1,5 +1,8 @@
 """Write and read output shards: one `{shard:05d}.tar` + `.parquet` + `_stats.json` per shard id.
 
+Where each file goes is decided by `shard_paths` alone (flat folder, or `tar/` + `parquet/`
+folders beside the stats files); every reader here accepts both layouts.
+
 Why the shard id is the unit: the pipeline maps input shard i to output shard i, so a crashed job
 resumes by skipping the ids that are complete, and a rerun can never duplicate a sample. Each file
 is written to a hidden temp name in the same directory, fsynced and renamed; the stats json is
@@ -22,7 +25,7 @@ import secrets
 import tarfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -38,6 +41,36 @@ STATS_SUFFIX = "_stats.json"
 TMP_MARK = ".tmp-"
 SHARD_FILE_RE = re.compile(r"^(\d{5,})(\.tar|\.parquet|_stats\.json)$")
 _PARQUET_BATCH = 256
+
+
+# "split": tars in `tar/`, Parquet in `parquet/` beside the stats files, so each ecosystem's folder
+# reader (`datasets.load_dataset("webdataset", data_dir=...)`, `pyarrow.dataset.dataset(...)`) sees
+# one format. "flat": all in one folder, the original layout, still read everywhere ("auto").
+LAYOUTS = ("flat", "split")
+# Stays "flat" until every reader lists shards through `list_shard_files` (pretraining and the
+# report still glob the flat folder); flipping it is the only change the switch needs.
+DEFAULT_LAYOUT = "flat"
+SUBDIRS = {"tar": "tar", "parquet": "parquet"}
+
+
+def shard_paths(out_dir: str | os.PathLike[str], shard_id: int, kind: str, layout: str | None = None) -> Path:
+    """THE place that decides where shard `shard_id`'s `kind` ("tar" | "parquet" | "stats") file lives.
+
+    `layout`: "flat" or "split" (None: `DEFAULT_LAYOUT`), or "auto" for reading: the split path if
+    that file exists, else the flat one (shards written before the split layout).
+    Stats files always sit in `out_dir` itself: they are the completion markers of both layouts.
+    """
+    out = Path(out_dir)
+    name = {"tar": tar_name, "parquet": parquet_name, "stats": stats_name}[kind](shard_id)
+    if kind == "stats":
+        return out / name
+    layout = layout or DEFAULT_LAYOUT
+    if layout == "auto":
+        split = out / SUBDIRS[kind] / name
+        return split if split.exists() else out / name
+    if layout not in LAYOUTS:
+        raise ValueError(f"shard layout must be one of {LAYOUTS} or 'auto', got {layout!r}")
+    return out / SUBDIRS[kind] / name if layout == "split" else out / name
 
 
 def tar_name(shard: int) -> str:
@@ -169,6 +202,7 @@ def write_shard(
     config_hash: str,
     extra_stats: dict[str, Any] | None = None,
     feature_dim: int | None = None,
+    layout: str | None = None,
 ) -> ShardInfo:
     """Write shard `shard_id` atomically: tar, then parquet, then the stats json (the marker).
 
@@ -184,6 +218,8 @@ def write_shard(
         feature_dim: D of the Parquet feature column. Pass the detector's D so shards with no
             regions at all share one schema with the rest (else they get D=1 and a reader that
             scans the directory as one table, e.g. polars, refuses the mix).
+        layout: "flat" or "split" (see `shard_paths`); None: `DEFAULT_LAYOUT`. The stats file
+            records the files' paths relative to `out_dir`, and so does the manifest.
 
     Raises:
         ValueError: samples disagree on feature dimension, or a key has a '.' or '/'.
@@ -191,8 +227,13 @@ def write_shard(
     t0 = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    final_tar, final_pq = out / tar_name(shard_id), out / parquet_name(shard_id)
-    final_stats = out / stats_name(shard_id)
+    final_tar, final_pq = shard_paths(out, shard_id, "tar", layout), shard_paths(out, shard_id, "parquet", layout)
+    final_stats = shard_paths(out, shard_id, "stats")
+    for final in (final_tar, final_pq):
+        final.parent.mkdir(parents=True, exist_ok=True)
+    # A shard rewritten in the other layout must not leave its old files behind as a second copy.
+    stale = [p for p in (out / tar_name(shard_id), out / parquet_name(shard_id), out / "tar" / tar_name(shard_id),
+                         out / "parquet" / parquet_name(shard_id)) if p not in (final_tar, final_pq)]
     tmp_tar, tmp_pq = _tmp_path(final_tar), _tmp_path(final_pq)
     try:
         written = _write_tar(tmp_tar, samples)
@@ -204,18 +245,21 @@ def write_shard(
             raise ValueError(f"shard {shard_id}: duplicate key {dup!r}")
         final_stats.unlink(missing_ok=True)  # un-mark first: the old marker must not vouch for new files
         _fsync_dir(out)
+        for p in stale:
+            p.unlink(missing_ok=True)
         os.replace(tmp_tar, final_tar)
         os.replace(tmp_pq, final_pq)
     except BaseException:
         tmp_tar.unlink(missing_ok=True)
         tmp_pq.unlink(missing_ok=True)
         raise
-    _fsync_dir(out)
+    for folder in {out, final_tar.parent, final_pq.parent}:
+        _fsync_dir(folder)
     tar_bytes, pq_bytes = final_tar.stat().st_size, final_pq.stat().st_size
     stats = {
         "shard": shard_id,
-        "tar": final_tar.name,
-        "parquet": final_pq.name,
+        "tar": final_tar.relative_to(out).as_posix(),
+        "parquet": final_pq.relative_to(out).as_posix(),
         **shard_stats(written, d),
         "tar_bytes": tar_bytes,
         "parquet_bytes": pq_bytes,
@@ -246,6 +290,7 @@ class ShardWriter:
         config_hash: str,
         start_shard: int = 0,
         feature_dim: int | None = None,
+        layout: str | None = None,
     ) -> None:
         if max_count < 1:
             raise ValueError(f"max_count must be >= 1, got {max_count}")
@@ -253,6 +298,7 @@ class ShardWriter:
         self.max_count = max_count
         self.config_hash = config_hash
         self.feature_dim = feature_dim
+        self.layout = layout
         self.next_shard = start_shard
         self.shards: list[ShardInfo] = []
         self._buffer: list[Sample] = []
@@ -267,7 +313,8 @@ class ShardWriter:
         if not self._buffer:
             return
         info = write_shard(
-            self.out_dir, self.next_shard, self._buffer, config_hash=self.config_hash, feature_dim=self.feature_dim
+            self.out_dir, self.next_shard, self._buffer, config_hash=self.config_hash, feature_dim=self.feature_dim,
+            layout=self.layout,
         )
         self.shards.append(info)
         self.next_shard += 1
@@ -300,9 +347,19 @@ def completed_shards(out_dir: str | os.PathLike[str]) -> set[int]:
         m = SHARD_FILE_RE.match(p.name)
         if m and m.group(2) == STATS_SUFFIX:
             shard = int(m.group(1))
-            if (out / tar_name(shard)).is_file() and (out / parquet_name(shard)).is_file():
+            if all(shard_paths(out, shard, kind, "auto").is_file() for kind in ("tar", "parquet")):
                 done.add(shard)
     return done
+
+
+def shard_dir_files(out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Every entry of a shard directory and of its `tar/` and `parquet/` folders (either layout)."""
+    out = Path(out_dir)
+    files = list(out.iterdir())
+    for sub in SUBDIRS.values():
+        if (out / sub).is_dir():
+            files.extend((out / sub).iterdir())
+    return sorted(p for p in files if not p.is_dir())
 
 
 def clean_partial(out_dir: str | os.PathLike[str]) -> list[Path]:
@@ -315,14 +372,14 @@ def clean_partial(out_dir: str | os.PathLike[str]) -> list[Path]:
     if not out.is_dir():
         return []
     removed = []
-    for p in sorted(out.iterdir()):
+    for p in shard_dir_files(out):
         m = SHARD_FILE_RE.match(p.name)
         orphan = m is not None and m.group(2) != STATS_SUFFIX and not (out / stats_name(int(m.group(1)))).exists()
         if (p.name.startswith(".") and TMP_MARK in p.name) or orphan:
             p.unlink(missing_ok=True)
             removed.append(p)
-    if removed:
-        _fsync_dir(out)
+    for folder in {p.parent for p in removed}:
+        _fsync_dir(folder)
     return removed
 
 
@@ -334,10 +391,10 @@ def read_stats(out_dir: str | os.PathLike[str], shard: int) -> dict[str, Any]:
 # --- reading ------------------------------------------------------------------------------------
 
 
-def _shard_files(path_or_dir: str | os.PathLike[str], name: Callable[[int], str]) -> list[Path]:
+def _shard_files(path_or_dir: str | os.PathLike[str], kind: str) -> list[Path]:
     p = Path(path_or_dir)
-    if p.is_dir():
-        return [p / name(s) for s in sorted(completed_shards(p))]  # never read a crash leftover
+    if p.is_dir():  # never read a crash leftover
+        return [shard_paths(p, s, kind, "auto") for s in sorted(completed_shards(p))]
     if not p.exists():
         raise FileNotFoundError(p)
     return [p]
@@ -345,7 +402,20 @@ def _shard_files(path_or_dir: str | os.PathLike[str], name: Callable[[int], str]
 
 def list_shard_files(path_or_dir: str | os.PathLike[str], kind: str = "tar") -> list[Path]:
     """The `kind` ("tar" | "parquet") files of every completed shard of a directory, in shard order."""
-    return _shard_files(path_or_dir, tar_name if kind == "tar" else parquet_name)
+    return _shard_files(path_or_dir, kind)
+
+
+def webdataset_urls(out_dir: str | os.PathLike[str]) -> str | list[str]:
+    """What to pass to `webdataset.WebDataset` for a shard directory (it takes brace notation or a
+    list, not a glob): `DIR/tar/{00000..00002}.tar` when the completed shards are contiguous
+    and in one folder, else the list of their paths."""
+    files = list_shard_files(out_dir, "tar")
+    ids = sorted(completed_shards(out_dir))
+    if files and len({f.parent for f in files}) == 1 and ids == list(range(ids[0], ids[-1] + 1)):
+        if len(ids) == 1:
+            return str(files[0])
+        return str(files[0].parent / f"{{{tar_name(ids[0])[:-4]}..{tar_name(ids[-1])[:-4]}}}.tar")
+    return [str(f) for f in files]
 
 
 def iter_tar_members(path: str | os.PathLike[str]) -> Iterator[tuple[str, dict[str, bytes]]]:
@@ -371,7 +441,7 @@ def iter_tar_members(path: str | os.PathLike[str]) -> Iterator[tuple[str, dict[s
 
 def iter_tar(path_or_dir: str | os.PathLike[str]) -> Iterator[Sample]:
     """Samples of one tar, or of every completed shard of a directory in shard order."""
-    for path in _shard_files(path_or_dir, tar_name):
+    for path in _shard_files(path_or_dir, "tar"):
         for key, members in iter_tar_members(path):
             try:
                 sample = decode_members(members)
@@ -382,7 +452,7 @@ def iter_tar(path_or_dir: str | os.PathLike[str]) -> Iterator[Sample]:
 
 def iter_parquet(path_or_dir: str | os.PathLike[str], batch_size: int = _PARQUET_BATCH) -> Iterator[Sample]:
     """Samples of one parquet file, or of every completed shard of a directory, batch by batch."""
-    for path in _shard_files(path_or_dir, parquet_name):
+    for path in _shard_files(path_or_dir, "parquet"):
         pf = pq.ParquetFile(path)
         for batch in pf.iter_batches(batch_size=batch_size):
             yield from table_to_samples(batch)
