@@ -330,3 +330,26 @@ def test_py_bottom_up_attention_yaml_runs_end_to_end(tmp_path: Path, scenes: lis
     assert all(n for n in r.obj_names) and all(n for n in r.attr_names) and (r.attr_ids >= 0).all()
     assert (r.obj_ids < 1600).all() and (r.attr_ids < 400).all()
     assert r.box_conf is not None and r.soft_ids.shape == (r.num_boxes, 33)  # background + top 32 of 1600
+
+
+# --- grid mode ----------------------------------------------------------------------------------
+
+
+def test_grid_mode_gives_a_grid_of_boxes_in_the_same_schema(random_tiny: RegionExtractor,
+                                                            scenes: list[GoldImage]) -> None:
+    from laitkit.extractors.regions import grid_boxes
+
+    ext = RegionExtractor(RegionsConfig(config="random-tiny", device="cpu", mode="grid", grid_size=4))
+    img = _jpeg(scenes[0].rgb)
+    r = ext.extract([img])[0]
+    assert isinstance(r, Regions) and r.num_boxes == 16 and r.features.shape == (16, 256)
+    h, w = scenes[0].rgb.shape[:2]
+    assert (r.image_h, r.image_w) == (h, w)
+    np.testing.assert_allclose(r.boxes[0], [0, 0, w / 4, h / 4], atol=1e-4)
+    np.testing.assert_allclose(r.boxes[-1], [3 * w / 4, 3 * h / 4, w, h], atol=1e-4)
+    area = ((r.boxes[:, 2] - r.boxes[:, 0]) * (r.boxes[:, 3] - r.boxes[:, 1])).sum()
+    assert area == pytest.approx(h * w, rel=1e-5)  # the cells tile the image
+    # The same features a user gets by giving those boxes: one pooling path, no detector selection.
+    given = random_tiny.extract_given_boxes([img], [grid_boxes(h, w, 4)])[0]
+    np.testing.assert_array_equal(given.features, r.features)
+    assert len(r.obj_names) == 16 and r.soft_ids is not None and r.box_conf is None
