@@ -291,6 +291,7 @@ def caffe_nms_overlap(boxes: np.ndarray) -> np.ndarray:
 
 def caffe_select(
     boxes: np.ndarray, scores: np.ndarray, *, conf_thresh: float, nms_thresh: float, min_boxes: int, max_boxes: int,
+    device: str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Box selection of bottom-up-attention's `tools/generate_tsv.py`, step for step.
 
@@ -302,31 +303,60 @@ def caffe_select(
     order, as the Caffe script's reversed argsort gives). Returns (kept indices, max_conf of all R).
 
     All classes advance through their score order together, so the loop runs R times, not R*K.
+    On CPU each class's order is numpy's `argsort()[::-1]`, as in py-faster-rcnn; on CUDA the
+    loop runs on the GPU (70 ms -> a few ms for 300 proposals x 1600 classes) with a stable
+    descending sort, which can differ only where two proposals have bit-identical scores.
     """
     scores = np.asarray(scores, dtype=np.float32)
     r, k = scores.shape
-    max_conf = np.zeros(r, dtype=np.float64)
-    if r == 0:
-        return np.zeros(0, dtype=np.int64), max_conf.astype(np.float32)
-    over = caffe_nms_overlap(boxes) > nms_thresh
-    order = np.argsort(scores, axis=0)[::-1].T  # (K, R): per class, proposals by descending score
-    suppressed = np.zeros((k, r), dtype=bool)
-    kept = np.zeros((k, r), dtype=bool)
-    cls = np.arange(k)
-    for t in range(r):
-        i = order[:, t]
-        alive = ~suppressed[cls, i]
-        ca, ia = cls[alive], i[alive]
-        kept[ca, ia] = True
-        suppressed[ca] |= over[ia]
-    surviving = np.where(kept, scores.T, 0.0)
-    max_conf = surviving.max(axis=0).astype(np.float32) if k else max_conf.astype(np.float32)
+    if r == 0 or k == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(r, dtype=np.float32)
+    if device.startswith("cuda"):
+        max_conf = _caffe_max_conf_torch(boxes, scores, nms_thresh, device)
+    else:
+        over = caffe_nms_overlap(boxes) > nms_thresh
+        order = np.argsort(np.ascontiguousarray(scores.T), axis=1)[:, ::-1]  # (K, R): each class by score
+        suppressed = np.zeros((k, r), dtype=bool)
+        kept = np.zeros((k, r), dtype=bool)
+        cls = np.arange(k)
+        for t in range(r):
+            i = order[:, t]
+            alive = ~suppressed[cls, i]
+            ca, ia = cls[alive], i[alive]
+            kept[ca, ia] = True
+            suppressed[ca] |= over[ia]
+        max_conf = np.where(kept, scores.T, 0.0).max(axis=0).astype(np.float32)
     keep = np.where(max_conf >= conf_thresh)[0]
     if len(keep) < min_boxes:
         keep = np.argsort(max_conf)[::-1][:min_boxes]
     elif len(keep) > max_boxes:
         keep = np.argsort(max_conf)[::-1][:max_boxes]
     return keep.astype(np.int64), max_conf
+
+
+def _caffe_max_conf_torch(boxes: np.ndarray, scores: np.ndarray, nms_thresh: float, device: str) -> np.ndarray:
+    """`max_conf` of `caffe_select` computed on `device`: the same arithmetic, no host sync in the loop."""
+    import torch
+
+    b = torch.as_tensor(np.asarray(boxes, dtype=np.float32), device=device)
+    sc = torch.as_tensor(scores, device=device)
+    x1, y1, x2, y2 = b.unbind(1)
+    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
+    w = (torch.minimum(x2[:, None], x2[None]) - torch.maximum(x1[:, None], x1[None]) + 1).clamp(min=0)
+    h = (torch.minimum(y2[:, None], y2[None]) - torch.maximum(y1[:, None], y1[None]) + 1).clamp(min=0)
+    inter = w * h
+    over = inter / (areas[:, None] + areas[None] - inter) > nms_thresh
+    r, k = sc.shape
+    order = torch.sort(sc.T, dim=1, descending=True, stable=True).indices  # (K, R)
+    suppressed = torch.zeros((k, r), dtype=torch.bool, device=device)
+    kept = torch.zeros((k, r), dtype=torch.bool, device=device)
+    cls = torch.arange(k, device=device)
+    for t in range(r):
+        i = order[:, t]
+        alive = ~suppressed[cls, i]
+        kept[cls, i] |= alive
+        suppressed |= over[i] & alive[:, None]
+    return torch.where(kept, sc.T, 0.0).amax(dim=0).float().cpu().numpy()
 
 
 def grid_boxes(h: int, w: int, g: int) -> np.ndarray:
@@ -689,6 +719,7 @@ class RegionExtractor:
         keep, max_conf = caffe_select(
             cls_boxes, pr[:, : self.num_classes].cpu().numpy(), conf_thresh=self.cfg.conf_thresh,
             nms_thresh=self.cfg.nms_thresh, min_boxes=lo or self.cfg.min_boxes, max_boxes=hi or self.cfg.max_boxes,
+            device=self.device,
         )
         idx = torch.from_numpy(keep).to(pr.device)
         ob = torch.from_numpy(cls_boxes[keep]).float()

@@ -207,3 +207,40 @@ def _gpu_r101(n: int, seed: int) -> dict[str, Any]:
         out[f"r101_c4_images_per_s_bs{bs}"] = round(rate, 2)
     out["r101_c4_images_per_s"] = max(v for k, v in out.items() if k.startswith("r101_c4_images_per_s_bs"))
     return out
+
+
+def run_selection_bench(*, images: int = 24, seed: int = 7, proposals: int = 300, classes: int = 1600,
+                        repeats: int = 5) -> dict[str, Any]:
+    """Caffe vs refined selection: how often the kept sets agree on the tiny detector's held-out scenes
+    (the issue measured 7 of 24 demo images), and the time of `caffe_select` at the VG size
+    (300 proposals x 1600 classes) on CPU."""
+    import torch
+
+    from laitkit.extractors.regions import RegionExtractor, RegionsConfig, caffe_select
+
+    torch.set_num_threads(1)
+    imgs = _images(images, seed)
+    caffe = RegionExtractor(RegionsConfig(config="tiny", device="cpu", selection="caffe", box_mode="proposal"))
+    refined = RegionExtractor(RegionsConfig(config="tiny", device="cpu", selection="refined", box_mode="proposal"))
+    same_set = same_order = 0
+    for a, b in zip(caffe.extract(imgs), refined.extract(imgs), strict=True):
+        if isinstance(a, str) or isinstance(b, str):
+            raise RuntimeError(f"bench image failed: {a if isinstance(a, str) else b}")
+        ka = [tuple(np.round(x, 2)) for x in a.boxes]
+        kb = [tuple(np.round(x, 2)) for x in b.boxes]
+        same_set += set(ka) == set(kb)
+        same_order += ka == kb
+    rng = np.random.default_rng(seed)
+    c = rng.uniform(50, 550, (proposals, 2))
+    wh = rng.uniform(20, 200, (proposals, 2))
+    boxes = np.concatenate([c - wh / 2, c + wh / 2], 1).astype(np.float32)
+    logits = rng.normal(0, 3, (proposals, classes + 1))
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p = (p / p.sum(1, keepdims=True))[:, 1:].astype(np.float32)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        caffe_select(boxes, p, conf_thresh=0.2, nms_thresh=0.3, min_boxes=10, max_boxes=100)
+    ms = (time.perf_counter() - t0) / repeats * 1000
+    _say(f"caffe vs refined: same kept set on {same_set}/{images}, same order {same_order}; select {ms:.1f} ms")
+    return {"images": images, "caffe_refined_same_set": same_set, "caffe_refined_same_order": same_order,
+            "caffe_select_ms_300x1600_cpu": round(ms, 2), "detector": caffe.detector}

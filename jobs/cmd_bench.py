@@ -12,6 +12,7 @@ BENCHES = {
     "regions": ("laitkit.jobs.bench_regions", "run_regions_bench"),
     "text": ("laitkit.jobs.bench_text", "run_text_bench"),
     "pretrain": ("laitkit.jobs.bench_pretrain", "run_pretrain_bench"),
+    "regions-selection": ("laitkit.jobs.bench_regions", "run_selection_bench"),
 }
 
 

@@ -18,7 +18,14 @@ import torch
 from PIL import Image
 
 from laitkit.datasets.schema import Regions
-from laitkit.extractors.regions import RegionExtractor, RegionsConfig, caffe_select, decode_image, target_size
+from laitkit.extractors.regions import (
+    RegionExtractor,
+    RegionsConfig,
+    _caffe_max_conf_torch,
+    caffe_select,
+    decode_image,
+    target_size,
+)
 from laitkit.extractors.regions_synth import render_gold
 
 torch.set_num_threads(1)
@@ -87,6 +94,8 @@ def test_caffe_select_equals_generate_tsv(seed: int, sharp: float, min_boxes: in
                                   min_boxes=min_boxes, max_boxes=max_boxes)
     np.testing.assert_array_equal(keep, ref_keep)  # same boxes, same order
     np.testing.assert_array_equal(max_conf, ref_conf.astype(np.float32))
+    # The device loop (used on CUDA) computes the same scores; run here on CPU.
+    np.testing.assert_array_equal(_caffe_max_conf_torch(boxes, prob_bg_first[:, 1:], 0.3, "cpu"), max_conf)
     n_pass = int((ref_conf >= 0.2).sum())
     if seed == 0:
         assert min_boxes <= n_pass <= max_boxes and (np.diff(keep) > 0).all()
