@@ -226,20 +226,40 @@ def _list_rows(arr: pa.Array, dtype: type, width: int) -> list[np.ndarray]:
 
 
 def _optional_arrays(batch: pa.RecordBatch) -> dict[str, list[np.ndarray | None]]:
-    """The optional region columns as per-row numpy (None where null or where the shard predates them)."""
+    """The optional region columns as per-row numpy (None where null or where the shard predates them).
+
+    Through Arrow's buffers, not Python lists: a shard holds ~100 boxes x 33 classes per row.
+    """
+    import pyarrow.compute as pc
+
     out: dict[str, list[np.ndarray | None]] = {}
     for col, attr, dtype in (("regions_box_conf", "box_conf", np.float32), ("regions_soft_ids", "soft_ids", np.int32),
                              ("regions_soft_probs", "soft_probs", np.float16)):
         if col not in batch.schema.names:
             continue
+        arr = batch.column(col)
+        valid = arr.is_valid().to_numpy(zero_copy_only=False)
+        counts = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        per_box = arr.flatten()  # the non-null rows' boxes, in order (slicing respected)
+        if attr == "box_conf":
+            widths = np.ones(len(per_box), dtype=np.int64)
+            values = per_box.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+        else:
+            widths = pc.list_value_length(per_box).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+            values = per_box.flatten().to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+        box_start = np.concatenate([[0], np.cumsum(counts)])
+        value_start = np.concatenate([[0], np.cumsum(widths)])
         rows: list[np.ndarray | None] = []
-        for v in batch.column(col).to_pylist():
-            if v is None:
+        for i in range(len(arr)):
+            if not valid[i]:
                 rows.append(None)
-            elif attr == "box_conf":
-                rows.append(np.asarray(v, dtype=dtype))
+                continue
+            b0, b1 = int(box_start[i]), int(box_start[i + 1])
+            v = values[int(value_start[b0]) : int(value_start[b1])].copy()
+            if attr == "box_conf":
+                rows.append(v)
             else:
-                width = len(v[0]) if v else 1
-                rows.append(np.asarray(v, dtype=dtype).reshape(len(v), width))
+                w = int(widths[b0]) if b1 > b0 else 1
+                rows.append(v.reshape(b1 - b0, w))
         out[attr] = rows
     return out

@@ -15,7 +15,7 @@ works unchanged (`LxmertForPreTraining`, `VisualBertForPreTraining` and their si
 node (torch.distributed rank, else the RANK / WORLD_SIZE environment) and by DataLoader worker:
 whole shards when there are at least as many shards as readers, else every n-th sample, so each
 sample is read by exactly one reader either way. Only kept samples with at least one box are used.
-torch is imported lazily: `laitkit.datasets` stays light for the pipeline.
+Only this module imports torch (when it is imported): the rest of `laitkit.datasets` stays light.
 """
 
 from __future__ import annotations

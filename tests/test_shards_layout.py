@@ -84,3 +84,43 @@ def test_crash_leftovers_in_subfolders_are_found_and_cleaned(tmp_path: Path) -> 
     assert any("00001_stats.json" in p for p in problems) and any("temp file" in p for p in problems)
     assert sorted(clean_partial(tmp_path)) == sorted([orphan, temp])
     assert validate(tmp_path) == [] and completed_shards(tmp_path) == {0}
+
+
+def test_optional_region_columns_round_trip_and_legacy_tables_still_read() -> None:
+    """box_conf and the top-k class distribution survive Parquet (nulls, empty images, sliced batches);
+    a table in the schema before those columns existed still reads, with them as None."""
+    from laitkit.datasets.arrow_codec import samples_to_table, table_to_samples
+    from laitkit.datasets.schema import arrow_schema
+
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(40):
+        s = Sample(key=f"k{i}", url="u")
+        n = int(rng.integers(0, 6))
+        if i % 7 != 3:
+            s.regions = Regions(
+                detector="d", image_h=5, image_w=5, boxes=rng.random((n, 4)), features=rng.random((n, 8)),
+                obj_ids=np.zeros(n), obj_conf=np.ones(n), attr_ids=np.zeros(n), attr_conf=np.ones(n),
+                box_conf=None if i % 5 == 0 else rng.random(n),
+                soft_ids=None if i % 4 == 0 else rng.integers(0, 100, (n, 5)),
+                soft_probs=None if i % 4 == 0 else rng.random((n, 5)))
+        samples.append(s)
+    table = samples_to_table(samples, 8)
+    assert table.schema.equals(arrow_schema(8))
+    for part, ref in ((table, samples), (table.slice(9, 20), samples[9:29])):
+        for a, b in zip(ref, table_to_samples(part), strict=True):
+            assert (a.regions is None) == (b.regions is None)
+            if a.regions is None:
+                continue
+            for f in ("box_conf", "soft_ids", "soft_probs"):
+                x, y = getattr(a.regions, f), getattr(b.regions, f)
+                assert (x is None) == (y is None)
+                if x is not None and len(x):
+                    assert x.dtype == y.dtype and x.shape == y.shape and np.array_equal(x, y)
+                elif x is not None:  # an image with no box: no width to keep, still empty
+                    assert y.dtype == x.dtype and len(y) == 0
+    legacy = table.select([f.name for f in arrow_schema(8, legacy=True)])
+    assert legacy.schema.equals(arrow_schema(8, legacy=True))
+    old = table_to_samples(legacy)
+    assert all(s.regions is None or s.regions.soft_ids is None for s in old)
+    assert [s.key for s in old] == [s.key for s in samples]
