@@ -36,12 +36,17 @@ def test_stage_fills_kept_rejects_bad_and_passes_others_through() -> None:
     corrupt = Sample(key="corrupt", url="http://x/c.jpg", image=b"\xff\xd8\xff garbage")
     rejected = Sample(key="rej", url="http://x/r.jpg", image=buf.getvalue())
     rejected.reject("lang", Reason.NOT_ENGLISH, "fr")
-    batch = _batch([good, corrupt, rejected])
+    tiny_buf = io.BytesIO()
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(tiny_buf, format="PNG")
+    tiny = Sample(key="tiny", url="http://x/t.png", image=tiny_buf.getvalue())
+    batch = _batch([good, corrupt, rejected, tiny])
     before = {k: v.copy() for k, v in batch.items()}
     stage = RegionsStage(RegionsConfig(config="random-tiny", device="cpu", min_boxes=4, max_boxes=4), num_threads=1)
     out = stage(batch)
-    assert list(out["key"]) == ["good", "corrupt", "rej"]
-    assert list(out["status"]) == ["keep", "regions_error", "not_english"]
+    assert list(out["key"]) == ["good", "corrupt", "rej", "tiny"]
+    assert list(out["status"]) == ["keep", "regions_error", "not_english", "too_small"]
+    s3 = from_row({c: out[c][3] for c in ("jpg", "txt", "json", "npz")})
+    assert s3.regions is None and s3.verdicts[-1].detail == "too_small: 1x1 image, shorter side below 32 px"
     s0 = from_row({c: out[c][0] for c in ("jpg", "txt", "json", "npz")})
     assert s0.regions is not None and s0.regions.num_boxes == 4 and s0.regions.features.dtype == np.float16
     assert s0.caption == "a red circle" and s0.image == good.image
