@@ -18,14 +18,8 @@ import torch
 from PIL import Image
 
 from laitkit.datasets.schema import Regions
-from laitkit.extractors.regions import (
-    RegionExtractor,
-    RegionsConfig,
-    _caffe_max_conf_torch,
-    caffe_select,
-    decode_image,
-    target_size,
-)
+from laitkit.extractors.regions import RegionExtractor, RegionsConfig, decode_image, target_size
+from laitkit.extractors.regions_select import _caffe_max_conf_torch, caffe_select
 from laitkit.extractors.regions_synth import render_gold
 
 torch.set_num_threads(1)
