@@ -193,10 +193,11 @@ def export_lxmert(samples: Iterable[Sample], out: str | Path, *, boxes: int = LX
     if wrong:
         tmp.unlink(missing_ok=True)
         bad = sum(wrong.values())
-        seen = ", ".join(f"{k}" for k in sorted(wrong))
+        lo, hi = min(wrong), max(wrong)
+        seen = f"{lo}" if lo == hi else f"{lo} to {hi}"
         raise UserError(
             f"lxmert-tsv: LXMERT's pretraining needs exactly {boxes} boxes per image, but {bad} of "
-            f"{bad + counts['written']} images have {seen}; extract with regions.fixed_boxes: {boxes}, "
+            f"{bad + counts['written']} images have {seen} boxes; extract with regions.fixed_boxes: {boxes}, "
             "or pass --any-boxes if your loader pads"
         )
     tmp.replace(out)
