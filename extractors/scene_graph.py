@@ -18,6 +18,7 @@ adjective or number words, relations their predicate words ("in front of", "sitt
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,10 +100,50 @@ COLOURS = frozenset(
         "blonde",
     }
 )
+# Nouns that describe what something is made of (or its pattern, shape): the only noun modifiers
+# the miner may turn into attributes ("wood desk" -> wooden); other compounds name one object.
+MATERIALS = frozenset(
+    {
+        "wood", "wooden", "metal", "brick", "stone", "glass", "plastic", "leather", "steel", "iron", "concrete",
+        "cement", "marble", "granite", "gravel", "dirt", "straw", "rubber", "paper", "cardboard", "porcelain",
+        "ceramic", "copper", "brass", "chrome", "bamboo", "clay", "fabric", "fleece", "foil", "wax", "styrofoam",
+        "denim", "wool", "cotton", "silk", "lace", "velvet", "tin", "aluminum", "wire", "rock", "cobblestone",
+        "chainlink", "plaid", "stripe", "striped", "polka", "floral", "circle", "oval", "rectangle", "square",
+        "round", "triangle", "wicker", "canvas", "tile", "asphalt", "pine", "oak", "birch", "mesh", "vinyl",
+        "multi", "multicolor", "khaki", "lavender", "peach", "burgundy",
+    }
+)  # fmt: skip
 SUBJ_DEPS = frozenset({"nsubj", "nsubjpass", "csubj"})
 NOUN_SLOTS = frozenset({"pobj", "dobj", "nsubj", "conj", "ROOT", "attr"})
 COPULA_DEPS = frozenset({"ROOT", "relcl", "conj", "ccomp", "advcl"})
 INHERIT_DEPS = frozenset({"conj", "xcomp", "advcl", "ccomp", "pcomp"})
+# "X of Y" with a container or a surface X: FACTUAL's majority writes the content Y "in" / "on" X.
+# One table so that "bowl of fruit" and "plate of pasta" come out the same way.
+CONTAINERS = frozenset(
+    {
+        "bowl", "cup", "glass", "mug", "box", "basket", "bottle", "jar", "bag", "bucket", "vase", "pot", "pan",
+        "carton", "container", "crate", "can", "jug", "pitcher", "tub", "bin", "barrel", "cart", "sack", "pail",
+        "tin", "kettle", "teapot", "thermos", "canister", "dumpster", "truck", "boat", "wagon", "cooler", "fridge",
+        "refrigerator", "drawer", "closet",
+    }
+)  # fmt: skip
+SURFACES = frozenset({"plate", "tray", "platter", "dish", "saucer", "board", "pizza", "shelf", "rack", "table"})
+# Passive "by": an agent when its noun is animate ("parked by a police officer" -> the officer parks
+# the car), a place otherwise ("parked by the curb" -> park by).
+ANIMATE = frozenset(
+    {
+        "person", "people", "man", "woman", "boy", "girl", "child", "kid", "guy", "lady", "officer", "player",
+        "worker", "police", "crowd", "dog", "cat", "horse", "cow", "elephant", "bird", "animal", "rider",
+        "skier", "surfer", "chef", "driver", "student", "tourist", "couple", "family", "spectator", "fan",
+        "baby", "mother", "father", "owner", "farmer", "soldier", "adult", "teenager", "team", "audience",
+        "giraffe", "sheep", "zebra", "bear", "passenger", "pedestrian", "skateboarder", "snowboarder",
+        "batter", "pitcher", "catcher", "umpire", "cook", "waiter", "vendor", "customer", "someone",
+    }
+)  # fmt: skip
+# Prepositions of a path: "ride bicycles down a hill" is riding down the hill, not bicycles down it.
+# Verbs that link a subject to an adjective like "be": "the ground looks muddy" -> ( ground , is , muddy ).
+LINKING = frozenset({"look", "seem", "appear", "become", "get", "turn", "remain", "stay", "feel", "grow"})
+MOTION_PREPS = frozenset({"down", "up", "across", "through", "along", "into", "toward", "towards", "past"})
 
 
 @dataclass
@@ -231,6 +272,7 @@ class _Walk:
                 and head[i] == i - 1
                 and pos[i - 1] == "NOUN"
                 and (i + 1 == self.n or pos[i + 1] in ("ADP", "VERB", "PUNCT", "AUX"))
+                and (i + 1 == self.n or lower[i + 1] != "of")  # "a cooler full of drinks"
             ):
                 fix.append((i, "s"))  # "fire hydrant" parsed as "fire" modified by an adjective "hydrant"
                 continue
@@ -321,9 +363,11 @@ class _Walk:
 
     # --- objects and their attributes -----------------------------------------------------------
 
-    def prep_phrase(self, p: int) -> tuple[str, int, int, list[int]]:
-        """A preposition's words, last token index, and its objects: "in front of" -> ("in front of", of, [X])."""
+    def prep_phrase(self, p: int) -> tuple[str, int, int, list[int], list[int]]:
+        """A preposition's words, last token index, its object, the object's conjuncts, and the
+        preposition's own tokens: "in front of X" -> ("in front of", of, X, [X], [in, front, of])."""
         words = [self.lower[p]]
+        toks = [p]
         last = p
         cur = p
         for _ in range(4):  # "on the right side of": at most a few hops
@@ -337,19 +381,24 @@ class _Walk:
                             if self.dep[k] in ("amod", "compound") and k < o and self.lower[k] in ("right", "left"):
                                 words.append("the")
                                 words.append(self.lower[k])
+                                toks.append(k)
+                                toks.extend(d for d in self.kids[o] if d < k and self.lower[d] == "the")
                         words.append(self.lemma[o].lower())
                         words.append("of")
+                        toks.append(o)
+                        toks.append(ofs[0])
                         self.skip.add(o)
                         cur = last = ofs[0]
                         continue
-                return " ".join(words), last, o, self.conj_group(o)
+                return " ".join(words), last, o, self.conj_group(o), toks
             nxt = [k for k in self.kids[cur] if self.dep[k] in ("prep", "pcomp") and self.pos[k] == "ADP"]
             if nxt:
                 cur = last = nxt[0]
                 words.append(self.lower[cur])
+                toks.append(cur)
                 continue
             break
-        return " ".join(words), last, -1, []
+        return " ".join(words), last, -1, [], toks
 
     def find_objects(self) -> None:
         lower, lemma, dep, head = self.lower, self.lemma, self.dep, self.head
@@ -415,11 +464,14 @@ class _Walk:
         for i, oi in list(self.obj_of.items()):
             obj = self.nodes[oi]
             mods = [k for k in self.kids[i] if dep[k] in ("amod", "nummod", "compound", "quantmod")]
+            for k in list(mods):  # "a muddy dirt road": "muddy" hangs off "dirt" but describes the road
+                if dep[k] == "compound":
+                    mods.extend(c for c in self.kids[k] if dep[c] == "amod" and c < k)
             for a, qn in self.alias.items():  # "group of birds": "group of" describes the birds
                 if qn == i:
                     txt = lex.quantities[self.lemma[a].lower()]
                     if txt != "-":  # "-": a quantity FACTUAL leaves unwritten ("a lot of")
-                        self.add_attr(oi, txt, a, a + 1 + txt.count(" "))
+                        self.add_attr(oi, txt, range(a, a + 1 + txt.count(" ")))
                     mods.extend(k for k in self.kids[a] if dep[k] in ("amod", "nummod", "quantmod"))
             for k in mods:
                 if k >= obj.span[0]:
@@ -427,7 +479,7 @@ class _Walk:
                 if dep[k] in ("nummod", "quantmod") or self.pos[k] == "NUM":
                     num = NUMBER_WORDS.get(lower[k], lower[k] if lower[k].isdigit() and k < i else "")
                     if num and 1 < int(num) <= 20:  # counts, not "number 170" or "1950s"
-                        self.add_attr(oi, num, k, k + 1)
+                        self.add_attr(oi, num, (k,))
                         obj.count = int(num)
                     continue
                 if self.pos[k] in ("DET", "PRON", "PUNCT", "ADP"):
@@ -435,7 +487,7 @@ class _Walk:
                 if dep[k] == "compound":
                     got = lex.compounds.get(lower[k], "")
                     if got:
-                        self.add_attr(oi, got, k, k + 1)
+                        self.add_attr(oi, got, (k,))
                     continue
                 self.modifier(oi, k)
                 for c in self.conjuncts(k):
@@ -473,10 +525,11 @@ class _Walk:
         got = self.lex.modifiers.get(txt, txt)
         if got in ("", "="):
             return
-        self.add_attr(oi, got, start, k + 1)
+        self.add_attr(oi, got, range(start, k + 1))
 
-    def add_attr(self, oi: int, txt: str, a: int, b: int) -> None:
-        self.add(SceneNode(kind="attribute", lemma=txt, span=(a, b), subject=oi), ("a", oi, txt))
+    def add_attr(self, oi: int, txt: str, toks: Iterable[int]) -> None:
+        if txt.strip():
+            self.add(SceneNode(kind="attribute", lemma=txt, tokens=tuple(toks), subject=oi), ("a", oi, txt))
 
     # --- relations ------------------------------------------------------------------------------
 
@@ -514,24 +567,34 @@ class _Walk:
             return [h], self.tag[v] == "VBN"
         return [], passive
 
-    def rel(self, s: int, pred: str, o: int, a: int, b: int) -> None:
+    def rel(self, s: int, pred: str, o: int, toks: Iterable[int], raw: bool = False) -> None:
         si, oi = self.resolve(s), self.resolve(o)
         if si is None or oi is None or si == oi:
             return
         rw = self.lex.rewrite
-        if rw:
+        if pred in ("of", "full of"):
+            head = self.nodes[si].lemma.split(" ")[-1]
+            if head in CONTAINERS or head in SURFACES:
+                pred, raw = ("in" if head in CONTAINERS else "on"), True
+                si, oi = oi, si  # "bowl of fruit" -> ( fruit , in , bowl )
+            elif pred == "full of":
+                pred, raw = "have", True  # "a shelf full of oranges" -> ( shelf , have , oranges )
+        if rw and not raw:
             sl, ol = self.nodes[si].lemma, self.nodes[oi].lemma
             dec = rw.get(f"{pred}|{ol}") or rw.get(f"{sl}|{pred}") or rw.get(pred)
             if dec is not None:
                 if dec == "drop":
                     return
                 if isinstance(dec, str) and dec.startswith("attr:"):
-                    self.add_attr(oi, dec[5:], a, b)
+                    self.add_attr(oi, dec[5:], toks)
                     return
                 pred, swap = dec[0], dec[1]
                 if swap:
                     si, oi = oi, si
-        self.add(SceneNode(kind="relation", lemma=pred, span=(a, b), subject=si, object=oi), ("r", si, pred, oi))
+        if not pred.strip():
+            return
+        node = SceneNode(kind="relation", lemma=pred, tokens=tuple(toks), subject=si, object=oi)
+        self.add(node, ("r", si, pred, oi))
 
     def verb_relations(self, v: int) -> None:
         dep, kids, lower = self.dep, self.kids, self.lower
@@ -546,7 +609,6 @@ class _Walk:
         vl = "" if copula else self.verb_lemma(v)
         prts = [k for k in kids[v] if dep[k] == "prt"]
         vpred = vl + "".join(" " + lower[k] for k in prts) if vl else ""
-        vend = max([v] + prts) + 1
         made = False
         objs: list[int] = []
         preps: list[tuple[int, int]] = []  # (prep token, span start)
@@ -562,7 +624,9 @@ class _Walk:
                         preps.append((p, k))
             elif d == "acomp" and copula and lower[k] in KEEP_ADV and self.child(k, ("prep",)):
                 preps.extend((p, k) for p in self.child(k, ("prep",)))
-            elif d == "acomp" and copula:
+            elif d == "acomp" and copula and lower[k] == "full" and self.child(k, ("prep",)):
+                preps.extend((p, k) for p in self.child(k, ("prep",)) if lower[p] == "of")
+            elif d == "acomp" and (copula or self.lemma[v] in LINKING):
                 for s in subs:
                     si = self.resolve(s)
                     if si is not None:
@@ -572,14 +636,19 @@ class _Walk:
                 made = True
         if gap >= 0 and not objs and not copula and not any(not self.child(p, ("pobj",)) for p, _ in preps):
             objs.append(gap)
+        vtoks = [v, *prts]
+        for o in objs:  # "ride bicycles down a hill": the path belongs to the verb
+            if dep[o] == "dobj":
+                preps.extend((p, p) for p in kids[o] if dep[p] == "prep" and lower[p] in MOTION_PREPS)
         for s in subs:
             for o in objs:
-                self.rel(s, vpred, o, v, vend)
+                self.rel(s, vpred, o, vtoks)
                 made = True
         for p, start in preps:
-            words, last, o, group = self.prep_phrase(p)
-            if start != p and lower[start] in KEEP_ADV:
+            words, last, o, group, ptoks = self.prep_phrase(p)
+            if start != p and (lower[start] in KEEP_ADV or lower[start] == "full"):
                 words = lower[start] + " " + words
+                ptoks = [start, *ptoks]
             if o < 0:
                 if gap < 0:
                     continue
@@ -590,12 +659,13 @@ class _Walk:
             for s in subs:
                 for o2 in group:
                     if is_agent:
-                        self.rel(o2, vl or "be", s, v, max(v, last) + 1)
+                        # an animate agent is certain: no mined rewrite ("park" -> "park by") applies
+                        animate = self.lemma[o2].lower() in ANIMATE or self.lower[o2] in PRONOUNS
+                        self.rel(o2, vl or "be", s, [v], raw=animate)
                     elif copula:
-                        self.rel(s, words, o2, min(start, last), last + 1)
+                        self.rel(s, words, o2, ptoks)
                     else:
-                        a = min(v, start)
-                        self.rel(s, f"{vpred} {words}", o2, a, max(vend, last + 1))
+                        self.rel(s, f"{vpred} {words}", o2, vtoks + ptoks)
                     made = True
         if (
             not made
@@ -608,7 +678,7 @@ class _Walk:
             for s in subs:
                 si = self.resolve(s)
                 if si is not None:
-                    self.add_attr(si, txt, v, vend)
+                    self.add_attr(si, txt, vtoks)
 
     def noun_relations(self, i: int) -> None:
         """Prepositions and possessives hanging off a noun: "cat on the mat", "man 's head"."""
@@ -621,23 +691,43 @@ class _Walk:
                 preps = [k]
             elif d in ("advmod", "amod") and self.lower[k] in KEEP_ADV:
                 preps = [p for p in kids[k] if dep[p] == "prep"]
+            elif d == "amod" and self.lower[k] == "full":  # "a shelf full of oranges"
+                preps = [p for p in kids[k] if dep[p] == "prep" and self.lower[p] == "of"]
             for p in preps:
                 if self.lower[p] == "of" and i in self.alias:
                     continue
-                words, last, o, group = self.prep_phrase(p)
+                if self.lower[p] in MOTION_PREPS and dep[i] == "dobj" and self.pos[self.head[i]] == "VERB":
+                    continue  # the verb's path (see verb_relations)
+                words, last, o, group, ptoks = self.prep_phrase(p)
                 if o < 0 or not self.is_noun(o):
                     continue
                 if p != k:
                     words = f"{self.lower[k]} {words}"
+                    ptoks = [k, *ptoks]
+                subj = i
+                if self.lower[p] == "with" and (content := self.content_of(i)) is not None and content < p:
+                    subj = content  # "a plate of pasta with tomatoes": the pasta is with the tomatoes
                 if subs_all is None:
                     root = self.coord_root(i)
                     g = self.conj_group(root)
                     subs_all = g if (len(g) > 1 and k > max(g)) else [i]
-                for s in subs_all:
+                for s in subs_all if subj == i else [subj]:
                     for o2 in group:
-                        self.rel(s, words, o2, k, last + 1)
+                        self.rel(s, words, o2, ptoks)
             if d == "poss" and self.is_noun(k) and self.pos[k] != "PRON":
-                self.rel(k, "have", i, k, k + 1)
+                self.rel(k, "have", i, [k, *(c for c in kids[k] if dep[c] == "case")])
+
+    def content_of(self, i: int) -> int | None:
+        """The Y of a container or surface noun `i` in "X of Y" ("plate of pasta" -> pasta), else None."""
+        lem = self.lemma[i].lower()
+        if lem not in CONTAINERS and lem not in SURFACES:
+            return None
+        for k in self.kids[i]:
+            if self.dep[k] == "prep" and self.lower[k] == "of":
+                objs = self.child(k, ("pobj",))
+                if objs and self.is_noun(objs[0]):
+                    return objs[0]
+        return None
 
     def run(self) -> list[SceneNode]:
         self.find_objects()

@@ -25,12 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from laitkit.extractors.factual import Normalizer, read_factual_csv, score_facts, spacy_noun_lemmatizer
-from laitkit.extractors.scene_graph import LEXICON_PATH, Lexicon
+from laitkit.extractors.scene_graph import COLOURS, LEXICON_PATH, MATERIALS, Lexicon
 from laitkit.extractors.text import TextConfig, TextExtractor, graph_to_facts, object_name
 
 log = logging.getLogger("laitkit.train_text")
 
 DEFAULT_TRAIN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "factual" / "train.csv"
+
+
+DESCRIPTIVE = MATERIALS | COLOURS
 
 
 def _decide(votes: Counter, default: Any, min_count: int, min_share: float = 0.5) -> Any:
@@ -64,12 +67,18 @@ class Miner:
         spacy_lemma: dict[str, str] = {}
         ing_verb: Counter = Counter()
         ing_votes: dict[str, Counter] = defaultdict(Counter)
+        adj_tag: Counter = Counter()  # how often a word is tagged an adjective / a noun in train
+        noun_tag: Counter = Counter()
         for doc, gold in zip(docs, golds, strict=True):
             ents, attrs, rels, _ = self.gold_sets(gold)
             ent_words = {w for e in ents for w in e.split()}
             gold_preds = {w for r in rels for w in r[1].split()[:1]}
             ent_heads = {e.split()[-1] for e in ents}
             for t in doc:
+                if t.pos_ == "ADJ":
+                    adj_tag[t.lower_] += 1
+                elif t.pos_ in ("NOUN", "PROPN"):
+                    noun_tag[t.lower_] += 1
                 if t.lower_.endswith("ing"):
                     ing_votes[t.lower_]["n" if t.lower_ in ent_words else "v"] += 1
                     if t.tag_ == "VBG":
@@ -109,7 +118,14 @@ class Miner:
         lex["verb_lemmas"] = {
             w: d for w, v in sorted(verb_votes.items()) if (d := _decide(v, spacy_lemma[w], 3)) != spacy_lemma[w]
         }
-        lex["compounds"] = {m: d for m, v in sorted(comp_votes.items()) if (d := _decide(v, "=", 2)) != "="}
+        # A noun modifier becomes an attribute only when it describes (a material, a colour, a word
+        # that is mostly an adjective): "wood desk" -> wooden, but "laptop keyboard" stays one object.
+        lex["compounds"] = {
+            m: d
+            for m, v in sorted(comp_votes.items())
+            if (d := _decide(v, "=", 2)) != "="
+            and (d == "" or m in DESCRIPTIVE or d in DESCRIPTIVE or adj_tag[m] > noun_tag[m])
+        }
         lex["quantities"] = {n: d for n, v in sorted(qty_votes.items()) if (d := _decide(v, "", 3)) != ""}
         lex["ing_nouns"] = sorted(w for w, v in ing_votes.items() if _decide(v, "v", 3, 0.6) == "n")
         lex["verb_forms"] = {
