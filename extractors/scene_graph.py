@@ -152,7 +152,10 @@ class Lexicon:
 
     modifiers: adjective (or participle) attribute text -> the text to write, "" to drop it.
     compounds: noun modifier ("wood" in "wood desk") -> attribute text to write ("wooden"), "" to
-        drop it; absent = part of the object name ("coffee table").
+        drop it, "@have" for an object of its own that has the head ("clock face" -> ( clock , have ,
+        face )); absent = part of the object name ("coffee table").
+    compound_pairs: "modifier|head lemma" -> the same decisions ("=" = part of the name), where a
+        pair differs from its modifier's decision ("computer screen" vs "computer desk").
     quantities: noun before "of" that is a quantity ("group", "piece") -> attribute text of the
         noun after "of" ("group of"); the quantity noun is then not an object.
     rewrite: "pred", "pred|obj", "subj|pred" -> [new predicate, swap] or "attr:<text>" or "drop".
@@ -166,6 +169,7 @@ class Lexicon:
 
     modifiers: dict[str, str] = field(default_factory=dict)
     compounds: dict[str, str] = field(default_factory=dict)
+    compound_pairs: dict[str, str] = field(default_factory=dict)
     quantities: dict[str, str] = field(default_factory=dict)
     rewrite: dict[str, Any] = field(default_factory=dict)
     verb_lemmas: dict[str, str] = field(default_factory=dict)
@@ -186,6 +190,7 @@ class Lexicon:
         return cls(
             modifiers=d.get("modifiers", {}),
             compounds=d.get("compounds", {}),
+            compound_pairs=d.get("compound_pairs", {}),
             quantities=d.get("quantities", {}),
             rewrite=d.get("rewrite", {}),
             verb_lemmas=d.get("verb_lemmas", {}),
@@ -216,6 +221,7 @@ class _Walk:
         "nodes",
         "seen",
         "alias",
+        "with_back",
         "skip",
     )
 
@@ -243,6 +249,8 @@ class _Walk:
         self.obj_of: dict[int, int] = {}  # token index of an object's head -> node index
         self.alias: dict[int, int] = {}  # quantity noun token -> the noun it quantifies
         self.skip: set[int] = set()  # nouns that are part of a multiword preposition
+        # "a lake with cows in it": Y of "X with Y" -> (X, words, tokens) of Y's relation back to X
+        self.with_back: dict[int, tuple[int, str, list[int]]] = {}
         self.nodes: list[SceneNode] = []
         self.seen: set[tuple] = set()
 
@@ -257,6 +265,11 @@ class _Walk:
         fix: list[tuple[int, str]] = []
         for i in range(self.n):
             w = lower[i]
+            h = head[i]
+            if dep[i] == "npadvmod" and pos[i] in NOUNS and h == i + 1 and self.tag[h] == "VBG":
+                # "woman holding kite": the subject parsed as an adverbial noun of "holding"
+                fix.append((i, "subj" if dep[h] != "amod" else "acl"))
+                continue
             if (
                 pos[i] == "VERB"
                 and dep[i] == "ROOT"
@@ -310,6 +323,18 @@ class _Walk:
                     if head[k] == h and k != h and k != i:
                         head[k] = i
                 head[h], dep[h] = i, "compound"
+                continue
+            if kind == "subj":
+                dep[i] = "nsubj"
+                continue
+            if kind == "acl":  # "lady holding baby": holding was an adjective of baby
+                v = i + 1
+                y = head[v]
+                if y <= v or pos[y] not in NOUNS:
+                    continue
+                head[i], dep[i] = (head[y], dep[y]) if head[y] != y else (i, "ROOT")
+                head[v], dep[v] = i, "acl"
+                head[y], dep[y] = v, "dobj"
                 continue
             if kind == "n":
                 pos[i], tag[i] = "NOUN", "NNS" if lower[i][-1:] == "s" and tag[i] == "VBZ" else "NN"
@@ -411,6 +436,7 @@ class _Walk:
                         objs = self.child(k, ("pobj",))
                         if objs and self.is_noun(objs[0]):
                             self.alias[i] = objs[0]
+        self.with_pronouns()
         # Nouns inside multiword prepositions are not objects.
         for i in range(self.n):
             if self.dep[i] == "prep" and (self.pos[head[i]] != "ADP" or head[i] == i):
@@ -421,7 +447,11 @@ class _Walk:
             if lower[i] in SHADES and i + 1 < self.n and lower[i + 1] in COLOURS:
                 continue  # "navy blue": part of an attribute
             if dep[i] == "compound" and head[i] != i and self.is_noun(head[i]):
-                continue
+                root = i
+                while dep[root] == "compound" and head[root] != root and self.is_noun(head[root]):
+                    root = head[root]
+                if self.compound(i, root) != "@have":
+                    continue
             if self.pos[i] == "PRON":
                 name = PRONOUNS[lower[i]]
                 start = i
@@ -432,7 +462,7 @@ class _Walk:
                     if lower[j] == "-" and j > 0 and self.ws[j - 1][-1:] != " " and self.ws[j][-1:] != " ":
                         start = j - 1  # "t-shirt": a hyphenated word is one word
                         j -= 2
-                    elif dep[j] == "compound" and self._in_compound(j, i) and lower[j] not in lex.compounds:
+                    elif dep[j] == "compound" and self._in_compound(j, i) and self.compound(j, i) in (None, "="):
                         start = j
                         j -= 1
                     elif j == start - 1 and f"{lower[j]} {lower[start]}" in lex.adj_names:
@@ -452,6 +482,56 @@ class _Walk:
             self.obj_of[i] = node_idx
             self.nodes.append(SceneNode(kind="object", lemma=name, span=(start, i + 1), count=count))
 
+    def with_pronouns(self) -> None:
+        """ "X with Y in it", "X with Y hanging from it", "X with Y on top": Y's relation is to X.
+
+        "it"/"them" inside the "with" phrase becomes an alias of X, so Y's own preposition or verb
+        yields ( Y , in , X ); a bare "on top" gives ( Y , on top of , X ). `noun_relations` then
+        skips the vaguer ( X , with , Y ).
+        """
+        lower, dep = self.lower, self.dep
+        for p in range(self.n):
+            if lower[p] != "with" or dep[p] != "prep" or not self.is_noun(self.head[p]):
+                continue
+            x = self.head[p]
+            bare = None  # "X with Y on top": "on top" hangs off X in spaCy's parse
+            for t in self.kids[x]:
+                objs = self.child(t, ("pobj",)) if t > p and dep[t] == "prep" else []
+                if len(objs) == 1 and lower[objs[0]] in REL_NOUNS and not self.kids[objs[0]]:
+                    bare = (t, objs[0])
+            for y in self.child(p, ("pobj",)):
+                if not self.is_noun(y):
+                    continue
+                if bare is not None:
+                    t, r = bare
+                    self.skip.add(r)
+                    self.with_back[y] = (x, f"{lower[t]} {lower[r]} of", [t, r])
+                stack = list(self.kids[y])
+                while stack:
+                    t = stack.pop()
+                    if lower[t] in ("it", "them") and dep[t] == "pobj":
+                        self.alias[t] = x
+                        self.with_back[y] = (x, "", [])
+                    elif dep[t] == "prep" and self.head[t] == y:
+                        objs = self.child(t, ("pobj",))
+                        if len(objs) == 1 and lower[objs[0]] in REL_NOUNS and not self.kids[objs[0]]:
+                            self.skip.add(objs[0])  # "on top": no "of", its object is X
+                            self.with_back[y] = (x, f"{lower[t]} {lower[objs[0]]} of", [t, objs[0]])
+                            continue
+                    stack.extend(self.kids[t])
+
+    def compound(self, j: int, i: int) -> str | None:
+        """The lexicon's decision for noun modifier `j` of head noun `i` (None: part of the name)."""
+        lex = self.lex
+        if lex.compound_pairs:
+            d = lex.compound_pairs.get(f"{self.lower[j]}|{self.lemma[i].lower()}")
+            if d is not None:
+                return d
+        d = lex.compounds.get(self.lower[j])
+        if d is None and self.lower[j] in COLOURS and f"{self.lower[j]} {self.lemma[i].lower()}" not in lex.adj_names:
+            return self.lower[j]  # "brown box" with "brown" tagged a noun: still a colour
+        return d
+
     def _in_compound(self, j: int, i: int) -> bool:
         while self.dep[j] == "compound" and self.head[j] != j:
             j = self.head[j]
@@ -466,9 +546,9 @@ class _Walk:
             mods = [k for k in self.kids[i] if dep[k] in ("amod", "nummod", "compound", "quantmod")]
             for k in list(mods):  # "a muddy dirt road": "muddy" hangs off "dirt" but describes the road
                 if dep[k] == "compound":
-                    mods.extend(c for c in self.kids[k] if dep[c] == "amod" and c < k)
+                    mods.extend(c for c in self.kids[k] if dep[c] in ("amod", "compound") and c < k)
             for a, qn in self.alias.items():  # "group of birds": "group of" describes the birds
-                if qn == i:
+                if qn == i and self.lemma[a].lower() in lex.quantities:  # (not "it" of with_pronouns)
                     txt = lex.quantities[self.lemma[a].lower()]
                     if txt != "-":  # "-": a quantity FACTUAL leaves unwritten ("a lot of")
                         self.add_attr(oi, txt, range(a, a + 1 + txt.count(" ")))
@@ -485,8 +565,10 @@ class _Walk:
                 if self.pos[k] in ("DET", "PRON", "PUNCT", "ADP"):
                     continue
                 if dep[k] == "compound":
-                    got = lex.compounds.get(lower[k], "")
-                    if got:
+                    got = self.compound(k, i) or ""
+                    if got == "@have":
+                        self.rel(k, "have", i, (k,))
+                    elif got and got != "=":
                         self.add_attr(oi, got, (k,))
                     continue
                 self.modifier(oi, k)
@@ -555,6 +637,8 @@ class _Walk:
         d = dep[v]
         h = self.head[v]
         if d in ("acl", "relcl") and self.is_noun(h):
+            if d == "acl" and (box := self.container_of(h)) is not None:
+                return [box], self.tag[v] == "VBN"  # "cup of coffee sitting on a saucer"
             root = self.coord_root(h)
             group = self.conj_group(root)
             if root != h or (len(group) > 1 and v > max(group)):
@@ -653,7 +737,7 @@ class _Walk:
                 if gap < 0:
                     continue
                 group = [gap]
-            elif not self.is_noun(o):
+            elif not (self.is_noun(o) or o in self.alias):
                 continue
             is_agent = dep[p] == "agent" or (passive and lower[p] == "by")
             for s in subs:
@@ -672,7 +756,11 @@ class _Walk:
             and not copula
             and self.lex.verb_attrs
             and self.pos[v] == "VERB"
-            and (dep[v] in ("acl", "amod") or (passive and not objs and not preps))
+            and (
+                dep[v] in ("acl", "amod")
+                or (passive and not objs and not preps)
+                or (self.tag[v] == "VBG" and not objs and not preps and not prts)  # "two women skiing"
+            )
         ):
             txt = lower[v] + "".join(" " + lower[k] for k in prts)
             for s in subs:
@@ -699,14 +787,22 @@ class _Walk:
                 if self.lower[p] in MOTION_PREPS and dep[i] == "dobj" and self.pos[self.head[i]] == "VERB":
                     continue  # the verb's path (see verb_relations)
                 words, last, o, group, ptoks = self.prep_phrase(p)
-                if o < 0 or not self.is_noun(o):
+                if o < 0 or not (self.is_noun(o) or o in self.alias):
                     continue
                 if p != k:
                     words = f"{self.lower[k]} {words}"
                     ptoks = [k, *ptoks]
+                if self.lower[p] == "with" and all(o2 in self.with_back for o2 in group):
+                    for o2 in group:  # "a lake with cows in it": ( cows , in , lake ) instead
+                        _, w2, t2 = self.with_back[o2]
+                        if w2:
+                            self.rel(o2, w2, i, t2)
+                    continue
                 subj = i
                 if self.lower[p] == "with" and (content := self.content_of(i)) is not None and content < p:
                     subj = content  # "a plate of pasta with tomatoes": the pasta is with the tomatoes
+                elif self.lower[p] not in ("with", "of") and (box := self.container_of(i)) is not None:
+                    subj = box  # "a mug of coffee on the table": the mug is on the table
                 if subs_all is None:
                     root = self.coord_root(i)
                     g = self.conj_group(root)
@@ -716,6 +812,15 @@ class _Walk:
                         self.rel(s, words, o2, ptoks)
             if d == "poss" and self.is_noun(k) and self.pos[k] != "PRON":
                 self.rel(k, "have", i, [k, *(c for c in kids[k] if dep[c] == "case")])
+
+    def container_of(self, y: int) -> int | None:
+        """The container or surface X of content noun `y` in "X of Y" ("mug of coffee" -> mug), else None."""
+        p = self.head[y]
+        if self.dep[y] != "pobj" or self.lower[p] != "of" or self.dep[p] != "prep":
+            return None
+        x = self.head[p]
+        lem = self.lemma[x].lower()
+        return x if (lem in CONTAINERS or lem in SURFACES) and self.is_noun(x) else None
 
     def content_of(self, i: int) -> int | None:
         """The Y of a container or surface noun `i` in "X of Y" ("plate of pasta" -> pasta), else None."""
