@@ -202,9 +202,11 @@ class SceneNode:
     tokens: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.tokens:
-            self.tokens = tuple(sorted({int(t) for t in self.tokens}))
-            self.span = (self.tokens[0], self.tokens[-1] + 1)
+        t = self.tokens
+        if t:
+            t = tuple(sorted({int(x) for x in t})) if len(t) > 1 else (int(t[0]),)
+            self.tokens = t
+            self.span = (t[0], t[-1] + 1)
         else:
             a, b = int(self.span[0]), int(self.span[1])
             self.span = (a, b)

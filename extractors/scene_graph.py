@@ -143,6 +143,10 @@ ANIMATE = frozenset(
 # Prepositions of a path: "ride bicycles down a hill" is riding down the hill, not bicycles down it.
 # Verbs that link a subject to an adjective like "be": "the ground looks muddy" -> ( ground , is , muddy ).
 LINKING = frozenset({"look", "seem", "appear", "become", "get", "turn", "remain", "stay", "feel", "grow"})
+# Plural nouns that modify a noun without being its owner ("sports car", "glasses case").
+PLURAL_MODIFIERS = frozenset({"sports", "clothes", "glasses", "pants", "jeans", "shorts", "goods", "arts", "news"})
+# What a bare "-ing" verb may have and still read as an attribute ("two women skiing .").
+BARE_VERB_KIDS = frozenset({"nsubj", "aux", "punct", "nummod", "det", "amod", "compound"})
 MOTION_PREPS = frozenset({"down", "up", "across", "through", "along", "into", "toward", "towards", "past"})
 
 
@@ -528,6 +532,9 @@ class _Walk:
             if d is not None:
                 return d
         d = lex.compounds.get(self.lower[j])
+        w = self.lower[j]
+        if d is None and self.tag[j] == "NNS" and w[-1:] == "s" and w[-2:] != "ss" and w not in PLURAL_MODIFIERS:
+            return "@have"  # "the birds wings": a possessive without its apostrophe
         if d is None and self.lower[j] in COLOURS and f"{self.lower[j]} {self.lemma[i].lower()}" not in lex.adj_names:
             return self.lower[j]  # "brown box" with "brown" tagged a noun: still a colour
         return d
@@ -759,10 +766,17 @@ class _Walk:
             and (
                 dep[v] in ("acl", "amod")
                 or (passive and not objs and not preps)
-                or (self.tag[v] == "VBG" and not objs and not preps and not prts)  # "two women skiing"
+                or (  # "two women skiing": a bare -ing verb describes its subject
+                    self.tag[v] == "VBG"
+                    and not objs
+                    and not preps
+                    and not prts
+                    and all(dep[k] in BARE_VERB_KIDS for k in kids[v])
+                )
             )
         ):
             txt = lower[v] + "".join(" " + lower[k] for k in prts)
+            txt = self.lex.modifiers.get(txt, txt)
             for s in subs:
                 si = self.resolve(s)
                 if si is not None:
