@@ -658,9 +658,13 @@ class _Walk:
             return [h], self.tag[v] == "VBN"
         return [], passive
 
-    def rel(self, s: int, pred: str, o: int, toks: Iterable[int], raw: bool = False) -> None:
+    def rel(self, s: int, pred: str, o: int, toks: Iterable[int], raw: bool = False, same: bool = False) -> None:
+        """Add relation `pred` between the objects of tokens `s` and `o` (after the lexicon's rewrites).
+
+        `raw` skips the mined rewrites; `same` allows one object with itself ("each other").
+        """
         si, oi = self.resolve(s), self.resolve(o)
-        if si is None or oi is None or si == oi:
+        if si is None or oi is None or (si == oi and not same):
             return
         rw = self.lex.rewrite
         if pred in ("of", "full of"):
@@ -700,12 +704,17 @@ class _Walk:
         vl = "" if copula else self.verb_lemma(v)
         prts = [k for k in kids[v] if dep[k] == "prt"]
         vpred = vl + "".join(" " + lower[k] for k in prts) if vl else ""
+        vtoks = [v, *prts]
         made = False
         objs: list[int] = []
         preps: list[tuple[int, int]] = []  # (prep token, span start)
         for k in kids[v]:
             d = dep[k]
-            if d in ("dobj", "attr", "oprd") and self.is_noun(k) and not copula:
+            if d == "dobj" and self.reciprocal(k) and vpred:
+                for s in subs:  # "two bears admiring each other"
+                    self.rel(s, vpred, s, vtoks, same=True)
+                made = True
+            elif d in ("dobj", "attr", "oprd") and self.is_noun(k) and not copula:
                 objs.extend(self.conj_group(k))
             elif d in ("prep", "agent", "dative") and self.pos[k] == "ADP":
                 preps.append((k, k))
@@ -727,7 +736,6 @@ class _Walk:
                 made = True
         if gap >= 0 and not objs and not copula and not any(not self.child(p, ("pobj",)) for p, _ in preps):
             objs.append(gap)
-        vtoks = [v, *prts]
         for o in objs:  # "ride bicycles down a hill": the path belongs to the verb
             if dep[o] == "dobj":
                 preps.extend((p, p) for p in kids[o] if dep[p] == "prep" and lower[p] in MOTION_PREPS)
@@ -744,6 +752,12 @@ class _Walk:
                 if gap < 0:
                     continue
                 group = [gap]
+            elif self.reciprocal(o):
+                pred, toks = (words, ptoks) if copula else (f"{vpred} {words}", vtoks + ptoks)
+                for s in subs:  # "two cars parked next to each other" -> ( car , park next to , car )
+                    self.rel(s, pred, s, toks, same=True)
+                made = True
+                continue
             elif not (self.is_noun(o) or o in self.alias):
                 continue
             is_agent = dep[p] == "agent" or (passive and lower[p] == "by")
@@ -801,11 +815,14 @@ class _Walk:
                 if self.lower[p] in MOTION_PREPS and dep[i] == "dobj" and self.pos[self.head[i]] == "VERB":
                     continue  # the verb's path (see verb_relations)
                 words, last, o, group, ptoks = self.prep_phrase(p)
-                if o < 0 or not (self.is_noun(o) or o in self.alias):
-                    continue
                 if p != k:
                     words = f"{self.lower[k]} {words}"
                     ptoks = [k, *ptoks]
+                if o >= 0 and self.reciprocal(o):  # "two ovens next to each other"
+                    self.rel(i, words, i, ptoks, same=True)
+                    continue
+                if o < 0 or not (self.is_noun(o) or o in self.alias):
+                    continue
                 if self.lower[p] == "with" and all(o2 in self.with_back for o2 in group):
                     for o2 in group:  # "a lake with cows in it": ( cows , in , lake ) instead
                         _, w2, t2 = self.with_back[o2]
@@ -826,6 +843,10 @@ class _Walk:
                         self.rel(s, words, o2, ptoks)
             if d == "poss" and self.is_noun(k) and self.pos[k] != "PRON":
                 self.rel(k, "have", i, [k, *(c for c in kids[k] if dep[c] == "case")])
+
+    def reciprocal(self, o: int) -> bool:
+        """Is token `o` the "other" of "each other" / "one another"?"""
+        return self.lower[o] in ("other", "another") and any(self.lower[c] in ("each", "one") for c in self.kids[o])
 
     def container_of(self, y: int) -> int | None:
         """The container or surface X of content noun `y` in "X of Y" ("mug of coffee" -> mug), else None."""

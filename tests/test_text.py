@@ -115,6 +115,14 @@ CONSTRUCTIONS = [
     ("brown and muddy", set()),
     ("the ground looks muddy", {("ground", "is", "muddy")}),
     ("a muddy dirt road", {("road", "is", "muddy"), ("road", "is", "dirt")}),
+    # from the dev error analysis: a subject parsed as an adverbial noun, "in it", the container's
+    # place, reciprocals, possessives without an apostrophe
+    ("lady holding baby", {("lady", "hold", "baby")}),
+    ("a lake with cows in it", {("cows", "in", "lake")}),
+    ("gray jacket with board on top", {("jacket", "is", "gray"), ("board", "on top of", "jacket")}),
+    ("mug of coffee on the table .", {("coffee", "in", "mug"), ("mug", "on", "table")}),
+    ("two cars parked next to each other", {("cars", "is", "2"), ("cars", "park next to", "cars")}),
+    ("the birds wings are in motion", {("birds", "have", "wings"), ("wings", "in", "motion")}),
 ]
 
 
@@ -282,5 +290,5 @@ def test_factual_dev_slice(ex: TextExtractor) -> None:
     captions, gold = read_factual_csv(FACTUAL / "dev.csv", limit=300)
     pred = [graph_to_facts(a) for a in ex.annotate(captions)]
     f1 = score_facts(pred, gold, Normalizer(spacy_noun_lemmatizer(ex.nlp)))
-    # the full dev split scores all ~0.85, rel ~0.72 (`laitkit bench text`); floors leave room for noise
+    # the full dev split scores all ~0.85, rel ~0.73 (`laitkit bench text`); floors leave room for noise
     assert f1["all"] >= 0.78 and f1["obj"] >= 0.85 and f1["rel"] >= 0.6, f1
