@@ -200,7 +200,7 @@ class Miner:
                     if o in ents:
                         mod_votes[n.lemma]["=" if (o, n.lemma) in attrs else ""] += 1
         return {
-            "modifiers": {m: "" for m, v in sorted(mod_votes.items()) if _decide(v, "=", 3, 0.7) == ""},
+            "modifiers": {m: "" for m, v in sorted(mod_votes.items()) if _decide(v, "=", 3, 0.6) == ""},
             "drop_nouns": sorted(n for n, v in noun_votes.items() if _decide(v, "keep", 4, 0.75) == "drop"),
             "names": {n: d for n, v in sorted(name_votes.items()) if (d := _decide(v, "=", 3)) != "="},
             "adj_names": sorted(p for p, v in adj_votes.items() if _decide(v, "attr", 2, 0.6) == "name"),
