@@ -10,9 +10,10 @@ learned from FACTUAL train by `jobs/train_text.py` into `weights/factual_lexicon
 thousand counted decisions, looked up here by word. With an empty lexicon the rules still give a
 sensible graph.
 
-Every node carries its [start, end) token span over the caption's tokens, so that pretraining can
-mask exactly its words: objects span the head noun with its kept compounds, attributes their
-adjective or number words, relations their predicate words ("in front of", "sitting on").
+Every node carries the exact list of its token indices (`SceneNode.tokens`), so that pretraining
+can mask exactly its words: objects the head noun with its kept compounds, attributes their
+adjective or number words, relations their predicate words only ("in front of", "sitting on", and
+for "ride bicycles down a hill" the relation "ride down" is "ride" + "down", not "bicycles").
 """
 
 from __future__ import annotations

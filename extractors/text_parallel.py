@@ -2,9 +2,9 @@
 
 Why not `nlp.pipe(n_process=2)`: spaCy starts its workers anew on every call and sends whole
 `Doc` objects back, which the parent then walks into scene graphs alone, so on 2 cores two
-processes ran slower than one (766 vs 1,146 captions/s). Here each worker process is started once
-(spawned, so it is safe next to Ray or torch threads in the parent), loads the pipeline and the
-lexicon once, and for each batch returns the finished annotation packed as plain tuples: the
+processes ran slower than one (766 captions/s for two, 1,146 for one). Here each worker process
+is started once (spawned, so it is safe next to Ray or torch threads in the parent), loads the
+pipeline and the lexicon once, and for each batch returns the finished annotation packed as plain tuples: the
 parent only unpacks and reorders. At most `2 × workers` batches are in flight, so a long stream
 neither waits on one batch at a time nor piles up in memory.
 
