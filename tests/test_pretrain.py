@@ -241,3 +241,20 @@ def test_write_shard_reader_sees_crawl_layout(tmp_path) -> None:
     write_shard(tmp_path / "shards" / "wds", 0, samples, config_hash="t")
     (tmp_path / "shards" / "wds" / "00001.tar").write_bytes(b"partial")
     assert [p.name for p in find_shards(tmp_path / "shards")] == ["00000.tar"]
+
+
+def test_two_ray_train_workers_on_cpu(shards: Path, tok_dir: Path, tmp_path) -> None:
+    """`--workers 2`: a private local Ray cluster, TorchTrainer with gloo, the same loop on each rank."""
+    out = tmp_path / "ddp"
+    r = _cli(
+        "pretrain", str(shards), "--out", str(out), "--workers", "2", "--steps", "3", "--batch-size", "6",
+        "--hidden", "32", "--layers", "1", "--heads", "2", "--device", "cpu", "--vocab", str(tok_dir),
+        "--checkpoint-every", "3",
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads(r.stdout.splitlines()[-1])
+    assert summary["workers"] == 2 and summary["steps"] == 3
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["samples"] for row in rows] == [12, 12, 12]  # both ranks' batches counted
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert sorted(state["positions"]) == ["0", "1"] and state["step"] == 3
