@@ -50,6 +50,7 @@ class PretrainConfig:
     seed: int = 0
     tasks: tuple[str, ...] = TASKS
     loader_workers: int = 0
+    threads: int = 0  # torch intra-op threads per trainer process; 0 = torch's default
     shuffle_buffer: int = 1000
     resampled: bool = False
     heldout_permille: int = 50

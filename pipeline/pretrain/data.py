@@ -19,7 +19,11 @@ here. A slot with no shard (fewer shards than ranks x workers) splits samples in
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import random
+import re
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,46 +101,113 @@ def is_heldout(key: str, permille: int) -> bool:
 
 def to_example(sample: Sample, tok: TextTokenizer, spec: DataSpec) -> Example:
     """Any sample becomes an example: no caption gives [CLS][SEP], no regions gives N = 0."""
-    caption = sample.caption or ""
+    r = sample.regions
+    text = sample.text
+    return _example(
+        sample.key,
+        sample.caption or "",
+        list(text.tokens) if text is not None else [],
+        list(text.upos) if text is not None else [],
+        [(n.kind, n.span[0], n.span[1]) for n in text.graph] if text is not None else [],
+        list(r.obj_names) if r is not None else [],
+        r.arrays() if r is not None and r.num_boxes else None,
+        (r.image_h, r.image_w) if r is not None else (1, 1),
+        tok,
+        spec,
+    )
+
+
+def example_from_members(members: dict[str, Any], tok: TextTokenizer, spec: DataSpec) -> Example:
+    """The same as `to_example(decode_members(...))`, reading only what the model needs (fast path)."""
+    meta = json.loads(members["json"])
+    text = meta.get("text") or {}
+    reg = meta.get("regions")
+    arrays = None
+    if reg is not None and reg.get("num_boxes") and members.get("npz"):
+        arrays = read_npz(members["npz"], ("boxes", "features", "obj_ids"))
+    return _example(
+        meta["key"],
+        meta.get("caption") or "",
+        list(text.get("tokens") or []),
+        list(text.get("upos") or []),
+        [(n["kind"], int(n["span"][0]), int(n["span"][1])) for n in text.get("graph") or []],
+        list(reg.get("obj_names") or []) if reg else [],
+        arrays,
+        (int(reg["image_h"]), int(reg["image_w"])) if reg else (1, 1),
+        tok,
+        spec,
+    )
+
+
+_NPY_HEADER = re.compile(rb"'descr':\s*'([^']+)'.*'fortran_order':\s*(True|False).*'shape':\s*\(([^)]*)\)", re.S)
+
+
+def read_npz(data: bytes, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Named arrays of an uncompressed npz (np.savez), header parsed by a regex, data not copied.
+
+    Why not np.load: it parses every header with `ast.literal_eval` and reads through zipfile's
+    stream layer; for a loader that decodes thousands of samples per second that is most of the
+    time. Falls back to np.load for anything unusual (compressed, Fortran order).
+    """
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        out = {}
+        for name in names:
+            info = zf.getinfo(f"{name}.npy")
+            raw = zf.read(info)
+            m = _NPY_HEADER.search(raw[:256])
+            if info.compress_type != zipfile.ZIP_STORED or m is None or m.group(2) == b"True":
+                with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                    return {k: z[k] for k in names}
+            major = raw[6]
+            hlen_size = 2 if major == 1 else 4
+            hlen = int.from_bytes(raw[8 : 8 + hlen_size], "little")
+            shape = tuple(int(x) for x in m.group(3).split(b",") if x.strip())
+            arr = np.frombuffer(raw, dtype=np.dtype(m.group(1).decode()), offset=8 + hlen_size + hlen)
+            out[name] = arr.reshape(shape)
+        return out
+
+
+def _example(
+    key: str,
+    caption: str,
+    words: list[str],
+    upos: list[str],
+    nodes: list[tuple[str, int, int]],
+    obj_names: list[str],
+    arrays: dict[str, np.ndarray] | None,
+    hw: tuple[int, int],
+    tok: TextTokenizer,
+    spec: DataSpec,
+) -> Example:
     enc = tok.encode(caption)
     ids, offsets, word_index = enc.ids, enc.offsets, enc.word_ids
     spans: list[tuple[int, int, int]] = []
-    upos: list[str] = []
-    if sample.text is not None and sample.text.tokens:
-        char_spans = word_char_spans(caption, sample.text.tokens)
+    if words:
+        char_spans = word_char_spans(caption, words)
         word_index = subword_words(offsets, char_spans)
-        upos = list(sample.text.upos)
-        for node in sample.text.graph:
-            a, b = node.span
-            cs = [c for c in char_spans[a:b] if c is not None]
-            if b <= a or not cs:
+        for kind, a, b in nodes:
+            if b <= a or not any(c is not None for c in char_spans[a:b]):
                 continue
             hit = [i for i, w in enumerate(word_index) if a <= w < b]
             if hit:
-                kind = SGP_KINDS.index(node.kind) if node.kind in SGP_KINDS else 0
-                spans.append((kind, hit[0], hit[-1] + 1))
-    r = sample.regions
-    tags: list[str] = []
-    if r is not None:
-        for name in r.obj_names:
-            if name and name not in tags:
-                tags.append(name)
+                spans.append((SGP_KINDS.index(kind) if kind in SGP_KINDS else 0, hit[0], hit[-1] + 1))
+    tags = list(dict.fromkeys(n for n in obj_names if n))
     tag_ids = tok.encode_words(tags)[: spec.max_tags]
     keep = max(spec.max_text - 3 - len(tag_ids), 0)
     ids, word_index = ids[:keep], word_index[:keep]
     spans = [(k, a, min(b, keep)) for k, a, b in spans if a < keep]
-    if r is not None and r.num_boxes:
-        n = min(r.num_boxes, spec.max_regions)
-        feats = r.features[:n].astype(np.float32)
-        geom = box_geometry(r.boxes[:n], r.image_h, r.image_w)
-        obj = r.obj_ids[:n].astype(np.int64)
+    if arrays is not None and len(arrays["boxes"]):
+        n = min(len(arrays["boxes"]), spec.max_regions)
+        feats = arrays["features"][:n].astype(np.float32)
+        geom = box_geometry(arrays["boxes"][:n], hw[0], hw[1])
+        obj = arrays["obj_ids"][:n].astype(np.int64)
     else:
         feats = np.zeros((0, spec.feature_dim), np.float32)
         geom = np.zeros((0, GEOM_DIM), np.float32)
         obj = np.zeros((0,), np.int64)
     if feats.shape[1] != spec.feature_dim:
-        raise ValueError(f"sample {sample.key}: feature dim {feats.shape[1]}, the corpus has {spec.feature_dim}")
-    return Example(sample.key, list(ids), list(word_index), spans, upos, tag_ids, feats, geom, obj)
+        raise ValueError(f"sample {key}: feature dim {feats.shape[1]}, the corpus has {spec.feature_dim}")
+    return Example(key, list(ids), list(word_index), spans, upos, tag_ids, feats, geom, obj)
 
 
 def find_shards(shards_dir: Path) -> list[Path]:
@@ -153,19 +224,22 @@ def find_shards(shards_dir: Path) -> list[Path]:
     return done
 
 
-def iter_samples(paths: list[str]) -> Iterator[Sample]:
-    """Samples of tars in order, through webdataset's tar reader; image bytes are not kept."""
+def iter_members(paths: list[str]) -> Iterator[dict[str, Any]]:
+    """Raw members per sample (`__key__`, `json`, `npz`, ...) through webdataset's tar reader, no images."""
     src = [{"url": p} for p in paths]
     for raw in wds.tarfile_samples(src, select_files=lambda name: not name.endswith(".jpg")):
-        if "json" not in raw:
-            continue
+        if "json" in raw:
+            yield raw
+
+
+def iter_samples(paths: list[str]) -> Iterator[Sample]:
+    """Decoded samples of tars in order (image bytes are not read)."""
+    for raw in iter_members(paths):
         yield decode_members({k: v for k, v in raw.items() if not k.startswith("__")})
 
 
 def corpus_feature_dim(paths: list[Path]) -> int:
     """D of the region features: the manifest's when present, else the first sample with regions."""
-    import json
-
     for p in paths[:1]:
         for man in (p.parent / "manifest.json", p.parent.parent / "manifest.json"):
             if man.exists():
@@ -252,14 +326,14 @@ class ShardStream(torch.utils.data.IterableDataset):
     def epoch_examples(self, epoch: int, slot: int, slots: int) -> Iterator[Example]:
         paths, stride, offset = self.epoch_shards(epoch, slot, slots)
         spec = self.spec
-        samples = (
+        samples = (  # the tar key is the sample key: filter before decoding anything
             s
-            for i, s in enumerate(iter_samples(paths))
-            if i % stride == offset and not is_heldout(s.key, spec.heldout_permille)
+            for i, s in enumerate(iter_members(paths))
+            if i % stride == offset and not is_heldout(s["__key__"].rsplit("/", 1)[-1], spec.heldout_permille)
         )
         rng = _rng(spec.seed, epoch, slot, 1)
-        for sample in wds.filters._shuffle(samples, bufsize=spec.shuffle_buffer, initial=spec.shuffle_buffer, rng=rng):
-            yield to_example(sample, self.tok, spec)
+        for raw in wds.filters._shuffle(samples, bufsize=spec.shuffle_buffer, initial=spec.shuffle_buffer, rng=rng):
+            yield example_from_members(raw, self.tok, spec)
 
     def epoch_batches(self, epoch: int, slot: int, slots: int) -> Iterator[list[Example]]:
         """Pools of examples sorted by length, cut into batches under the token budget, shuffled."""

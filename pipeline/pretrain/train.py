@@ -172,6 +172,8 @@ def train_worker(job: TrainJob) -> dict[str, Any]:
     device = pick_device(c.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank % max(torch.cuda.device_count(), 1))))
+    if c.threads:
+        torch.set_num_threads(c.threads)
     bf16 = c.precision == "bf16" or (c.precision == "auto" and device.type == "cuda")
     torch.manual_seed(c.seed + rank)
     np.random.seed(c.seed + rank)
