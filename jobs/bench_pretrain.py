@@ -100,7 +100,7 @@ def _resume_diff(shards: Path, tok: Path, tmp: Path) -> float:
     return max(abs(x[k] - y[k]) for x, y in zip(a, b, strict=True) for k in keys if k in x)
 
 
-def run_pretrain_bench(train_seconds: float = 240.0, shards: int = 8, per_shard: int = 250) -> dict:
+def run_pretrain_bench(train_seconds: float = 420.0, shards: int = 8, per_shard: int = 250) -> dict:
     import torch
 
     from laitkit.pipeline.pretrain.synthetic import write_synthetic_shards
@@ -135,7 +135,7 @@ def run_pretrain_bench(train_seconds: float = 240.0, shards: int = 8, per_shard:
         cfg = PretrainConfig(
             steps=steps, batch_size=32, hidden=128, layers=2, heads=4, lr=1e-3, warmup=100, device="cpu",
             vocab=str(tok), heldout_permille=100, eval_pool=50, loader_workers=1, checkpoint_every=500,
-            progress=False, dropout=0.1,
+            progress=False, dropout=0.1, threads=1,
         )
         t1 = time.perf_counter()
         summary = pretrain(one, tmp / "train", cfg, resume=False)

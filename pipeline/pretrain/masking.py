@@ -86,8 +86,6 @@ class Masker:
                 geom[i, :nr] = torch.from_numpy(ex.geometry)
                 obj_ids[i, :nr] = torch.from_numpy(ex.obj_ids)
                 region_mask[i, :nr] = True
-            if not matched[i]:
-                continue  # as in UNITER, masked modelling only on matched pairs
             if cap.graph_spans and rng.random() < self.sgp_prob:
                 for kind, a, b in cap.graph_spans:
                     if rng.random() < self.sgp_node_prob:
@@ -107,6 +105,14 @@ class Masker:
                     mrm_mask[i, r] = True
                     mrm_target[i, r] = feats[i, r]
                     feats[i, r] = 0.0
+            if not matched[i]:
+                # LXMERT: mismatched pairs are masked like the rest (else "has a [MASK]" would
+                # answer ITM) but carry no masked-modelling target.
+                for labels in (mlm_labels, tag_labels, sgp_labels):
+                    labels[i] = IGNORE
+                sgp_kind[i] = -1
+                mrm_mask[i] = False
+                mrm_target[i] = 0.0
         return {
             "input_ids": ids,
             "segment": segment,
