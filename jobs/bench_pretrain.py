@@ -57,6 +57,7 @@ def _step_speed(shards: Path, tok: Path, dim: int, steps: int = 30) -> float:
     from laitkit.pipeline.pretrain.objectives import TASKS
     from laitkit.pipeline.pretrain.tokenizer import TextTokenizer
 
+    torch.set_num_threads(1)  # as the trainer runs here (threads=1): on 2 shared cores, 1 thread is fastest
     spec = DataSpec(shards=tuple(map(str, find_shards(shards))), tokenizer_dir=str(tok), feature_dim=dim, batch_size=32)
     it = iter(ShardStream(spec))
     batches = [next(it) for _ in range(steps)]
@@ -84,7 +85,7 @@ def _resume_diff(shards: Path, tok: Path, tmp: Path) -> float:
     base = [
         sys.executable, "-m", "laitkit.jobs.cli", "pretrain", str(shards), "--steps", "30", "--batch-size", "16",
         "--hidden", "64", "--layers", "2", "--heads", "2", "--device", "cpu", "--vocab", str(tok),
-        "--checkpoint-every", "5", "--loader-workers", "2", "--lr", "1e-3",
+        "--checkpoint-every", "5", "--loader-workers", "2", "--lr", "1e-3", "--threads", "1",
     ]
     subprocess.run([*base, "--out", str(tmp / "full")], check=True, capture_output=True, timeout=600)
     env = {**os.environ, "LAITKIT_PRETRAIN_KILL_AT_STEP": "17"}

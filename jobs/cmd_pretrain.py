@@ -58,6 +58,7 @@ def _config_from_args(args: argparse.Namespace) -> tuple[Path, Path, object]:
         vocab=args.vocab or "", loader_workers=args.loader_workers, checkpoint_every=args.checkpoint_every,
         eval_every=args.eval_every, precision=args.precision, compile=args.compile, grad_accum=args.grad_accum,
         token_budget=args.token_budget, heldout_permille=args.heldout_permille, warmup=args.warmup,
+        threads=args.threads,
     )
     return shards, Path(args.out), cfg
 
@@ -140,6 +141,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tasks", help="comma list of mlm,mrm,itm,tags,sgp (default: all)")
     p.add_argument("--vocab", help="a BERT vocab.txt or tokenizer folder (default: train WordPiece on SHARDS)")
     p.add_argument("--vocab-size", type=int, default=8000, help="tokenizer: WordPiece vocabulary size")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads per trainer (0: torch's default)")
     p.add_argument("--loader-workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--eval-every", type=int, default=0, help="evaluate on the held-out split every N steps")
