@@ -131,12 +131,13 @@ def run_pretrain_bench(train_seconds: float = 420.0, shards: int = 8, per_shard:
         step_sps = _step_speed(one, tok, dim)
         _log(f"loader {loader_sps:.0f} samples/s, step {step_sps:.0f} samples/s")
 
-        # Training for retrieval: as many steps as fit in `train_seconds` at the measured step speed.
-        steps = int(max(200, min(4000, train_seconds * step_sps / 32 * 0.8)))
+        # Training for retrieval: the steps that fit in `train_seconds` at the measured step speed,
+        # discounted for the loader sharing the cores; `max_seconds` stops it there in any case.
+        steps = int(max(200, min(4000, train_seconds * step_sps / 32 * 0.4)))
         cfg = PretrainConfig(
             steps=steps, batch_size=32, hidden=128, layers=2, heads=4, lr=1e-3, warmup=100, device="cpu",
             vocab=str(tok), heldout_permille=100, eval_pool=50, loader_workers=1, checkpoint_every=500,
-            progress=False, dropout=0.1, threads=1,
+            progress=False, dropout=0.1, threads=1, max_seconds=train_seconds,
         )
         t1 = time.perf_counter()
         summary = pretrain(one, tmp / "train", cfg, resume=False)
@@ -164,6 +165,7 @@ def run_pretrain_bench(train_seconds: float = 420.0, shards: int = 8, per_shard:
         "loader_rss_ratio": round(probe4["maxrss_kb"] / probe1["maxrss_kb"], 3),
         "train_steps": steps,
         "train_seconds": round(train_s, 1),
+        "train_steps_done": summary["steps"],
         "r_at_1": ev.get("i2t_r1"),
         "r_at_5": ev.get("i2t_r5"),
         "r_at_10": ev.get("i2t_r10"),

@@ -258,3 +258,31 @@ def test_two_ray_train_workers_on_cpu(shards: Path, tok_dir: Path, tmp_path) -> 
     assert [row["samples"] for row in rows] == [12, 12, 12]  # both ranks' batches counted
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert sorted(state["positions"]) == ["0", "1"] and state["step"] == 3
+
+
+def test_schedule_warms_up_and_decays_per_stage() -> None:
+    from laitkit.pipeline.pretrain.train import Schedule
+
+    s = Schedule([(10, 1e-3), (10, 1e-3)], warmup=5, decay="cosine", min_ratio=0.0)
+    assert s(0) == pytest.approx(2e-4) and s(4) == pytest.approx(1e-3)
+    assert s(9) < 1e-4  # end of stage 1: decayed
+    assert s(10) == pytest.approx(2e-4)  # stage 2 (equal to stage 1) warms up again
+    assert s(14) == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7])
+def test_fast_npz_reader_matches_np_load(n: int) -> None:
+    from laitkit.datasets.codec import decode_npz, encode_npz
+    from laitkit.pipeline.pretrain.data import read_npz
+
+    rng = np.random.default_rng(n)
+    arrays = {
+        "boxes": rng.random((n, 4), dtype=np.float32), "features": rng.random((n, 24)).astype(np.float16),
+        "obj_ids": np.arange(n), "obj_conf": np.ones(n, np.float32), "attr_ids": -np.ones(n, np.int64),
+        "attr_conf": np.zeros(n, np.float32),
+    }
+    data = encode_npz(arrays)
+    want = decode_npz(data)
+    got = read_npz(data, ("boxes", "features", "obj_ids"))
+    for k, v in got.items():
+        assert v.dtype == want[k].dtype and v.shape == want[k].shape and np.array_equal(v, want[k])

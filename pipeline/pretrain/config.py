@@ -59,6 +59,7 @@ class PretrainConfig:
     vocab: str = ""  # a BERT vocab.txt / tokenizer folder; "" = train WordPiece on the shards
     vocab_size: int = 8000
     checkpoint_every: int = 100
+    max_seconds: float = 0.0  # stop (after a checkpoint) once training ran this long; 0 = off; --resume goes on
     eval_every: int = 0  # 0 = only at the end
     eval_pool: int = 50
     log_every: int = 10

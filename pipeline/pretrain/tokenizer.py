@@ -133,15 +133,14 @@ def align(offsets: list[tuple[int, int]], char_span: tuple[int, int]) -> tuple[i
 
 
 def subword_words(offsets: list[tuple[int, int]], spans: list[tuple[int, int] | None]) -> list[int]:
-    """Per sub-word, the index of the text-stage token it lies in (-1 when none)."""
+    """Per sub-word, the index of the text-stage token it overlaps (-1 when none); one linear pass."""
     out = [-1] * len(offsets)
-    for w, span in enumerate(spans):
-        if span is None:
-            continue
-        r = align(offsets, span)
-        if r is not None:
-            for i in range(*r):
-                out[i] = w
+    w = 0
+    for i, (s, e) in enumerate(offsets):
+        while w < len(spans) and (spans[w] is None or spans[w][1] <= s):
+            w += 1
+        if w < len(spans) and spans[w][0] < e:
+            out[i] = w
     return out
 
 

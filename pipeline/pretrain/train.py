@@ -70,11 +70,11 @@ class Schedule:
 
     def __call__(self, step: int) -> float:
         start = 0
-        for steps, lr in self.stages:
-            if step < start + steps or (steps, lr) == self.stages[-1]:
+        for i, (steps, lr) in enumerate(self.stages):
+            if step < start + steps or i == len(self.stages) - 1:
                 local = step - start
                 warm = min(1.0, (local + 1) / max(self.warmup, 1))
-                progress = min(1.0, local / max(steps, 1))
+                progress = min(1.0, max(local + 1 - self.warmup, 0) / max(steps - self.warmup, 1))
                 if self.decay == "cosine":
                     f = 0.5 * (1 + math.cos(math.pi * progress))
                 elif self.decay == "linear":
@@ -215,6 +215,7 @@ def train_worker(job: TrainJob) -> dict[str, Any]:
     t_start = time.perf_counter()
     samples_total = tokens_total = 0
     kill_at = int(os.environ.get(KILL_ENV, "-1"))
+    stopped = False
     stage_starts = np.cumsum([0] + [s.steps for s in stages]).tolist()
     while stage_idx < len(stages) and step >= stage_starts[stage_idx + 1]:
         stage_idx, positions = stage_idx + 1, {}
@@ -291,7 +292,14 @@ def train_worker(job: TrainJob) -> dict[str, Any]:
                 evals.append(_eval(model, heldout, tok, job, device, step, out))
             if step == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
+            if c.max_seconds and _out_of_time(t_start, c.max_seconds, world):
+                if step % c.checkpoint_every and not boundary:
+                    _save(job, out, model, opt, sched, step, si, positions, rank, world)
+                stopped = True
+                break
         del batches, loader
+        if stopped:
+            break
     progress.close()
     metrics.close()
     elapsed = time.perf_counter() - t_start
@@ -308,13 +316,23 @@ def train_worker(job: TrainJob) -> dict[str, Any]:
                 "workers": world, "resumed_from": resumed_from, "stages": [s.name for s in stages],
                 "samples_per_s_run": round(samples_total / max(elapsed, 1e-9), 2),
                 "tokens_per_s_run": round(tokens_total / max(elapsed, 1e-9), 1),
-                "precision": "bf16" if bf16 else "fp32", "eval": final_eval,
+                "precision": "bf16" if bf16 else "fp32", "eval": final_eval, "stopped_at_max_seconds": stopped,
             }
         )
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if world > 1:
         dist.barrier()
     return summary
+
+
+def _out_of_time(t_start: float, limit: float, world: int) -> bool:
+    """Rank 0's clock decides, so every rank stops after the same step."""
+    import torch.distributed as dist
+
+    flag = torch.tensor([float(time.perf_counter() - t_start > limit)])
+    if world > 1:
+        dist.broadcast(flag, src=0)
+    return bool(flag.item())
 
 
 def _progress(c: PretrainConfig, rank: int, step: int) -> Any:
