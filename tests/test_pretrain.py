@@ -286,3 +286,17 @@ def test_fast_npz_reader_matches_np_load(n: int) -> None:
     got = read_npz(data, ("boxes", "features", "obj_ids"))
     for k, v in got.items():
         assert v.dtype == want[k].dtype and v.shape == want[k].shape and np.array_equal(v, want[k])
+
+
+def test_report_plots_pretraining_losses(tmp_path) -> None:
+    from laitkit.pipeline.report import build_report, render_markdown
+
+    run = tmp_path / "pretrain"
+    run.mkdir()
+    rows = [{"step": i, "mlm": 5.0 - i * 0.1, "itm": 0.7 - i * 0.01, "samples": 8} for i in range(20)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "summary.json").write_text(json.dumps({"steps": 20, "mlm_first": 5.0, "mlm_last": 3.1}))
+    report = build_report(tmp_path)
+    png = tmp_path / report["pretrain_plot"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    assert "![pretraining losses](pretrain/losses.png)" in render_markdown(report)
