@@ -246,9 +246,9 @@ def find_shards(shards_dir: Path) -> list[Path]:
 
 
 def iter_members(paths: list[str]) -> Iterator[dict[str, Any]]:
-    """Raw members per sample (`__key__`, `json`, `npz`, ...) through webdataset's tar reader, no images."""
+    """Raw `json` and `npz` members per sample through webdataset's tar reader (image and txt skipped)."""
     src = [{"url": p} for p in paths]
-    for raw in wds.tarfile_samples(src, select_files=lambda name: not name.endswith(".jpg")):
+    for raw in wds.tarfile_samples(src, select_files=lambda name: name.endswith((".json", ".npz"))):
         if "json" in raw:
             yield raw
 

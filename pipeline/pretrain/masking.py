@@ -38,14 +38,15 @@ class Masker:
         self.mrm_prob, self.itm_neg = mrm_prob, itm_neg
         self.vocab = tok.vocab_size
 
-    def _mask_token(self, ids: torch.Tensor, labels: torch.Tensor, i: int, p: int, rng: np.random.Generator) -> None:
-        labels[i, p] = ids[i, p]
-        roll = rng.random()
-        if roll < 0.8:
-            ids[i, p] = self.tok.mask_id
-        elif roll < 0.9:
-            ids[i, p] = int(rng.integers(len(self.tok.special_ids), self.vocab))
-        # else: keep the word (BERT's 10 %)
+    def _mask_tokens(self, ids: np.ndarray, labels: np.ndarray, pos: np.ndarray, rng: np.random.Generator) -> None:
+        """BERT's rule at positions `pos` of one row: label them; 80 % [MASK], 10 % random, 10 % kept."""
+        if not len(pos):
+            return
+        labels[pos] = ids[pos]
+        roll = rng.random(len(pos))
+        ids[pos[roll < 0.8]] = self.tok.mask_id
+        swap = pos[(roll >= 0.8) & (roll < 0.9)]
+        ids[swap] = rng.integers(len(self.tok.special_ids), self.vocab, size=len(swap))
 
     def __call__(self, examples: list, rng: np.random.Generator, feature_dim: int) -> dict[str, torch.Tensor]:
         n = len(examples)
@@ -61,72 +62,69 @@ class Masker:
         max_t = max(len(captions[i].caption_ids) + len(examples[i].tag_ids) + 3 for i in range(n))
         max_r = max([1] + [ex.features.shape[0] for ex in examples])
         tok = self.tok
-        ids = torch.full((n, max_t), tok.pad_id, dtype=torch.long)
-        segment = torch.zeros((n, max_t), dtype=torch.long)
-        mlm_labels = torch.full((n, max_t), IGNORE, dtype=torch.long)
-        tag_labels = torch.full((n, max_t), IGNORE, dtype=torch.long)
-        sgp_labels = torch.full((n, max_t), IGNORE, dtype=torch.long)
-        sgp_kind = torch.full((n, max_t), -1, dtype=torch.long)
-        feats = torch.zeros((n, max_r, feature_dim))
-        geom = torch.zeros((n, max_r, GEOM_DIM))
-        obj_ids = torch.full((n, max_r), -1, dtype=torch.long)
-        region_mask = torch.zeros((n, max_r), dtype=torch.bool)
-        mrm_mask = torch.zeros((n, max_r), dtype=torch.bool)
-        mrm_target = torch.zeros((n, max_r, feature_dim))
+        ids = np.full((n, max_t), tok.pad_id, dtype=np.int64)
+        segment = np.zeros((n, max_t), dtype=np.int64)
+        mlm_labels = np.full((n, max_t), IGNORE, dtype=np.int64)
+        tag_labels = np.full((n, max_t), IGNORE, dtype=np.int64)
+        sgp_labels = np.full((n, max_t), IGNORE, dtype=np.int64)
+        sgp_kind = np.full((n, max_t), -1, dtype=np.int64)
+        feats = np.zeros((n, max_r, feature_dim), np.float32)
+        geom = np.zeros((n, max_r, GEOM_DIM), np.float32)
+        obj_ids = np.full((n, max_r), -1, dtype=np.int64)
+        region_mask = np.zeros((n, max_r), dtype=bool)
+        mrm_mask = np.zeros((n, max_r), dtype=bool)
+        mrm_target = np.zeros((n, max_r, feature_dim), np.float32)
 
         for i, ex in enumerate(examples):
             cap = captions[i]
-            words = cap.caption_ids
-            seq = [tok.cls_id, *words, tok.sep_id, *ex.tag_ids, tok.sep_id]
-            ids[i, : len(seq)] = torch.tensor(seq)
-            segment[i, len(words) + 2 : len(seq)] = 1
+            nw, nt = len(cap.caption_ids), len(ex.tag_ids)
+            seq = [tok.cls_id, *cap.caption_ids, tok.sep_id, *ex.tag_ids, tok.sep_id]
+            ids[i, : len(seq)] = seq
+            segment[i, nw + 2 : len(seq)] = 1
             nr = ex.features.shape[0]
             if nr:
-                feats[i, :nr] = torch.from_numpy(ex.features)
-                geom[i, :nr] = torch.from_numpy(ex.geometry)
-                obj_ids[i, :nr] = torch.from_numpy(ex.obj_ids)
+                feats[i, :nr] = ex.features
+                geom[i, :nr] = ex.geometry
+                obj_ids[i, :nr] = ex.obj_ids
                 region_mask[i, :nr] = True
+            row = ids[i]
             if cap.graph_spans and rng.random() < self.sgp_prob:
                 for kind, a, b in cap.graph_spans:
                     if rng.random() < self.sgp_node_prob:
-                        for p in range(a + 1, b + 1):  # +1: [CLS]
-                            sgp_labels[i, p] = ids[i, p]
-                            sgp_kind[i, p] = kind
-                            ids[i, p] = tok.mask_id
+                        sgp_labels[i, a + 1 : b + 1] = row[a + 1 : b + 1]  # +1: [CLS]
+                        sgp_kind[i, a + 1 : b + 1] = kind
+                        row[a + 1 : b + 1] = tok.mask_id
             else:
-                for p in range(1, len(words) + 1):
-                    if rng.random() < self.mask_prob:
-                        self._mask_token(ids, mlm_labels, i, p, rng)
-            for p in range(len(words) + 2, len(seq) - 1):
-                if rng.random() < self.mask_prob:
-                    self._mask_token(ids, tag_labels, i, p, rng)
-            for r in range(nr):
-                if rng.random() < self.mrm_prob:
-                    mrm_mask[i, r] = True
-                    mrm_target[i, r] = feats[i, r]
-                    feats[i, r] = 0.0
+                pos = 1 + np.flatnonzero(rng.random(nw) < self.mask_prob)
+                self._mask_tokens(row, mlm_labels[i], pos, rng)
+            pos = nw + 2 + np.flatnonzero(rng.random(nt) < self.mask_prob)
+            self._mask_tokens(row, tag_labels[i], pos, rng)
+            masked = np.flatnonzero(rng.random(nr) < self.mrm_prob)
+            mrm_mask[i, masked] = True
+            mrm_target[i, masked] = feats[i, masked]
+            feats[i, masked] = 0.0
             if not matched[i]:
                 # LXMERT: mismatched pairs are masked like the rest (else "has a [MASK]" would
                 # answer ITM) but carry no masked-modelling target.
-                for labels in (mlm_labels, tag_labels, sgp_labels):
-                    labels[i] = IGNORE
+                mlm_labels[i] = tag_labels[i] = sgp_labels[i] = IGNORE
                 sgp_kind[i] = -1
                 mrm_mask[i] = False
                 mrm_target[i] = 0.0
+        t = torch.from_numpy
         return {
-            "input_ids": ids,
-            "segment": segment,
-            "text_mask": ids != tok.pad_id,
-            "features": feats,
-            "geometry": geom,
-            "obj_ids": obj_ids,
-            "region_mask": region_mask,
-            "mlm_labels": mlm_labels,
-            "tag_labels": tag_labels,
-            "sgp_labels": sgp_labels,
-            "sgp_kind": sgp_kind,
-            "mrm_mask": mrm_mask,
-            "mrm_target": mrm_target,
+            "input_ids": t(ids),
+            "segment": t(segment),
+            "text_mask": t(ids != tok.pad_id),
+            "features": t(feats),
+            "geometry": t(geom),
+            "obj_ids": t(obj_ids),
+            "region_mask": t(region_mask),
+            "mlm_labels": t(mlm_labels),
+            "tag_labels": t(tag_labels),
+            "sgp_labels": t(sgp_labels),
+            "sgp_kind": t(sgp_kind),
+            "mrm_mask": t(mrm_mask),
+            "mrm_target": t(mrm_target),
             "itm_labels": torch.tensor(matched, dtype=torch.long),
         }
 
