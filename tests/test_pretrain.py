@@ -78,7 +78,7 @@ def test_sgp_masks_exactly_the_graph_spans(shards: Path, tok_dir: Path) -> None:
     tok = TextTokenizer.load(tok_dir)
     spec = spec_for(shards, tok_dir)
     examples = [e for e in ShardStream(spec).epoch_examples(0, 0, 1) if e.graph_spans][:8]
-    masker = Masker(tok, sgp_prob=1.0, sgp_node_prob=1.0, itm_neg=0.0)
+    masker = Masker(tok, sgp_prob=1.0, sgp_node_prob=1.0, itm_share=0.0)
     batch = masker(examples, np.random.default_rng(0), 16)
     for i, ex in enumerate(examples):
         want = {p + 1 for _, a, b in ex.graph_spans for p in range(a, b)}  # +1: [CLS]
@@ -88,13 +88,18 @@ def test_sgp_masks_exactly_the_graph_spans(shards: Path, tok_dir: Path) -> None:
         assert not (batch["mlm_labels"][i] != -100).any()  # SGP replaces random masking for that sample
 
 
-def test_itm_negatives_get_no_masked_targets(shards: Path, tok_dir: Path) -> None:
+def test_itm_samples_are_unmasked_and_masked_samples_matched(shards: Path, tok_dir: Path) -> None:
     tok = TextTokenizer.load(tok_dir)
     examples = list(ShardStream(spec_for(shards, tok_dir)).epoch_examples(0, 0, 1))[:6]
-    batch = Masker(tok, itm_neg=1.0, mask_prob=1.0, mrm_prob=1.0)(examples, np.random.default_rng(3), 16)
-    assert batch["itm_labels"].tolist() == [0] * 6
-    assert not (batch["mlm_labels"] != -100).any()
-    assert not batch["mrm_mask"].any()
+    batch = Masker(tok, itm_share=1.0, itm_neg=1.0, mask_prob=1.0, mrm_prob=1.0)(examples, np.random.default_rng(3), 16)
+    assert batch["itm_labels"].tolist() == [0] * 6  # every sample an ITM negative
+    assert not (batch["mlm_labels"] != -100).any() and not batch["mrm_mask"].any()
+    assert not (batch["input_ids"] == tok.mask_id).any()  # no [MASK] to tell pairs apart
+    mixed = Masker(tok, itm_share=0.5, itm_neg=0.5, mask_prob=0.5)(examples * 4, np.random.default_rng(5), 16)
+    itm_rows = mixed["itm_labels"] != -100
+    assert 0 < int(itm_rows.sum()) < 24
+    assert not (mixed["input_ids"][itm_rows] == tok.mask_id).any()
+    assert (mixed["mlm_labels"][~itm_rows] != -100).any()
 
 
 def test_stream_splits_workers_exactly_and_never_yields_heldout(shards: Path, tok_dir: Path) -> None:

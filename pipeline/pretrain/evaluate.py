@@ -76,7 +76,7 @@ def evaluate(
             total += len(keep)
     out["itm_acc"] = round(correct / max(total, 1), 4)
     # MLM accuracy on 15 % of caption sub-words, masked the same way every time (seeded).
-    masker = Masker(tok, mask_prob=0.15, sgp_prob=0.0, mrm_prob=0.0, itm_neg=0.0)
+    masker = Masker(tok, mask_prob=0.15, sgp_prob=0.0, mrm_prob=0.0, itm_share=0.0)
     hit = count = 0
     for lo in range(0, len(examples), batch_size):
         b = _to(masker(examples[lo : lo + batch_size], np.random.default_rng(lo), feature_dim), device)

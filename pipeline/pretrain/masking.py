@@ -31,11 +31,12 @@ class Masker:
         sgp_prob: float = 0.5,
         sgp_node_prob: float = 0.3,
         mrm_prob: float = 0.15,
+        itm_share: float = 0.5,
         itm_neg: float = 0.5,
     ) -> None:
         self.tok = tok
         self.mask_prob, self.sgp_prob, self.sgp_node_prob = mask_prob, sgp_prob, sgp_node_prob
-        self.mrm_prob, self.itm_neg = mrm_prob, itm_neg
+        self.mrm_prob, self.itm_share, self.itm_neg = mrm_prob, itm_share, itm_neg
         self.vocab = tok.vocab_size
 
     def _mask_tokens(self, ids: np.ndarray, labels: np.ndarray, pos: np.ndarray, rng: np.random.Generator) -> None:
@@ -51,12 +52,14 @@ class Masker:
     def __call__(self, examples: list, rng: np.random.Generator, feature_dim: int) -> dict[str, torch.Tensor]:
         n = len(examples)
         partner = list(range(n))
+        itm = [rng.random() < self.itm_share for _ in range(n)]
         for i in range(n):
-            if n > 1 and rng.random() < self.itm_neg:
+            if itm[i] and n > 1 and rng.random() < self.itm_neg:
                 others = [k for k in range(n) if examples[k].caption_ids != examples[i].caption_ids]
                 if others:
                     partner[i] = others[int(rng.integers(len(others)))]
         matched = [int(partner[i] == i) for i in range(n)]
+        itm_labels = [matched[i] if itm[i] else IGNORE for i in range(n)]
         captions = [examples[partner[i]] for i in range(n)]  # whose caption sample i is paired with
 
         max_t = max(len(captions[i].caption_ids) + len(examples[i].tag_ids) + 3 for i in range(n))
@@ -87,6 +90,8 @@ class Masker:
                 geom[i, :nr] = ex.geometry
                 obj_ids[i, :nr] = ex.obj_ids
                 region_mask[i, :nr] = True
+            if itm[i]:
+                continue  # an ITM sample: the whole caption and every region, nothing masked
             row = ids[i]
             if cap.graph_spans and rng.random() < self.sgp_prob:
                 for kind, a, b in cap.graph_spans:
@@ -103,13 +108,6 @@ class Masker:
             mrm_mask[i, masked] = True
             mrm_target[i, masked] = feats[i, masked]
             feats[i, masked] = 0.0
-            if not matched[i]:
-                # LXMERT: mismatched pairs are masked like the rest (else "has a [MASK]" would
-                # answer ITM) but carry no masked-modelling target.
-                mlm_labels[i] = tag_labels[i] = sgp_labels[i] = IGNORE
-                sgp_kind[i] = -1
-                mrm_mask[i] = False
-                mrm_target[i] = 0.0
         t = torch.from_numpy
         return {
             "input_ids": t(ids),
@@ -125,13 +123,13 @@ class Masker:
             "sgp_kind": t(sgp_kind),
             "mrm_mask": t(mrm_mask),
             "mrm_target": t(mrm_target),
-            "itm_labels": torch.tensor(matched, dtype=torch.long),
+            "itm_labels": torch.tensor(itm_labels, dtype=torch.long),
         }
 
 
 def pair_batch(examples: list, captions: list, tok: TextTokenizer, feature_dim: int) -> dict[str, torch.Tensor]:
     """Unmasked (image i, caption i) pairs for scoring: retrieval and ITM evaluation."""
-    m = Masker(tok, mask_prob=0.0, sgp_prob=0.0, mrm_prob=0.0, itm_neg=0.0)
+    m = Masker(tok, mask_prob=0.0, sgp_prob=0.0, mrm_prob=0.0, itm_share=1.0, itm_neg=0.0)
     swapped = []
     for ex, cap in zip(examples, captions, strict=True):
         e = type(ex)(**{**ex.__dict__, "caption_ids": cap.caption_ids, "graph_spans": []})

@@ -61,12 +61,16 @@ class MRFR(Objective):
 
 
 class ITM(Objective):
-    """Image-text matching on the pooled state: matched pair or swapped caption."""
+    """Image-text matching on the pooled state of the batch's ITM samples: matched or swapped caption."""
 
     name = "itm"
 
     def loss(self, heads: Heads, out: EncoderOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        return F.cross_entropy(heads.itm(out.pooled).float(), batch["itm_labels"])
+        labels = batch["itm_labels"]
+        sel = labels != IGNORE
+        if not sel.any():
+            return None
+        return F.cross_entropy(heads.itm(out.pooled[sel]).float(), labels[sel])
 
 
 OBJECTIVES: dict[str, type[Objective]] = {c.name: c for c in (MLM, MRFR, ITM, TagMLM, SceneGraphPrediction)}
