@@ -240,12 +240,19 @@ def test_tokenizer_cli_writes_vocab(shards: Path, tmp_path) -> None:
     assert TextTokenizer.load(tmp_path / "tok" / "vocab.txt").vocab_size == len(vocab)
 
 
-def test_write_shard_reader_sees_crawl_layout(tmp_path) -> None:
-    """Shards found recursively (a wds/ subfolder), crash leftovers without a stats file skipped."""
-    samples = synthetic_samples(4, dim=8)
-    write_shard(tmp_path / "shards" / "wds", 0, samples, config_hash="t")
-    (tmp_path / "shards" / "wds" / "00001.tar").write_bytes(b"partial")
-    assert [p.name for p in find_shards(tmp_path / "shards")] == ["00000.tar"]
+def test_find_shards_in_flat_and_split_layouts_skips_leftovers(tmp_path) -> None:
+    """Tars beside their stats files, or in `tar/` below them; a tar without a stats file is a leftover."""
+    flat = tmp_path / "flat"
+    write_shard(flat, 0, synthetic_samples(4, dim=8), config_hash="t")
+    (flat / "00001.tar").write_bytes(b"partial")
+    assert find_shards(flat) == [flat / "00000.tar"]
+    split = tmp_path / "split"
+    write_shard(split, 0, synthetic_samples(4, dim=8), config_hash="t")
+    for kind in ("tar", "parquet"):
+        (split / kind).mkdir()
+        (split / f"00000.{kind}").rename(split / kind / f"00000.{kind}")
+    (split / "tar" / "00001.tar").write_bytes(b"partial")
+    assert find_shards(split) == [split / "tar" / "00000.tar"]
 
 
 def test_two_ray_train_workers_on_cpu(shards: Path, tok_dir: Path, tmp_path) -> None:

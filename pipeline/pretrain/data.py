@@ -232,15 +232,29 @@ def _example(
 
 
 def find_shards(shards_dir: Path) -> list[Path]:
-    """Every completed shard's tar under `shards_dir`, found recursively (layouts may nest them)."""
+    """Every completed shard's tar under `shards_dir`.
+
+    `datasets.shards.list_shard_files` decides where a layout keeps its tars (flat, or `tar/`
+    beside the stats files) when this laitkit has it; otherwise, or when it finds none (a folder
+    of tars from elsewhere), tars are found recursively, skipping crash leftovers: a tar whose
+    folder (or its parent) keeps stats files but none for this shard.
+    """
     root = Path(shards_dir)
     if root.is_file():
         return [root]
-    tars = sorted(p for p in root.rglob("*.tar") if not p.name.startswith("."))
+    try:
+        from laitkit.datasets.shards import list_shard_files  # type: ignore[attr-defined]
+    except ImportError:
+        list_shard_files = None
+    if list_shard_files is not None and root.is_dir():
+        found = list_shard_files(root, "tar")
+        if found:
+            return list(found)
     done = []
-    for p in tars:  # a tar with no stats file beside it is a crash leftover (datasets/shards.py)
-        stats = p.with_name(p.name[: -len(".tar")] + "_stats.json")
-        if stats.exists() or not any(p.parent.glob("*_stats.json")):
+    for p in sorted(p for p in root.rglob("*.tar") if not p.name.startswith(".")):
+        stats_name = p.name[: -len(".tar")] + "_stats.json"
+        homes = [d for d in (p.parent, p.parent.parent) if any(d.glob("*_stats.json"))]
+        if not homes or any((d / stats_name).exists() for d in homes):
             done.append(p)
     return done
 
