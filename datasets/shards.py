@@ -18,7 +18,6 @@ import io
 import json
 import os
 import re
-import secrets
 import tarfile
 import time
 from collections import Counter
@@ -30,12 +29,12 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from laitkit.atomic import TMP_MARK, atomic_write_bytes, atomic_write_text, fsync_dir, tmp_path  # noqa: F401
 from laitkit.datasets.arrow_codec import infer_feature_dim, samples_to_table, table_to_samples
 from laitkit.datasets.codec import decode_members, encode_members
 from laitkit.datasets.schema import SCHEMA_VERSION, Sample
 
 STATS_SUFFIX = "_stats.json"
-TMP_MARK = ".tmp-"
 SHARD_FILE_RE = re.compile(r"^(\d{5,})(\.tar|\.parquet|_stats\.json)$")
 _PARQUET_BATCH = 256
 
@@ -53,6 +52,19 @@ def stats_name(shard: int) -> str:
 
 
 @dataclass(frozen=True)
+class ShardPaths:
+    tar: Path
+    parquet: Path
+    stats: Path
+
+
+def shard_paths(out_dir: str | os.PathLike[str], shard: int) -> ShardPaths:
+    """Where the files of shard `shard` live under `out_dir`: the one place that decides it."""
+    out = Path(out_dir)
+    return ShardPaths(out / tar_name(shard), out / parquet_name(shard), out / stats_name(shard))
+
+
+@dataclass(frozen=True)
 class ShardInfo:
     """What `write_shard` produced: paths, sample count, bytes on disk and the stats record."""
 
@@ -66,19 +78,10 @@ class ShardInfo:
 
 
 # --- atomic files -------------------------------------------------------------------------------
+# One helper for the whole project (`laitkit.atomic`); these names stay for existing callers.
 
-
-def _tmp_path(final: Path) -> Path:
-    # pid + random token: two writers of one shard (a retried task) never share a temp file.
-    return final.with_name(f".{final.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+_tmp_path = tmp_path
+_fsync_dir = fsync_dir
 
 
 def sha256_file(path: Path) -> str:
@@ -89,23 +92,8 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a fsynced temp file + rename, so readers see all or nothing."""
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 # --- writing ------------------------------------------------------------------------------------
@@ -191,8 +179,8 @@ def write_shard(
     t0 = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    final_tar, final_pq = out / tar_name(shard_id), out / parquet_name(shard_id)
-    final_stats = out / stats_name(shard_id)
+    paths = shard_paths(out, shard_id)
+    final_tar, final_pq, final_stats = paths.tar, paths.parquet, paths.stats
     tmp_tar, tmp_pq = _tmp_path(final_tar), _tmp_path(final_pq)
     try:
         written = _write_tar(tmp_tar, samples)
