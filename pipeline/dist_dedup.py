@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from laitkit.atomic import atomic_write_json, atomic_write_parquet
 from laitkit.datasets.schema import Reason, Sample
 from laitkit.pipeline.crawl.dedup import STAGE, Deduper, PhashIndex, caption_key
+from laitkit.pipeline.faults import pause_point
 
 LIGHT_COLUMNS = ("key", "status", "shard_id", "url", "page_url", "sha256", "phash", "caption")
 _REC = ("kind", "group", "value", "key", "shard_id", "url", "page_url", "sha256", "phash", "caption")
@@ -195,6 +196,7 @@ def run_dedup(crawl_files: list[Path], dedup_dir: Path, crawl_cfg: Any, partitio
     for part in parts:
         for reason, n in part.items():
             counts[reason] += n
+    pause_point("dedup")  # crash tests: every verdict file written, the marker not yet
     atomic_write_json(dedup_dir / DONE_NAME, {"shards": len(crawl_files), "counts": dict(counts)})
     return dict(counts)
 

@@ -31,8 +31,9 @@ from laitkit.atomic import atomic_write_json, atomic_write_parquet
 from laitkit.datasets import shards as shardio
 from laitkit.datasets.manifest import write_manifest
 from laitkit.errors import UserError
-from laitkit.pipeline import dist_dedup, plan, sources
+from laitkit.pipeline import dist_dedup, faults, plan, sources
 from laitkit.pipeline.stage import ROW_COLUMNS
+from laitkit.pipeline.write_stage import remote_completed
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,8 @@ def run_job(cfg: Any) -> dict[str, Any]:
 
     out = Path(cfg.out)
     work = out / "work"
+    if cfg.shards.dest and cfg.pretrain.enabled and cfg.pretrain.steps > 0:
+        raise UserError("pretraining reads local shards: with shards.dest set, set pretrain.enabled: false")
     for d in (work / "crawl", work / "dedup", out / "shards", out / "rejected"):
         d.mkdir(parents=True, exist_ok=True)
     for d in (out / "shards", out / "rejected"):
@@ -134,7 +137,7 @@ def run_job(cfg: Any) -> dict[str, Any]:
         input_shards = plan.build_plan(inp.kind, inp.path, cfg.input.pages_per_shard, work / "plan.json",
                                        inp.paths_base)  # fmt: skip
         times.add("input", t0)
-        done_out = shardio.completed_shards(out / "shards")
+        done_out = completed(out, cfg.shards.dest)
         todo = [i for i in range(len(input_shards)) if i not in done_out]
         crawl_todo = [i for i in todo if not crawl_path(work, i).exists()]
         t0 = time.perf_counter()
@@ -153,9 +156,12 @@ def run_job(cfg: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
     written = featurise(out, work, todo, cfg, config_hash) if todo else []
     times.add("featurise+shards", t0)
-    manifest = write_manifest(out / "shards", config_hash, cfg.to_dict())
-    if cfg.shards.write_rejected:
-        write_manifest(out / "rejected", config_hash, cfg.to_dict())
+    if cfg.shards.dest:
+        kept = sum(st["count"] for st in remote_completed(cfg.shards.dest).values())
+    else:
+        kept = write_manifest(out / "shards", config_hash, cfg.to_dict()).get("total_count", 0)
+        if cfg.shards.write_rejected:
+            write_manifest(out / "rejected", config_hash, cfg.to_dict())
 
     pretrain_summary: dict[str, Any] = {}
     if cfg.pretrain.enabled and cfg.pretrain.steps > 0:
@@ -171,12 +177,18 @@ def run_job(cfg: Any) -> dict[str, Any]:
         "config_hash": config_hash,
         "input_shards": len(input_shards),
         "shards_written_now": len(written),
-        "kept": manifest.get("total_count", 0),
+        "kept": kept,
+        "shards_dest": cfg.shards.dest or str(out / "shards"),
         "stage_seconds": times.seconds,
         "pretrain": pretrain_summary,
     }
     atomic_write_json(out / "run.json", summary)
     return summary
+
+
+def completed(out: Path, dest: str) -> set[int]:
+    """Output shards already complete (the resume skip set), local or under `shards.dest`."""
+    return set(remote_completed(dest)) if dest else shardio.completed_shards(out / "shards")
 
 
 def check_same_job(out: Path, config_hash: str) -> None:
@@ -200,6 +212,8 @@ def init_ray(cfg: Any) -> None:
     if ray.is_initialized():
         return
     address = cfg.ray.address
+    env = faults.forwarded_env()
+    runtime_env = {"env_vars": env} if env else None
     if address == "local":
         # A fresh private cluster on loopback: address="local" never joins a cluster recorded in
         # /tmp/ray/ray_current_cluster (alive or dead). Ray binds every process to the node IP
@@ -210,10 +224,21 @@ def init_ray(cfg: Any) -> None:
 
         ray_constants.ENABLE_RAY_CLUSTER = False
         ray.init(address="local", num_cpus=cfg.ray.num_cpus, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)  # fmt: skip
+                 configure_logging=False, runtime_env=runtime_env)  # fmt: skip
         return
+    if address.startswith("ray://"):
+        _check_ray_client(address)
     try:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot reach the Ray cluster at {address!r}: {first}") from None
+
+
+def _check_ray_client(address: str) -> None:
+    """Ray Client needs its extra and a reachable server; say so in one line, not a traceback."""
+    try:
+        import grpc  # noqa: F401
+        import ray.util.client  # noqa: F401
+    except ImportError as exc:
+        raise UserError(f"ray.address {address!r} uses Ray Client, which needs `ray[client]`: {exc}") from None
