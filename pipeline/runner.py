@@ -235,10 +235,17 @@ def init_ray(cfg: Any) -> None:
         raise UserError(f"cannot reach the Ray cluster at {address!r}: {first}") from None
 
 
-def _check_ray_client(address: str) -> None:
-    """Ray Client needs its extra and a reachable server; say so in one line, not a traceback."""
+def _check_ray_client(address: str, timeout: float = 5.0) -> None:
+    """Ray Client (`ray://host:port`): fail in one line, fast, when nothing listens there.
+
+    Without this, `ray.init` retries for about 30 s and then raises; the user learns the same.
+    """
+    import socket
+
+    hostport = address[len("ray://") :].split("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
     try:
-        import grpc  # noqa: F401
-        import ray.util.client  # noqa: F401
-    except ImportError as exc:
-        raise UserError(f"ray.address {address!r} uses Ray Client, which needs `ray[client]`: {exc}") from None
+        with socket.create_connection((host or "127.0.0.1", int(port or 10001)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot reach the Ray Client server at {address!r}: {exc}") from None

@@ -100,16 +100,17 @@ def _write_cls() -> type:
 
 
 # The recipe, in order. Light stages ask for a fraction of a CPU so that, on a small machine, the
-# detector actors (the expensive part) get the whole cores and nothing waits for a slot. The
+# detector actors (the expensive part) get the whole cores and nothing waits for a slot: all the
+# light actors together fit in one core (0.8), so two one-CPU nodes run the whole pipeline. The
 # regions defaults (one actor per GPU, else per core but one) are filled in by `regions_resources`.
 STAGES: tuple[StageSpec, ...] = (
     StageSpec("dedup", _dedup_cls, lambda cfg, ctx: {"verdicts_dir": ctx["dedup_dir"]}, num_cpus=0.1),
-    StageSpec("relevance", _relevance_cls, lambda cfg, ctx: {"cfg": relevance_config(cfg.relevance)}, num_cpus=0.4),
+    StageSpec("relevance", _relevance_cls, lambda cfg, ctx: {"cfg": relevance_config(cfg.relevance)}, num_cpus=0.3),
     StageSpec("regions", _regions_cls, lambda cfg, ctx: {"cfg": regions_config(cfg.regions)}, num_cpus=1.0),
-    StageSpec("text", _text_cls, lambda cfg, ctx: {"cfg": text_config(cfg.text)}, num_cpus=0.4),
+    StageSpec("text", _text_cls, lambda cfg, ctx: {"cfg": text_config(cfg.text)}, num_cpus=0.3),
     StageSpec("write", _write_cls, lambda cfg, ctx: {
         "out": ctx["out"], "config_hash": ctx["config_hash"], "write_rejected": cfg.shards.write_rejected,
-        "expected": ctx["expected"], "dest": cfg.shards.dest}, num_cpus=0.2),
+        "expected": ctx["expected"], "dest": cfg.shards.dest}, num_cpus=0.1),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 RESOURCE_KEYS = ("num_cpus", "num_gpus", "actors")
