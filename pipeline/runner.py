@@ -19,6 +19,7 @@ import dataclasses
 import json
 import logging
 import os
+import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,21 @@ _ROW_TYPES = {
     "npz": pa.binary(),
 }
 _LIGHT = ("url", "page_url", "sha256", "phash", "caption")
+
+
+@dataclass
+class Received:
+    """Bytes of every result the driver gets back from workers (pickled size): the number that
+    must stay per-shard, not per-sample, for the driver to scale."""
+
+    bytes: int = 0
+
+    def add(self, value: Any) -> Any:
+        self.bytes += len(pickle.dumps(value, protocol=5))
+        return value
+
+
+RECEIVED = Received()
 
 
 @dataclass
@@ -108,7 +124,7 @@ def featurise(out: Path, work: Path, todo: list[int], cfg: Any, config_hash: str
                         batch_format="numpy")  # fmt: skip
     ds = stages.apply_stages(ds, cfg, {"dedup_dir": str(work / "dedup"), "out": str(out),
                                        "config_hash": config_hash, "expected": expected})  # fmt: skip
-    return [{k: int(v) for k, v in row.items()} for row in ds.iter_rows()]
+    return [RECEIVED.add({k: int(v) for k, v in row.items()}) for row in ds.iter_rows()]
 
 
 def run_job(cfg: Any) -> dict[str, Any]:
@@ -131,11 +147,13 @@ def run_job(cfg: Any) -> dict[str, Any]:
     times = StageTimes()
     crawl_cfg = stages.crawl_config(cfg.crawl)
     init_ray(cfg)
+    received_before = RECEIVED.bytes
 
     with sources.open_input(cfg, out) as inp:
         t0 = time.perf_counter()
         input_shards = plan.build_plan(inp.kind, inp.path, cfg.input.pages_per_shard, work / "plan.json",
                                        inp.paths_base)  # fmt: skip
+        RECEIVED.add([s.to_dict() for s in input_shards])  # what the cutting tasks sent back
         times.add("input", t0)
         done_out = completed(out, cfg.shards.dest)
         todo = [i for i in range(len(input_shards)) if i not in done_out]
@@ -143,13 +161,14 @@ def run_job(cfg: Any) -> dict[str, Any]:
         t0 = time.perf_counter()
         if crawl_todo:
             task = ray.remote(num_cpus=1)(crawl_input_shard)
-            ray.get([task.remote(i, input_shards[i].to_dict(), crawl_cfg, str(work)) for i in crawl_todo])
+            RECEIVED.add(ray.get([task.remote(i, input_shards[i].to_dict(), crawl_cfg, str(work)) for i in crawl_todo]))
         times.add("crawl", t0)
 
     crawl_files = [crawl_path(work, i) for i in range(len(input_shards))]
     t0 = time.perf_counter()
     if todo and (crawl_todo or not dist_dedup.dedup_done(work / "dedup", len(crawl_files))):
-        dedup_counts = dist_dedup.run_dedup(crawl_files, work / "dedup", crawl_cfg, cfg.ray.dedup_partitions)
+        dedup_counts = RECEIVED.add(dist_dedup.run_dedup(crawl_files, work / "dedup", crawl_cfg,
+                                                          cfg.ray.dedup_partitions))  # fmt: skip
         atomic_write_json(work / "dedup_counts.json", dedup_counts)
     times.add("dedup", t0)
 
@@ -181,6 +200,8 @@ def run_job(cfg: Any) -> dict[str, Any]:
         "shards_dest": cfg.shards.dest or str(out / "shards"),
         "stage_seconds": times.seconds,
         "pretrain": pretrain_summary,
+        "candidates_written_now": sum(w["kept"] + w["rejected"] for w in written),
+        "driver_received_bytes": RECEIVED.bytes - received_before,
     }
     atomic_write_json(out / "run.json", summary)
     return summary

@@ -7,20 +7,17 @@ also checks that exact duplicate inputs become DUP_URL verdicts, never a crash o
 The local run (an in-process private cluster) is the reference every other run must equal:
 same keys, same statuses, same verdicts (stage and reason; the dedup details too).
 
-The cluster: `ray start --head --node-ip-address 127.0.0.1` with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
-(Ray's switch for "everything on this machine": without it Ray replaces 127.0.0.1 by the
-machine's outward address and binds to every interface); the second node is `ray start --address`
-through a two-line launcher that keeps Ray from doing that replacement (the `ray start` CLI
-refuses a worker node under that switch). Token authentication is on: a fresh token goes to
-every process in RAY_AUTH_TOKEN, so nothing touches ~/.ray. Only this module's processes are
-stopped at the end, by pid (never `ray stop`: other Ray clusters may run on this machine).
+The cluster is `jobs/ray_cluster.LocalCluster`: `ray start --head --node-ip-address 127.0.0.1`,
+then a second `ray start --address …`, one CPU each, token authentication on (a fresh token in
+RAY_AUTH_TOKEN), everything on 127.0.0.1; see its docstring for what Ray needs to be told. Only
+this module's processes are stopped at the end, by pid (never `ray stop`: other Ray clusters may
+run on this machine).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -38,6 +35,8 @@ from laitkit.datasets.codec import from_row
 from laitkit.datasets.schema import Reason, Sample, make_key
 from laitkit.datasets.shards import iter_parquet
 from laitkit.jobs.config import load_config
+from laitkit.jobs.ray_cluster import LOOPBACK_ENV as LOCAL_ENV
+from laitkit.jobs.ray_cluster import free_port
 from laitkit.pipeline import dist_dedup
 from laitkit.pipeline.crawl import Deduper, readers
 from laitkit.pipeline.runner import run_job
@@ -47,13 +46,6 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 PAGES_PER_SHARD = 6
 SETTINGS = {"input.pages_per_shard": PAGES_PER_SHARD, "pretrain.enabled": False, "crawl.timeout": 5}
-LOCAL_ENV = {"no_proxy": "127.0.0.1,localhost", "NO_PROXY": "127.0.0.1,localhost", "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sets(out: Path, warc: str, **extra: object) -> list[str]:
@@ -196,55 +188,25 @@ def test_distributed_dedup_equals_single_pass_on_chains_of_near_duplicates(local
 
 # --- a real two-node cluster on 127.0.0.1 ---------------------------------------------------------
 
-_WORKER_LAUNCHER = (
-    "import sys, ray._private.services as s; s.resolve_ip_for_localhost = lambda h: h; "
-    "from ray.scripts.scripts import main; sys.argv[0] = 'ray'; main()"
-)
-
-
-def _kill_matching(marks: list[str]) -> None:
-    """SIGKILL exactly this module's Ray processes: those whose command line names our GCS
-    address or temp dir (raylet children exit with their raylet)."""
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if any(m in cmd for m in marks):
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+# Two one-CPU nodes: the light actors (0.8 CPU in all) may land on both nodes, so the detector
+# asks for half a core (a per-stage resource override, `ray.stages.regions.num_cpus`); with a
+# whole core it could find no node with one free and wait forever.
+CLUSTER_SETTINGS = {"ray.stages.regions.num_cpus": 0.5}
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    temp = Path(f"/tmp/ray_wt7_{secrets.token_hex(3)}")
-    port, dash, client = free_port(), free_port(), free_port()
-    env = {**os.environ, **LOCAL_ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
-           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # fmt: skip
-    marks = [f"127.0.0.1:{port}", str(temp)]
-    common = ["--num-cpus", "1", "--disable-usage-stats"]
-    try:
-        subprocess.run([str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-                        "--temp-dir", str(temp), "--include-dashboard=true", "--dashboard-host", "127.0.0.1",
-                        "--dashboard-port", str(dash), "--ray-client-server-port", str(client), *common],
-                       env=env, check=True, capture_output=True, timeout=180)  # fmt: skip
-        subprocess.run([sys.executable, "-c", _WORKER_LAUNCHER, "start", "--address", f"127.0.0.1:{port}",
-                        "--node-ip-address", "127.0.0.1", *common],
-                       env={**env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}, check=True, capture_output=True,
-                       timeout=180)  # fmt: skip
-        yield {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dash}", "env": env}
-    finally:
-        _kill_matching(marks)
+def cluster():
+    from laitkit.jobs.ray_cluster import LocalCluster
+
+    with LocalCluster(nodes=2, cpus_per_node=1, tag="test") as c:
+        yield {"address": c.address, "dashboard": c.dashboard, "env": c.env}
 
 
 def _run_cli(args: list[str], env: dict[str, str], log: Path, pause: str | None = None, timeout: float = 600) -> int:
     """`laitkit run …` in its own session; with `pause`, SIGKILL it once it reaches that pause point."""
     run_env = dict(env)
     marker = log.with_suffix(".paused")
+    marker.unlink(missing_ok=True)
     if pause:
         run_env.update(LAITKIT_PAUSE_AT=pause, LAITKIT_PAUSE_MARKER=str(marker))
     with log.open("ab") as fh:
@@ -266,7 +228,7 @@ def _run_cli(args: list[str], env: dict[str, str], log: Path, pause: str | None 
 
 def test_two_node_run_killed_in_dedup_and_in_shard_writing_resumes_and_equals_local(web, local, cluster):
     out = web["root"] / "two-node"
-    args = sets(out, str(web["warc"]), **{"ray.address": cluster["address"]})
+    args = sets(out, str(web["warc"]), **{"ray.address": cluster["address"], **CLUSTER_SETTINGS})
     log = web["root"] / "two-node.log"
     assert _run_cli(args, cluster["env"], log, pause="dedup") == -9
     assert not (out / "work" / "dedup" / "_done.json").exists()
@@ -282,8 +244,9 @@ def test_two_node_run_killed_in_dedup_and_in_shard_writing_resumes_and_equals_lo
 
 def test_ray_job_submit_equals_local(web, local, cluster):
     out = web["root"] / "job-submit"
-    cmd = [str(BIN / "ray"), "job", "submit", "--address", cluster["dashboard"], "--",
-           str(BIN / "laitkit"), "run", *sets(out, str(web["warc"]), **{"ray.address": "auto"})]  # fmt: skip
+    args = sets(out, str(web["warc"]), **{"ray.address": "auto", **CLUSTER_SETTINGS})
+    cmd = [str(BIN / "ray"), "job", "submit", "--address", cluster["dashboard"], "--", str(BIN / "laitkit"), "run"]
+    cmd += args
     proc = subprocess.run(cmd, env=cluster["env"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "succeeded" in proc.stdout + proc.stderr
