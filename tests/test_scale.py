@@ -247,7 +247,11 @@ def test_ray_job_submit_equals_local(web, local, cluster):
     args = sets(out, str(web["warc"]), **{"ray.address": "auto", **CLUSTER_SETTINGS})
     cmd = [str(BIN / "ray"), "job", "submit", "--address", cluster["dashboard"], "--", str(BIN / "laitkit"), "run"]
     cmd += args
-    proc = subprocess.run(cmd, env=cluster["env"], capture_output=True, text=True, timeout=600)
+    for _ in range(24):  # the head's job agent registers a while after `ray start` returns
+        proc = subprocess.run(cmd, env=cluster["env"], capture_output=True, text=True, timeout=600)
+        if "No available agent to submit job" not in proc.stderr:
+            break
+        time.sleep(5)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "succeeded" in proc.stdout + proc.stderr
     assert read_run(out) == local["outcome"]
