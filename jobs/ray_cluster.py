@@ -50,14 +50,17 @@ class LocalCluster:
     def start(self) -> LocalCluster:
         bindir = Path(sys.executable).parent
         common = ["--num-cpus", str(self.cpus), "--disable-usage-stats"]
+        # the dashboard agent's HTTP port is fixed (52365) unless given: two clusters on one
+        # machine would collide, and a head without its agent refuses `ray job submit`
+        agent = lambda: ["--dashboard-agent-listen-port", str(free_port())]  # noqa: E731
         dash = (["--include-dashboard=true", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(self.dash)]
                 if self.with_dashboard else ["--include-dashboard=false"])  # fmt: skip
-        self._run([str(bindir / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(self.port),
-                   "--temp-dir", str(self.temp), "--ray-client-server-port", str(self.client), *dash, *common],
-                  self.env)  # fmt: skip
+        head = ["--head", "--node-ip-address", "127.0.0.1", "--port", str(self.port), "--temp-dir", str(self.temp),
+                "--ray-client-server-port", str(self.client)]  # fmt: skip
+        self._run([str(bindir / "ray"), "start", *head, *dash, *common, *agent()], self.env)
         for _ in range(self.nodes - 1):
             self._run([sys.executable, "-c", WORKER_LAUNCHER, "start", "--address", self.address,
-                       "--node-ip-address", "127.0.0.1", *common],
+                       "--node-ip-address", "127.0.0.1", *common, *agent()],
                       {**self.env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"})  # fmt: skip
         return self
 
