@@ -82,9 +82,9 @@ def write_remote_shard(
     staging: Path, dest: str, shard_id: int, samples: list[Any], config_hash: str, write_rejected: bool,
     feature_dim: int | None,
 ) -> tuple[int, int, int]:
-    """Write shard `shard_id` in a local staging folder, then upload it under `dest` (any fsspec
-    URI): rejected first, the kept shard's stats object last, so a reader of `dest` trusts a
-    shard exactly when its stats object exists (a PUT is all or nothing)."""
+    """Write shard `shard_id` in a local staging folder (`OUT/work/staging`), then upload it under
+    `dest` (any fsspec URI): rejected first, the kept shard's stats object last, so a reader of
+    `dest` trusts a shard exactly when its stats object exists (a PUT is all or nothing)."""
     import shutil
 
     from laitkit.pipeline import storage
@@ -96,6 +96,9 @@ def write_remote_shard(
         paths = shardio.shard_paths(local / sub, shard_id)
         for p in (paths.tar, paths.parquet, paths.stats):
             storage.put_file(str(p), storage.join(dest, sub, p.name))
+        # a local copy of the stats only, so `laitkit report OUT` counts what went to `dest`
+        (staging.parent.parent / sub).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(paths.stats, shardio.shard_paths(staging.parent.parent / sub, shard_id).stats)
     shutil.rmtree(local, ignore_errors=True)
     return counts
 

@@ -195,10 +195,22 @@ CLUSTER_SETTINGS = {"ray.stages.regions.num_cpus": 0.5}
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster(s3):
+    """The nodes get the S3 server's settings in their environment, as a real cluster's nodes
+    get their credentials: Ray workers read inputs and write shards there."""
     from laitkit.jobs.ray_cluster import LocalCluster
 
-    with LocalCluster(nodes=2, cpus_per_node=1, tag="test") as c:
+    saved = {k: os.environ.get(k) for k in s3}
+    os.environ.update(s3)
+    try:
+        c = LocalCluster(nodes=2, cpus_per_node=1, tag="test")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    with c:
         yield {"address": c.address, "dashboard": c.dashboard, "env": c.env}
 
 
@@ -240,21 +252,6 @@ def test_two_node_run_killed_in_dedup_and_in_shard_writing_resumes_and_equals_lo
     assert read_run(out) == local["outcome"]
     nodes = json.loads((out / "run.json").read_text())
     assert nodes["input_shards"] == local["summary"]["input_shards"]
-
-
-def test_ray_job_submit_equals_local(web, local, cluster):
-    out = web["root"] / "job-submit"
-    args = sets(out, str(web["warc"]), **{"ray.address": "auto", **CLUSTER_SETTINGS})
-    cmd = [str(BIN / "ray"), "job", "submit", "--address", cluster["dashboard"], "--", str(BIN / "laitkit"), "run"]
-    cmd += args
-    for _ in range(24):  # the head's job agent registers a while after `ray start` returns
-        proc = subprocess.run(cmd, env=cluster["env"], capture_output=True, text=True, timeout=600)
-        if "No available agent to submit job" not in proc.stderr:
-            break
-        time.sleep(5)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "succeeded" in proc.stdout + proc.stderr
-    assert read_run(out) == local["outcome"]
 
 
 def test_ray_client_address_that_is_not_listening_fails_in_one_line(web, tmp_path):
@@ -349,26 +346,36 @@ def s3():
         server.stop()
 
 
-def test_s3_round_trip_reads_a_warc_paths_file_and_writes_shards(web, local, s3):
+def test_ray_job_submit_reading_a_warc_paths_file_on_s3_and_writing_shards_to_s3_equals_local(web, local, s3,
+                                                                                             cluster):  # fmt: skip
+    """One run for two things: the job goes through `ray job submit` (its driver runs on the head
+    node), and it reads `s3://…/warc.paths` and writes its shards to `s3://…` on the moto server."""
     import s3fs
 
     fs = s3fs.S3FileSystem(key="test", secret="test", endpoint_url=s3["AWS_ENDPOINT_URL"])
     fs.mkdir("corpus")
     fs.put_file(str(web["warc"]), "corpus/crawl/dup.warc.gz")
     fs.pipe_file("corpus/crawl/warc.paths", b"crawl/dup.warc.gz\n")
-    out = web["root"] / "s3-run"
-    extra = {"input.paths_base": "s3://corpus", "shards.dest": "s3://corpus/out"}
+    out = web["root"] / "job-submit-s3"
+    extra = {"input.paths_base": "s3://corpus", "shards.dest": "s3://corpus/out", "ray.address": "auto",
+             **CLUSTER_SETTINGS}  # fmt: skip
     args = sets(out, "s3://corpus/crawl/warc.paths", **extra)
-    env = {**os.environ, **LOCAL_ENV, **s3}
-    log = web["root"] / "s3.log"
-    assert _run_cli(args, env, log) == 0, log.read_text()[-3000:]
-    names = sorted(p.rsplit("/", 1)[-1] for p in fs.find("corpus/out"))
+    cmd = [str(BIN / "ray"), "job", "submit", "--address", cluster["dashboard"], "--", str(BIN / "laitkit"), "run"]
+    for _ in range(24):  # the head's job agent registers a while after `ray start` returns
+        proc = subprocess.run(cmd + args, env=cluster["env"], capture_output=True, text=True, timeout=900)
+        if "No available agent to submit job" not in proc.stderr:
+            break
+        time.sleep(5)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "succeeded" in proc.stdout + proc.stderr
+    names = [p.rsplit("/", 1)[-1] for p in fs.find("corpus/out")]
     n = local["summary"]["input_shards"]
-    assert [x for x in names if x.endswith("_stats.json")] == [f"{i:05d}_stats.json" for i in range(n)] * 2
+    stats = sorted(x for x in names if x.endswith("_stats.json"))
+    assert stats == sorted([f"{i:05d}_stats.json" for i in range(n)] * 2)  # shards/ and rejected/
     samples = []
     for sub in ("shards", "rejected"):
         for i in range(n):
             with fs.open(f"corpus/out/{sub}/{i:05d}.parquet", "rb") as fh:
                 samples.extend(table_to_samples(pq.read_table(fh)))
     assert outcome(samples) == local["outcome"]
-    assert not list((out / "shards").glob("*.tar"))  # nothing written locally but work files
+    assert not list((out / "shards").glob("*.tar"))  # the shards went to S3; only their stats are kept locally
