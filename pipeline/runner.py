@@ -32,7 +32,7 @@ from laitkit.atomic import atomic_write_json, atomic_write_parquet
 from laitkit.datasets import shards as shardio
 from laitkit.datasets.manifest import write_manifest
 from laitkit.errors import UserError
-from laitkit.pipeline import dist_dedup, faults, plan, sources
+from laitkit.pipeline import dist_dedup, faults, plan, sources, storage
 from laitkit.pipeline.stage import ROW_COLUMNS
 from laitkit.pipeline.write_stage import remote_completed
 
@@ -146,6 +146,8 @@ def run_job(cfg: Any) -> dict[str, Any]:
     atomic_write_json(out / "config.json", {"config_hash": config_hash, **cfg.to_dict()})
     times = StageTimes()
     crawl_cfg = stages.crawl_config(cfg.crawl)
+    if cfg.input.kind != "synth" and not storage.exists(cfg.input.path or "."):
+        raise UserError(f"input.path does not exist: {cfg.input.path}")  # before a cluster starts
     init_ray(cfg)
     received_before = RECEIVED.bytes
 
@@ -244,6 +246,8 @@ def init_ray(cfg: Any) -> None:
         from ray._private import ray_constants
 
         ray_constants.ENABLE_RAY_CLUSTER = False
+        # a private loopback cluster: Ray's notice that it enabled token auth would only be noise
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         ray.init(address="local", num_cpus=cfg.ray.num_cpus, include_dashboard=False, log_to_driver=False,
                  configure_logging=False, runtime_env=runtime_env)  # fmt: skip
         return
