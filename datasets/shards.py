@@ -51,17 +51,9 @@ def stats_name(shard: int) -> str:
     return f"{shard:05d}{STATS_SUFFIX}"
 
 
-@dataclass(frozen=True)
-class ShardPaths:
-    tar: Path
-    parquet: Path
-    stats: Path
-
-
-def shard_paths(out_dir: str | os.PathLike[str], shard: int) -> ShardPaths:
-    """Where the files of shard `shard` live under `out_dir`: the one place that decides it."""
-    out = Path(out_dir)
-    return ShardPaths(out / tar_name(shard), out / parquet_name(shard), out / stats_name(shard))
+def shard_paths(out_dir: str | os.PathLike[str], shard_id: int, kind: str) -> Path:
+    """THE place that decides where shard `shard_id`'s `kind` ("tar" | "parquet" | "stats") file lives."""
+    return Path(out_dir) / {"tar": tar_name, "parquet": parquet_name, "stats": stats_name}[kind](shard_id)
 
 
 @dataclass(frozen=True)
@@ -179,8 +171,8 @@ def write_shard(
     t0 = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = shard_paths(out, shard_id)
-    final_tar, final_pq, final_stats = paths.tar, paths.parquet, paths.stats
+    final_tar, final_pq = shard_paths(out, shard_id, "tar"), shard_paths(out, shard_id, "parquet")
+    final_stats = shard_paths(out, shard_id, "stats")
     tmp_tar, tmp_pq = _tmp_path(final_tar), _tmp_path(final_pq)
     try:
         written = _write_tar(tmp_tar, samples)

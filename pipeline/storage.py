@@ -75,4 +75,6 @@ def open_binary(uri: str, mode: str = "rb") -> Any:
 def put_file(local: str, uri: str) -> None:
     """Upload one local file (an object store PUT is atomic: readers see all or nothing)."""
     fs, path = url_to_fs(uri)
+    if not is_remote(uri):
+        fs.makedirs(os.path.dirname(path), exist_ok=True)  # object stores have no folders to make
     fs.put_file(local, path)

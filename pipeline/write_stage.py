@@ -93,12 +93,13 @@ def write_remote_shard(
     shutil.rmtree(local, ignore_errors=True)
     counts = write_output_shard(local, shard_id, samples, config_hash, write_rejected, feature_dim)
     for sub in ("rejected", "shards") if write_rejected else ("shards",):
-        paths = shardio.shard_paths(local / sub, shard_id)
-        for p in (paths.tar, paths.parquet, paths.stats):
-            storage.put_file(str(p), storage.join(dest, sub, p.name))
+        for kind in ("tar", "parquet", "stats"):  # the stats object last: it marks the shard complete
+            p = shardio.shard_paths(local / sub, shard_id, kind)
+            storage.put_file(str(p), storage.join(dest, sub, p.relative_to(local / sub).as_posix()))
         # a local copy of the stats only, so `laitkit report OUT` counts what went to `dest`
         (staging.parent.parent / sub).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(paths.stats, shardio.shard_paths(staging.parent.parent / sub, shard_id).stats)
+        shutil.copyfile(shardio.shard_paths(local / sub, shard_id, "stats"),
+                        shardio.shard_paths(staging.parent.parent / sub, shard_id, "stats"))  # fmt: skip
     shutil.rmtree(local, ignore_errors=True)
     return counts
 
