@@ -28,7 +28,7 @@ from typing import Any
 
 DRIVER = """
 import json, resource, sys
-from laitkit.jobs.cmd_run import load_config
+from laitkit.jobs.config import load_config
 from laitkit.pipeline.runner import run_job
 cfg = load_config(None, json.loads(sys.argv[1]))
 summary = run_job(cfg)
