@@ -409,14 +409,22 @@ def _from_json_float(x: float | None) -> float:
 _KEY_CHARS = re.compile(r"[^a-z0-9]+")
 
 
-def make_key(url: str, caption: str) -> str:
-    """A stable, path-safe key for an (image URL, caption) pair.
+def make_key(url: str, *fields: str) -> str:
+    """A stable, path-safe key for a candidate: its image URL plus the fields that tell it apart.
 
-    The same image with two captions is two samples, so both go into the hash. A short readable
-    stem from the URL's file name helps humans; the hash makes it unique. Keys contain no dots:
-    WebDataset splits member names at the first dot.
+    Unique by construction, up to a 128-bit hash: every field is length-prefixed before hashing
+    (so ("a\nb", "c") and ("a", "b\nc") never encode alike) and the digest is 32 hex chars of
+    SHA-256 (a collision among 10^9 keys has odds near 10^-21). Callers pass what makes two
+    candidates different (caption, page URL, position in the input), so the same image with two
+    captions is two samples. A short readable stem from the URL's file name helps humans. Keys
+    contain no dots: WebDataset splits member names at the first dot.
     """
-    digest = hashlib.sha1(f"{url}\n{caption}".encode()).hexdigest()[:16]
+    h = hashlib.sha256()
+    for part in (url, *fields):
+        data = str(part).encode("utf-8", "surrogatepass")
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+    digest = h.hexdigest()[:32]
     stem = url.rsplit("/", 1)[-1].split("?", 1)[0].rsplit(".", 1)[0].lower()
     stem = _KEY_CHARS.sub("-", stem).strip("-")[:24]
     return f"{stem}-{digest}" if stem else digest
