@@ -169,11 +169,11 @@ def test_batch_with_zero_regions_and_empty_caption_trains(tmp_path) -> None:
 
 def test_pretraining_lowers_each_loss_and_checkpoint_loads(shards: Path, tok_dir: Path, tmp_path) -> None:
     cfg = PretrainConfig(
-        steps=60, batch_size=8, hidden=64, layers=1, heads=2, lr=2e-3, warmup=5, device="cpu", vocab=str(tok_dir),
+        steps=100, batch_size=8, hidden=64, layers=1, heads=2, lr=3e-3, warmup=5, device="cpu", vocab=str(tok_dir),
         progress=False, eval_pool=10, heldout_permille=100, threads=1,
     )
     summary = pretrain(shards, tmp_path / "pt", cfg)
-    assert summary["steps"] == 60
+    assert summary["steps"] == 100
     # A pinned vocabulary and one thread: the run is deterministic. The summed loss is not compared
     # (which tasks have targets varies per step); MRFR and ITM need longer: the bench checks them.
     for task in ("mlm", "tags"):
@@ -181,7 +181,7 @@ def test_pretraining_lowers_each_loss_and_checkpoint_loads(shards: Path, tok_dir
     model, tok = load_checkpoint(tmp_path / "pt")
     assert tok.vocab_size == summary["vocab_size"]
     rows = [json.loads(x) for x in (tmp_path / "pt" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == list(range(60))
+    assert [r["step"] for r in rows] == list(range(100))
     assert all(r["samples_per_s"] > 0 and r["tokens_per_s"] > 0 for r in rows)
     assert 0.0 <= summary["eval"]["i2t_r1"] <= 1.0
 
