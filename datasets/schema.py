@@ -44,6 +44,8 @@ class Reason(StrEnum):
     USELESS_CAPTION = "useless_caption"
     NOT_ENGLISH = "not_english"
     NSFW = "nsfw"
+    BLOCKED_ADDRESS = "blocked_address"  # host resolves to a private/loopback/metadata/... address
+    ROBOTS_TXT = "robots_txt"  # the image host's robots.txt disallows the URL (or is unreachable)
     DOWNLOAD_ERROR = "download_error"
     DECODE_ERROR = "decode_error"
     TOO_SMALL = "too_small"

@@ -303,7 +303,7 @@ def write_forums() -> None:
 
 def shop(i: int, host: str, product: str, photos: list[tuple[str, str]], variant: str) -> None:
     base = f"https://{host}"
-    cdn = f"https://cdn.shopify.example/s/files/1/0123/4567/products"
+    cdn = "https://cdn.shopify.example/s/files/1/0123/4567/products"
     gallery, main = "", []
     for n, (f, alt) in enumerate(photos):
         if variant == "shopify":
@@ -471,7 +471,7 @@ def write_travel() -> None:
 def museum(i: int, host: str, work: str, artist: str, views: list[tuple[str, str]]) -> None:
     base = f"https://{host}"
     main, imgs = [], ""
-    for n, (f, alt) in enumerate(views):
+    for f, alt in views:
         u = f"https://collections.{host}/iiif/{f}/full/1200,/0/default.jpg"
         imgs += (f'<div class="artwork__image"><img src="https://collections.{host}/iiif/{f}/full/600,/0/default.jpg" '
                  f'srcset="https://collections.{host}/iiif/{f}/full/600,/0/default.jpg 600w, {u} 1200w" alt="{alt}"></div>')
