@@ -247,7 +247,7 @@ def test_failure_details_come_from_img2dataset(crawled):
     assert "404" in detail[("/p/1.html", "/img/missing.jpg")]
     assert "500" in detail[("/p/1.html", "/img/error.jpg")]
     assert "X-Robots-Tag" in detail[("/p/1.html", "/img/noai.jpg")]
-    assert "timed out" in detail[("/p/1.html", "/img/hang.jpg")]
+    assert "deadline exceeded" in detail[("/p/1.html", "/img/hang.jpg")]  # the total deadline, not a read timeout
     assert "failed_to_resize" in detail[("/p/1.html", "/img/trunc.jpg")]
     # the bomb is refused by OpenCV's pixel cap from the header, before any allocation
     assert "CV_IO_MAX_IMAGE_PIXELS" in detail[("/p/1.html", "/img/bomb.png")]

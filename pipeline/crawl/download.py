@@ -307,7 +307,8 @@ def download_samples(samples: Sequence[Sample], cfg: Any, work_dir: str | Path) 
         else:
             fetch.append(s)
     if cfg.robots_txt and fetch:
-        robots = RobotsCache(limits, token=cfg.user_agent_token or "laitkit", threads=cfg.thread_count)
+        robots = RobotsCache(limits, token=cfg.user_agent_token or "laitkit", threads=cfg.thread_count,
+                             cache_dir=Path(work_dir) / "robots")  # fmt: skip
         robots.prefetch(s.url for s in fetch)
         allowed_fetch = []
         for s in fetch:

@@ -18,10 +18,13 @@ here. Pages are still subject to X-Robots-Tag and `<meta name="robots">` (robots
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from laitkit.pipeline.crawl.netguard import FetchLimits, fetch
@@ -37,6 +40,7 @@ class HostRules:
     parser: object | None
     allow_all: bool
     note: str  # how the rules were obtained, for verdict details
+    text: str | None = None  # the robots.txt body when rules were parsed (kept for the on-disk cache)
 
     def allowed(self, url: str, token: str) -> bool:
         if self.parser is None:
@@ -56,7 +60,7 @@ def load_rules(origin: str, limits: FetchLimits, token: str) -> HostRules:
     r = fetch(f"{origin}/robots.txt", limits, user_agent=f"Mozilla/5.0 (compatible; {token})")
     if 200 <= r.status < 300:
         text = r.body[:MAX_ROBOTS_BYTES].decode("utf-8", errors="replace")
-        return HostRules(origin, Protego.parse(text), True, "robots.txt")
+        return HostRules(origin, Protego.parse(text), True, "robots.txt", text)
     if 400 <= r.status < 500:
         return HostRules(origin, None, True, f"robots.txt {r.status}: allow all")
     why = f"HTTP {r.status}" if r.status else (r.error or "no answer")
@@ -64,12 +68,41 @@ def load_rules(origin: str, limits: FetchLimits, token: str) -> HostRules:
 
 
 class RobotsCache:
-    """robots.txt rules per origin, fetched at most once each (thread-safe)."""
+    """robots.txt rules per origin, fetched at most once each (thread-safe).
 
-    def __init__(self, limits: FetchLimits, token: str = "laitkit", threads: int = 16) -> None:
+    With `cache_dir`, each origin's answer is also kept on disk, so a resumed or repeated job
+    decides with the same rules it used the first time and asks no host again.
+    """
+
+    def __init__(
+        self, limits: FetchLimits, token: str = "laitkit", threads: int = 16, cache_dir: str | Path | None = None
+    ) -> None:
         self.limits, self.token, self.threads = limits, token, threads
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._rules: dict[str, HostRules] = {}
         self._lock = threading.Lock()
+
+    def _path(self, origin: str) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        return self.cache_dir / (hashlib.sha256(origin.encode()).hexdigest()[:24] + ".json")
+
+    def _load_or_fetch(self, origin: str) -> HostRules:
+        from protego import Protego
+
+        path = self._path(origin)
+        if path is not None and path.is_file():
+            d = json.loads(path.read_text(encoding="utf-8"))
+            parser = Protego.parse(d["text"]) if d["text"] is not None else None
+            return HostRules(origin, parser, d["allow_all"], d["note"] + " (cached)", d["text"])
+        rules = load_rules(origin, self.limits, self.token)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"origin": origin, "allow_all": rules.allow_all, "note": rules.note,
+                                       "text": rules.text}), encoding="utf-8")  # fmt: skip
+            tmp.replace(path)
+        return rules
 
     def prefetch(self, urls: Iterable[str]) -> None:
         """Load the rules of every origin among `urls` not cached yet, in parallel."""
@@ -78,7 +111,7 @@ class RobotsCache:
         if not todo:
             return
         with ThreadPoolExecutor(max_workers=max(1, min(self.threads, len(todo)))) as pool:
-            for rules in pool.map(lambda o: load_rules(o, self.limits, self.token), todo):
+            for rules in pool.map(self._load_or_fetch, todo):
                 with self._lock:
                     self._rules[rules.origin] = rules
 
