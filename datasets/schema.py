@@ -40,6 +40,7 @@ class Reason(StrEnum):
     KEEP = "keep"
     ROBOTS_NOAI = "robots_noai"
     DECOY = "decoy"
+    BAD_HTML = "bad_html"  # the image is in markup the HTML parser gave up on (nesting beyond its limit)
     NO_CAPTION = "no_caption"
     USELESS_CAPTION = "useless_caption"
     NOT_ENGLISH = "not_english"

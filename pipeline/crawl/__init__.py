@@ -70,6 +70,8 @@ def page_samples(page: Page, cfg: CrawlConfig) -> list[Sample]:
         s = Sample(key=page_sample_key(c.url, page.url, c.index), url=c.url, page_url=page.url, candidates=c.texts)
         if opt_out:
             s.reject("robots", Reason.ROBOTS_NOAI, opt_out)
+        elif c.unparsed:
+            s.reject("dom", Reason.BAD_HTML, c.unparsed)
         elif not c.is_main:
             s.reject("dom", Reason.DECOY, c.detail)
         else:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 from lxml import etree
@@ -93,6 +94,7 @@ class ImageCandidate:
     declared_width: int | None = None
     declared_height: int | None = None
     source_attr: str = "src"  # which markup gave the URL: src, srcset, picture, data-src, ...
+    unparsed: str = ""  # why the DOM could not judge it (it is then neither main nor decoy)
 
     @property
     def detail(self) -> str:
@@ -540,6 +542,59 @@ def background_url(el: etree._Element, base: str, schemes: tuple[str, ...]) -> s
     return resolve_url(base, m.group(1), schemes) if m else ""
 
 
+_RAW_IMG = re.compile(r"<(?:amp-)?img\b", re.I)
+
+
+class _ImgScanner(HTMLParser):
+    """Every `<img>`/`<amp-img>` tag's attributes, from a tokenizer that keeps no tree (no depth limit)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[dict[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("img", "amp-img"):
+            self.tags.append({k: v or "" for k, v in attrs})
+
+    handle_startendtag = handle_starttag
+
+
+def unparsed_images(
+    html: str, doc: etree._Element, page_url: str, base: str, schemes: tuple[str, ...], first_index: int
+) -> list[ImageCandidate]:
+    """Images the HTML parser dropped (libxml2 gives up below about 2,000 nested elements): found
+    by a tokenizer instead, so that each still gets a verdict rather than vanishing."""
+    parsed = sum(1 for _ in doc.iter("img", "amp-img"))
+    if len(_RAW_IMG.findall(html)) <= parsed:
+        return []
+    scanner = _ImgScanner()
+    try:
+        scanner.feed(html)
+        scanner.close()
+    except Exception:  # noqa: BLE001 - a tokenizer error must not lose the page's other images
+        return []
+    if len(scanner.tags) <= parsed:
+        return []
+    known: dict[str, int] = {}
+    for img in doc.iter("img", "amp-img"):
+        u = image_url(img, base, schemes)[0]
+        known[u] = known.get(u, 0) + 1
+    out = []
+    for attrs in scanner.tags:
+        el = etree.Element("img", {k: v for k, v in attrs.items() if re.fullmatch(r"[A-Za-z_][\w.-]*", k)})
+        url = image_url(el, base, schemes)[0]
+        if not url:
+            continue
+        if known.get(url, 0) > 0:
+            known[url] -= 1
+            continue
+        texts = [TextCandidate(CaptionSource.ALT, clean_text(attrs["alt"]))] if clean_text(attrs.get("alt")) else []
+        why = "the HTML parser dropped this image (markup nested beyond its depth limit); its context is unknown"
+        out.append(ImageCandidate(url=url, index=first_index + len(out), is_main=False, score=0.0, signals=[why],
+                                  texts=texts, source_attr="tokenizer", unparsed=why))  # fmt: skip
+    return out
+
+
 def _in_noscript(el: etree._Element) -> bool:
     return any(a.tag == "noscript" for a in el.iterancestors())
 
@@ -640,6 +695,7 @@ def extract_images(
                                   signals=signals, texts=texts, declared_width=w, declared_height=h,
                                   source_attr="css background-image"))  # fmt: skip
         next_index += 1
+    out += unparsed_images(html, doc, page_url, base, schemes, next_index + len(metas))
     if not any(c.is_main for c in out):
         for url, alts in metas.items():
             if url in seen:
