@@ -125,7 +125,10 @@ def nsfw_step(samples: Iterable[Sample], cfg: CrawlConfig) -> None:
 
 def image_step(samples: Iterable[Sample], cfg: CrawlConfig) -> None:
     """Decode the stored image; phash and unnatural score for every decodable one, then the first
-    failing check of TOO_SMALL → BAD_ASPECT → UNNATURAL decides."""
+    failing check of TOO_SMALL → BAD_ASPECT → UNNATURAL → NSFW (image classifier, when configured)
+    decides. A configured unnatural classifier replaces the heuristic's score; its score is stored."""
+    unnatural_clf = image_filters.load_classifier(cfg.unnatural_classifier)
+    nsfw_clf = image_filters.load_classifier(cfg.nsfw_image_classifier)
     for s in samples:
         if not s.kept or not s.image:
             continue
@@ -134,8 +137,15 @@ def image_step(samples: Iterable[Sample], cfg: CrawlConfig) -> None:
         except Exception as exc:  # noqa: BLE001 - Pillow raises many types on corrupt data; all mean "undecodable"
             s.reject("image", Reason.DECODE_ERROR, f"stored image does not decode: {exc}")
             continue
-        parts = image_filters.unnatural_parts(img)
-        s.unnatural_score = parts.score
+        if unnatural_clf is None:
+            parts = image_filters.unnatural_parts(img)
+            s.unnatural_score, unnatural_detail = parts.score, str(parts)
+        else:
+            s.unnatural_score = float(unnatural_clf(img))
+            unnatural_detail = f"unnatural {s.unnatural_score:.2f} ({cfg.unnatural_classifier})"
+        nsfw_image = float(nsfw_clf(img)) if nsfw_clf is not None else float("nan")
+        if nsfw_clf is not None:  # the stored NSFW score is the larger of text keywords and image
+            s.nsfw_score = nsfw_image if not s.nsfw_score >= nsfw_image else s.nsfw_score
         s.phash = image_filters.phash_hex(img)
         too_small = image_filters.size_reason(s.orig_width, s.orig_height, cfg.min_image_side)
         bad_aspect = image_filters.aspect_reason(s.orig_width, s.orig_height, cfg.max_aspect_ratio)
@@ -143,10 +153,12 @@ def image_step(samples: Iterable[Sample], cfg: CrawlConfig) -> None:
             s.reject("image", Reason.TOO_SMALL, too_small)
         elif bad_aspect:
             s.reject("image", Reason.BAD_ASPECT, bad_aspect)
-        elif parts.score >= cfg.max_unnatural_score:
-            s.reject("image", Reason.UNNATURAL, str(parts))
+        elif s.unnatural_score >= cfg.max_unnatural_score:
+            s.reject("image", Reason.UNNATURAL, unnatural_detail)
+        elif nsfw_image >= cfg.max_nsfw_score:
+            s.reject("image", Reason.NSFW, f"image classifier {nsfw_image:.2f} ({cfg.nsfw_image_classifier})")
         else:
-            s.accept("image", str(parts))
+            s.accept("image", unnatural_detail)
 
 
 def dedup_step(samples: list[Sample], cfg: CrawlConfig) -> None:

@@ -9,6 +9,7 @@ downloading; the rest is documented next to each field.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from laitkit.pipeline.crawl.caption import DEFAULT_ORDER
 from laitkit.pipeline.crawl.lang import DEFAULT_LANGUAGES
@@ -64,6 +65,10 @@ class CrawlConfig:
     min_image_side: int = 300
     max_aspect_ratio: float = 3.0
     max_unnatural_score: float = 0.6
+    # pluggable image classifiers (image_filters.load_classifier): '' = the default (the unnatural
+    # heuristic; no image NSFW check), a TorchScript .pt path, or 'package.module:function'
+    unnatural_classifier: str = ""
+    nsfw_image_classifier: str = ""
     # dedup: run it inside crawl_pages/crawl_url_rows (a job with a global dedup pass may turn it off)
     dedup: bool = True
     phash_max_distance: int = 4
@@ -98,3 +103,10 @@ class CrawlConfig:
             if not ok:
                 raise ValueError(message)
         parse_networks(self.allowed_networks)  # a bad CIDR fails before any work starts
+        for name in ("unnatural_classifier", "nsfw_image_classifier"):
+            spec = getattr(self, name).strip()
+            if spec.lower().endswith((".pt", ".pth", ".ts")):
+                if not Path(spec).is_file():
+                    raise ValueError(f"{name}: no such TorchScript file: {spec}")
+            elif spec and ":" not in spec:
+                raise ValueError(f"{name} must be a .pt path or 'package.module:function', got {spec!r}")
