@@ -32,6 +32,7 @@ class CaptionSource(StrEnum):
     SURROUNDING = "surrounding"
     OG = "og"
     LIST = "list"  # given with the URL in an img2dataset-style list
+    WAT = "wat"  # alt text from a Common Crawl WAT record's link list (no DOM context)
 
 
 class Reason(StrEnum):

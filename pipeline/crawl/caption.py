@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from laitkit.datasets.schema import CaptionSource, Reason, TextCandidate
 
-DEFAULT_ORDER = ("alt", "figcaption", "title", "surrounding", "list")
+DEFAULT_ORDER = ("alt", "figcaption", "title", "surrounding", "list", "wat")
 GENERIC_WORDS = frozenset(
     {
         "image", "images", "img", "photo", "photos", "picture", "pictures", "pic", "pics", "photograph",

@@ -18,7 +18,7 @@ from laitkit.pipeline.crawl.robots import DEFAULT_DISALLOWED
 from laitkit.pipeline.crawl.text_filters import DEFAULT_NSFW_WORDS
 
 _RESIZE_MODES = ("no", "keep_ratio", "center_crop", "border", "keep_ratio_largest")
-_SOURCES = ("alt", "figcaption", "title", "surrounding", "og", "list")
+_SOURCES = ("alt", "figcaption", "title", "surrounding", "og", "list", "wat")
 
 
 @dataclass(frozen=True, kw_only=True)
