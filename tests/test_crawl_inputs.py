@@ -56,3 +56,51 @@ def test_wat_image_links_become_candidates_with_source_wat(tmp_path) -> None:
     lang_step(samples, cfg)
     assert [s.status for s in samples] == [Reason.KEEP, Reason.NO_CAPTION, Reason.USELESS_CAPTION]
     assert samples[0].caption_source == "wat" and samples[0].page_url == "http://news.example/a.html"
+
+
+def test_canonical_url_drops_tracking_and_spelling_only() -> None:
+    from laitkit.pipeline.crawl.canonical import canonical_url
+
+    same = ["HTTP://Cdn.Example:80/a.jpg?utm_source=news&b=1&fbclid=xyz", "http://cdn.example/a.jpg?b=1#top",
+            "http://cdn.example/a.jpg?b=1&gclid=1&utm_campaign=spring"]  # fmt: skip
+    assert {canonical_url(u) for u in same} == {"http://cdn.example/a.jpg?b=1"}
+    assert canonical_url("https://x.org:443/p/%7efoo.jpg") == "https://x.org/p/~foo.jpg"
+    assert canonical_url("http://x.org/img?width=300&id=3") == "http://x.org/img?id=3&width=300"
+    assert canonical_url("http://x.org/img?id=3") != canonical_url("http://x.org/img?id=4")  # content params stay
+    assert canonical_url("http://x.org:8080/a") == "http://x.org:8080/a"
+
+
+def _warc_bytes(pages: int, gz: bool) -> tuple[bytearray, list[int]]:
+    from warcio.statusandheaders import StatusAndHeaders
+
+    buf, offsets = io.BytesIO(), []
+    writer = WARCWriter(buf, gzip=gz)
+    for i in range(pages):
+        offsets.append(buf.tell())
+        body = f"<html><body><article><img src='/{i}.jpg' alt='A red boat number {i} in the harbour'></article>" \
+            "</body></html>"  # fmt: skip
+        http = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], protocol="HTTP/1.1")
+        writer.write_record(writer.create_warc_record(f"http://e.org/{i}.html", "response", payload=io.BytesIO(
+            body.encode()), length=len(body.encode()), http_headers=http))  # fmt: skip
+    return bytearray(buf.getvalue()), offsets
+
+
+def test_tolerant_reader_skips_a_corrupt_record_and_reads_the_rest(tmp_path) -> None:
+    from laitkit.pipeline.crawl.warc_tolerant import BadRecord, iter_records_tolerant
+
+    for gz in (True, False):
+        data, offsets = _warc_bytes(4, gz)
+        at = offsets[1] + (30 if gz else 2)
+        data[at : at + 20] = b"\0" * 20  # one bad gzip member / one mangled WARC header
+        path = tmp_path / f"bad{int(gz)}.warc"
+        path.write_bytes(bytes(data))
+        got = []
+        for item in iter_records_tolerant(path):
+            if isinstance(item, BadRecord):
+                got.append(("bad", item.offset))
+            else:
+                record, offset = item
+                record.content_stream().read()
+                got.append((record.rec_headers.get_header("WARC-Target-URI"), offset))
+        assert got == [("http://e.org/0.html", 0), ("bad", offsets[1]), ("http://e.org/2.html", offsets[2]),
+                       ("http://e.org/3.html", offsets[3])], (gz, got)  # fmt: skip
