@@ -81,3 +81,17 @@ def test_captions_in_scripts_without_spaces_are_not_one_word() -> None:
     assert useless_reason("春天的西湖边柳树发芽游客泛舟湖上") == ""
     assert useless_reason("满开の桜") == "2 words < 3"
     assert useless_reason("Заснеженная улица Москвы") == ""
+
+
+def test_relative_images_of_a_saved_page_without_base_url_get_a_verdict(tmp_path) -> None:
+    from laitkit.pipeline.crawl import readers
+
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "p.html").write_text('<html><body><article><img src="img/a.jpg" alt="A red boat in the '
+                                              'harbour at dawn"></article></body></html>')  # fmt: skip
+    (page,) = readers.iter_html_dir(tmp_path / "site")
+    (s,) = page_samples(page, CrawlConfig())
+    assert s.status == Reason.NO_BASE_URL and s.url.startswith("file://") and "base URL" in s.verdicts[-1].detail
+    (page,) = readers.iter_html_dir(tmp_path / "site", base_url="https://boats.example/")
+    (s,) = page_samples(page, CrawlConfig())
+    assert s.status == Reason.KEEP and s.url == "https://boats.example/img/a.jpg"

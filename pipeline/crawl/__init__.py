@@ -71,7 +71,7 @@ def page_samples(page: Page, cfg: CrawlConfig) -> list[Sample]:
         if opt_out:
             s.reject("robots", Reason.ROBOTS_NOAI, opt_out)
         elif c.unparsed:
-            s.reject("dom", Reason.BAD_HTML, c.unparsed)
+            s.reject("dom", Reason(c.unparsed_reason), c.unparsed)
         elif not c.is_main:
             s.reject("dom", Reason.DECOY, c.detail)
         else:

@@ -95,6 +95,7 @@ class ImageCandidate:
     declared_height: int | None = None
     source_attr: str = "src"  # which markup gave the URL: src, srcset, picture, data-src, ...
     unparsed: str = ""  # why the DOM could not judge it (it is then neither main nor decoy)
+    unparsed_reason: str = "bad_html"  # the Reason value for `unparsed`: bad_html or no_base_url
 
     @property
     def detail(self) -> str:
@@ -641,9 +642,17 @@ def extract_images(
     metas = meta_images(doc, base, schemes)
     meta_urls = frozenset(metas)
     found: list[tuple[ImageCandidate, etree._Element]] = []
+    file_page = urlsplit(base).scheme.lower() == "file"
     for index, img in enumerate(doc.iter("img", "amp-img")):
         url, how, kind, value = image_source(img, base, schemes)
         if not url:
+            local = image_source(img, base, ("file",))[0] if file_page else ""
+            if local:  # a relative URL on a saved page with no http(s) URL: say why, do not drop it
+                why = f"relative image URL on a page known only as {base[:80]}: give the pages a base URL"
+                found.append((ImageCandidate(url=local, index=index, is_main=False, score=0.0, signals=[why],
+                                             texts=image_texts(img, local, og_images, og_description,
+                                                               surrounding_max_chars),
+                                             source_attr=how, unparsed=why, unparsed_reason="no_base_url"), img))
             continue
         size = effective_size(declared_size(img), url, kind, value)
         score, signals, (w, h) = score_image(
