@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from laitkit.datasets.schema import Reason, Sample, make_key
@@ -125,36 +124,19 @@ def nsfw_step(samples: Iterable[Sample], cfg: CrawlConfig) -> None:
             s.accept("nsfw", f"score {s.nsfw_score:.2f}")
 
 
-def _analyse(data: bytes, unnatural_clf, nsfw_clf) -> tuple[str, float, str, float, str]:
-    """(decode error, unnatural score, its detail, image NSFW score, phash) of one stored image."""
-    try:
-        img = image_filters.decode_image(data)
-    except Exception as exc:  # noqa: BLE001 - Pillow raises many types on corrupt data; all mean "undecodable"
-        return f"stored image does not decode: {exc}", float("nan"), "", float("nan"), ""
-    if unnatural_clf is None:
-        parts = image_filters.unnatural_parts(img)
-        score, detail = parts.score, str(parts)
-    else:
-        score = float(unnatural_clf(img))
-        detail = f"unnatural {score:.2f} (classifier)"
-    nsfw = float(nsfw_clf(img)) if nsfw_clf is not None else float("nan")
-    return "", score, detail, nsfw, image_filters.phash_hex(img)
-
-
 def image_step(samples: Iterable[Sample], cfg: CrawlConfig) -> None:
     """Decode the stored image; phash and unnatural score for every decodable one, then the first
     failing check of TOO_SMALL → BAD_ASPECT → UNNATURAL → NSFW (image classifier, when configured)
     decides. A configured unnatural classifier replaces the heuristic's score; its score is stored.
 
-    The measurements run in threads (Pillow's decode and resize and NumPy release the GIL; this
-    step was the crawl's largest cost over img2dataset alone); verdicts are then given in order.
+    The measurements run in parallel (`image_filters.analyse_many`: this step was the crawl's
+    largest cost over img2dataset alone); verdicts are then given in order.
     """
     unnatural_clf = image_filters.load_classifier(cfg.unnatural_classifier)
     nsfw_clf = image_filters.load_classifier(cfg.nsfw_image_classifier)
     todo = [s for s in samples if s.kept and s.image]
-    threads = max(1, min(8, os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        results = list(pool.map(lambda s: _analyse(s.image, unnatural_clf, nsfw_clf), todo))
+    workers = max(1, min(8, os.cpu_count() or 1))
+    results = image_filters.analyse_many([s.image for s in todo], workers, unnatural_clf, nsfw_clf)
     for s, (error, unnatural, unnatural_detail, nsfw_image, phash) in zip(todo, results, strict=True):
         if error:
             s.reject("image", Reason.DECODE_ERROR, error)

@@ -98,6 +98,35 @@ def aspect_reason(orig_width: int, orig_height: int, max_ratio: float = 3.0) -> 
     return "" if ratio <= max_ratio else f"aspect {ratio:.2f}:1 > {max_ratio:g}:1 ({orig_width}x{orig_height})"
 
 
+def analyse(data: bytes, unnatural_clf=None, nsfw_clf=None) -> tuple[str, float, str, float, str]:
+    """(decode error, unnatural score, its detail, image NSFW score, phash) of one stored image.
+
+    A plain function of bytes (no sample, no config) so that it can run in a process pool.
+    """
+    try:
+        img = decode_image(data)
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types on corrupt data; all mean "undecodable"
+        return f"stored image does not decode: {exc}", float("nan"), "", float("nan"), ""
+    if unnatural_clf is None:
+        parts = unnatural_parts(img)
+        score, detail = parts.score, str(parts)
+    else:
+        score = float(unnatural_clf(img))
+        detail = f"unnatural {score:.2f} (classifier)"
+    nsfw = float(nsfw_clf(img)) if nsfw_clf is not None else float("nan")
+    return "", score, detail, nsfw, phash_hex(img)
+
+
+def analyse_many(images: list[bytes], threads: int, unnatural_clf=None, nsfw_clf=None) -> list[tuple]:
+    """`analyse` over many images in threads (Pillow's decode/resize and NumPy release the GIL for
+    much of the work). Measured on 400 JPEGs on a busy 2-core machine: threads 24 s, a spawned
+    process pool 78 s (its imports and the pickled bytes cost more than it saved)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        return list(pool.map(lambda b: analyse(b, unnatural_clf, nsfw_clf), images))
+
+
 # -- pluggable classifiers ----------------------------------------------------------------------------
 #: TorchScript input side: the image is resized (aspect kept, shorter side) and centre-cropped to this
 CLASSIFIER_SIDE = 224
