@@ -41,6 +41,7 @@ class Reason(StrEnum):
     KEEP = "keep"
     ROBOTS_NOAI = "robots_noai"
     DECOY = "decoy"
+    BAD_RECORD = "bad_record"  # a corrupt WARC record (bad gzip member, malformed headers): skipped
     BAD_HTML = "bad_html"  # the image is in markup the HTML parser gave up on (nesting beyond its limit)
     NO_BASE_URL = "no_base_url"  # a relative image URL on a page known only by its file path (set input.base_url)
     NO_CAPTION = "no_caption"

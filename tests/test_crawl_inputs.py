@@ -104,3 +104,28 @@ def test_tolerant_reader_skips_a_corrupt_record_and_reads_the_rest(tmp_path) -> 
                 got.append((record.rec_headers.get_header("WARC-Target-URI"), offset))
         assert got == [("http://e.org/0.html", 0), ("bad", offsets[1]), ("http://e.org/2.html", offsets[2]),
                        ("http://e.org/3.html", offsets[3])], (gz, got)  # fmt: skip
+
+
+def test_corrupt_warc_record_gets_a_verdict_and_the_rest_is_crawled(tmp_path) -> None:
+    from laitkit.pipeline.crawl import page_samples, readers
+
+    data, offsets = _warc_bytes(4, True)
+    data[offsets[1] + 30 : offsets[1] + 50] = b"\0" * 20  # one bad gzip member
+    path = tmp_path / "pages.warc.gz"
+    path.write_bytes(bytes(data))
+    samples = [s for page in readers.iter_warc(path) for s in page_samples(page, CrawlConfig())]
+    assert [str(s.status) for s in samples] == ["keep", "bad_record", "keep", "keep"]
+    assert samples[1].verdicts[0].stage == "read" and f"byte {offsets[1]}" in samples[1].verdicts[0].detail
+    assert [s.url for s in samples if s.kept] == ["http://e.org/0.jpg", "http://e.org/2.jpg", "http://e.org/3.jpg"]
+
+
+def test_dedup_treats_tracking_and_case_variants_as_one_url() -> None:
+    from laitkit.datasets.schema import Sample
+    from laitkit.pipeline.crawl import dedup_step
+
+    a = Sample(key="a", url="http://cdn.example/a.jpg?b=1", page_url="http://p/1")
+    b = Sample(key="b", url="HTTP://CDN.example:80/a.jpg?utm_source=mail&b=1", page_url="http://p/2")
+    for s in (a, b):
+        s.accept("test")
+    dedup_step([a, b], CrawlConfig())
+    assert a.status == Reason.KEEP and b.status == Reason.DUP_URL

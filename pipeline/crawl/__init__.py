@@ -28,7 +28,7 @@ from laitkit.pipeline.crawl.config import CrawlConfig
 from laitkit.pipeline.crawl.dedup import Deduper
 from laitkit.pipeline.crawl.download import download_samples
 from laitkit.pipeline.crawl.html_images import ImageCandidate, extract_images
-from laitkit.pipeline.crawl.readers import Page, sample_from_url_row
+from laitkit.pipeline.crawl.readers import BAD_RECORD_HEADER, Page, sample_from_url_row
 from laitkit.pipeline.crawl.robots import page_opt_out
 
 __all__ = [
@@ -58,7 +58,15 @@ def page_sample_key(img_url: str, page_url: str, index: int) -> str:
 
 
 def page_samples(page: Page, cfg: CrawlConfig) -> list[Sample]:
-    """Robots + DOM: one sample per `<img>`; opted-out pages and decoys come back rejected."""
+    """Robots + DOM: one sample per `<img>`; opted-out pages and decoys come back rejected.
+
+    A corrupt WARC record (readers.BAD_RECORD_HEADER) comes back as one `bad_record` sample.
+    """
+    bad = page.header(BAD_RECORD_HEADER)
+    if bad:
+        s = Sample(key=make_key(page.url, "bad_record\n" + bad[0]), url=page.url, page_url=page.url)
+        s.reject("read", Reason.BAD_RECORD, bad[0])
+        return [s]
     opt_out = page_opt_out(page, token=cfg.user_agent_token, disallowed=cfg.disallowed_directives)
     out: list[Sample] = []
     for c in extract_images(

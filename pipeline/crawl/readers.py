@@ -72,27 +72,42 @@ def decode_html(body: bytes, content_type: str = "") -> str:
         return body.decode("utf-8", errors="replace")
 
 
+BAD_RECORD_HEADER = "x-laitkit-bad-record"  # pseudo-header of the Page standing for a corrupt record
+
+
 def iter_warc(path: str | Path) -> Iterator[Page]:
     """HTML `response` records of a WARC or WARC.gz, with their HTTP headers and target URI.
 
     Non-2xx responses (error pages) and non-HTML payloads (images stored in the same archive)
-    are skipped: they hold no candidate pairs.
+    are skipped: they hold no candidate pairs. A corrupt record is skipped and the rest of the
+    file read (warc_tolerant.py); it comes out as an empty Page whose `BAD_RECORD_HEADER` says
+    what was wrong, so the crawl records a `bad_record` verdict for it instead of losing it.
     """
-    from warcio.archiveiterator import ArchiveIterator
+    from laitkit.pipeline.crawl.warc_tolerant import BadRecord, iter_records_tolerant
 
-    with open(path, "rb") as fh:
-        for record in ArchiveIterator(fh):
-            if record.rec_type != "response" or record.http_headers is None:
-                continue
-            ctype = record.http_headers.get_header("Content-Type") or ""
-            if ctype.split(";", 1)[0].strip().lower() not in HTML_TYPES:
-                continue
-            status = record.http_headers.get_statuscode() or "0"
-            if not status.startswith("2"):
-                continue
-            url = record.rec_headers.get_header("WARC-Target-URI") or ""
+    for item in iter_records_tolerant(path):
+        if isinstance(item, BadRecord):
+            where = item.target_uri or f"warc-record:{Path(path).name}@{item.offset}"
+            yield Page(url=where, html="", headers={BAD_RECORD_HEADER: item.detail})
+            continue
+        record, offset = item
+        if record.rec_type != "response" or record.http_headers is None:
+            continue
+        ctype = record.http_headers.get_header("Content-Type") or ""
+        if ctype.split(";", 1)[0].strip().lower() not in HTML_TYPES:
+            continue
+        status = record.http_headers.get_statuscode() or "0"
+        if not status.startswith("2"):
+            continue
+        url = record.rec_headers.get_header("WARC-Target-URI") or ""
+        try:
             body = record.content_stream().read()
-            yield Page(url=url, html=decode_html(body, ctype), headers=normalise_headers(record.http_headers.headers))
+        except Exception as exc:  # noqa: BLE001 - a body that fails to inflate: the reader resyncs after it
+            detail = f"corrupt WARC record at byte {offset} of {Path(path).name} ({url}): {type(exc).__name__}: {exc}"
+            yield Page(url=url or f"warc-record:{Path(path).name}@{offset}", html="",
+                       headers={BAD_RECORD_HEADER: detail[:300]})  # fmt: skip
+            continue
+        yield Page(url=url, html=decode_html(body, ctype), headers=normalise_headers(record.http_headers.headers))
 
 
 def page_url_from_html(html: str) -> str:

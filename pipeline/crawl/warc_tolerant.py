@@ -66,7 +66,7 @@ def iter_records_tolerant(path: str | Path) -> Iterator[tuple[object, int] | Bad
         last, uri = start - 1, ""
         try:
             for record in it:
-                last = it.get_record_offset()
+                last = int(it.offset)  # the record's start (get_record_offset() would consume the record)
                 uri = record.rec_headers.get_header("WARC-Target-URI") or ""
                 yield record, last
                 uri = ""
@@ -75,7 +75,8 @@ def iter_records_tolerant(path: str | Path) -> Iterator[tuple[object, int] | Bad
             failed_at = min(len(data) - 1, max(int(getattr(it, "offset", start) or start), last + 1, start))
             nxt = _next_start(data, failed_at, gz)
             end = nxt if nxt > 0 else len(data)
-            err = f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
+            text = "".join(c if c.isprintable() and ord(c) < 0x7F else "?" for c in " ".join(str(exc).split()))
+            err = f"{type(exc).__name__}: {text[:120]}"
             log.warning("%s: skipping %d bytes at %d: %s", path, end - failed_at, failed_at, err)
             yield BadRecord(str(path), failed_at, end - failed_at, err, uri)
             if nxt < 0:
