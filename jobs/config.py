@@ -31,12 +31,15 @@ class InputConfig:
     kind: str = "synth"  # synth | warc | html | urls
     path: str = ""  # file or folder; for synth, the folder made by `laitkit synth`
     pages_per_shard: int = 64
+    base_url: str = ""  # for html: the saved site's URL, so relative images resolve (else: no_base_url verdicts)
 
     def __post_init__(self) -> None:
         if self.kind not in ("synth", "warc", "html", "urls"):
             raise UserError(f"input.kind must be one of synth, warc, html, urls (got {self.kind!r})")
         if self.pages_per_shard < 1:
             raise UserError("input.pages_per_shard must be >= 1")
+        if self.base_url and not self.base_url.lower().startswith(("http://", "https://")):
+            raise UserError(f"input.base_url must be an http(s) URL, got {self.base_url!r}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -62,7 +62,7 @@ def open_input(cfg: Any, out: Path) -> Iterator[Input]:
         files = sorted(p.glob("*.warc*")) if p.is_dir() else [p]
         yield Input(kind="pages", pages=(page for f in files for page in readers.iter_warc(f)))
     elif kind == "html":
-        yield Input(kind="pages", pages=readers.iter_html_dir(p))
+        yield Input(kind="pages", pages=readers.iter_html_dir(p, getattr(cfg.input, "base_url", "")))
     else:
         yield Input(kind="urls", url_rows=readers.iter_url_rows(p))
 
