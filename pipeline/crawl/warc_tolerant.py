@@ -40,6 +40,29 @@ class BadRecord:
             f"skipped {self.skipped} bytes"  # fmt: skip
 
 
+def next_record_start(fh, after: int, gz: bool, chunk: int = 1 << 20) -> int:
+    """Offset of the next record start strictly after `after` in a seekable binary file, or -1.
+
+    Streams in 1 MiB chunks (with an overlap for a magic split across chunks): a 1 GB WARC is
+    never read whole.
+    """
+    magic = _GZIP_MAGIC if gz else _WARC_MAGIC
+    pos = after + 1
+    fh.seek(pos)
+    tail = b""
+    while True:
+        block = fh.read(chunk)
+        if not block:
+            return -1
+        data = tail + block
+        i = data.find(magic)
+        if i >= 0:
+            found = pos - len(tail) + i
+            return found if gz else found + 1
+        tail = data[-(len(magic) - 1) :]
+        pos += len(block)
+
+
 def _next_start(data: bytes, after: int, gz: bool) -> int:
     """Offset of the next record start strictly after `after`, or -1."""
     if gz:
