@@ -35,6 +35,7 @@ class CaptionSource(StrEnum):
     SURROUNDING = "surrounding"
     OG = "og"
     LIST = "list"  # given with the URL in an img2dataset-style list
+    WAT = "wat"  # alt text from a Common Crawl WAT record's link list (no DOM context)
 
 
 class Reason(StrEnum):
@@ -43,10 +44,15 @@ class Reason(StrEnum):
     KEEP = "keep"
     ROBOTS_NOAI = "robots_noai"
     DECOY = "decoy"
+    BAD_RECORD = "bad_record"  # a corrupt WARC record (bad gzip member, malformed headers): skipped
+    BAD_HTML = "bad_html"  # the image is in markup the HTML parser gave up on (nesting beyond its limit)
+    NO_BASE_URL = "no_base_url"  # a relative image URL on a page known only by its file path (set input.base_url)
     NO_CAPTION = "no_caption"
     USELESS_CAPTION = "useless_caption"
     NOT_ENGLISH = "not_english"
     NSFW = "nsfw"
+    BLOCKED_ADDRESS = "blocked_address"  # host resolves to a private/loopback/metadata/... address
+    ROBOTS_TXT = "robots_txt"  # the image host's robots.txt disallows the URL (or is unreachable)
     DOWNLOAD_ERROR = "download_error"
     DECODE_ERROR = "decode_error"
     TOO_SMALL = "too_small"

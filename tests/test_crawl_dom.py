@@ -292,8 +292,9 @@ def test_iter_html_dir_urls(tmp_path):
     assert [p.url for p in with_base] == ["http://site.org/saved/a.html", "http://site.org/saved/sub/b.htm"]
     plain = list(readers.iter_html_dir(tmp_path))
     assert plain[0].url.startswith("file://") and plain[1].url == "https://site.org/b"
-    # a file:// page yields no fetchable image
-    assert extract_images(plain[0].html, plain[0].url) == []
+    # a file:// page yields no fetchable image: its relative image is a candidate that says why
+    (cand,) = extract_images(plain[0].html, plain[0].url)
+    assert cand.url.startswith("file://") and not cand.is_main and cand.unparsed_reason == "no_base_url"
 
 
 def test_iter_url_rows_parquet_and_csv(tmp_path):

@@ -4,8 +4,9 @@ Why alt first and a fallback chain: ImageBERT's LAIT pairs an image with its alt
 page has none, the figcaption, the `title` attribute and finally the nearest paragraph are the
 next best descriptions. A text is skipped when it cannot describe anything: camera file names
 (IMG_2041.jpg, DSC00123), generic words ("image", "photo"), numbers, URLs, fewer than 3 or more
-than 80 words. The verdict separates "no text at all" (NO_CAPTION) from "only useless text"
-(USELESS_CAPTION), because the two point at different crawler problems.
+than 80 words (in Chinese or Japanese, two characters count as a word). The verdict separates
+"no text at all" (NO_CAPTION) from "only useless text" (USELESS_CAPTION), because the two point
+at different crawler problems.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 from laitkit.datasets.schema import CaptionSource, Reason, TextCandidate
 
-DEFAULT_ORDER = ("alt", "figcaption", "title", "surrounding", "list")
+DEFAULT_ORDER = ("alt", "figcaption", "title", "surrounding", "list", "wat")
 GENERIC_WORDS = frozenset(
     {
         "image", "images", "img", "photo", "photos", "picture", "pictures", "pic", "pics", "photograph",
@@ -32,6 +33,20 @@ _CAMERA_NAME = re.compile(rf"^[a-z]{{0,10}}[_\-]?\d{{2,}}(?:[_\-]\d+)*(?:\.{_FIL
 _URL_LIKE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|www\.)|^[\w-]+(?:\.[\w-]+)+/\S*$", re.I)
 _HAS_LETTER = re.compile(r"[^\W\d_]")
 _WORD = re.compile(r"\S+")
+#: scripts written without spaces between words (Han, kana, Thai, Lao, Khmer, Myanmar)
+_NO_SPACE_SCRIPT = re.compile(
+    r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u0e00-\u0eff\u1780-\u17ff\u1000-\u109f]"
+)
+
+
+def word_count(text: str) -> int:
+    """Words of `text`; in a script written without spaces, every two characters count as one
+    word (Chinese words average 1.5-2 characters), so a Chinese sentence is not "1 word"."""
+    n = 0
+    for tok in _WORD.findall(text):
+        dense = len(_NO_SPACE_SCRIPT.findall(tok))
+        n += max(1, -(-dense // 2)) if dense else 1
+    return n
 
 
 @dataclass(frozen=True)
@@ -58,10 +73,11 @@ def useless_reason(text: str, *, min_words: int = 3, max_words: int = 80) -> str
     words = _WORD.findall(t)
     if all(re.sub(r"[^\w]", "", w).lower() in GENERIC_WORDS or not _HAS_LETTER.search(w) for w in words):
         return "generic words"
-    if len(words) < min_words:
-        return f"{len(words)} words < {min_words}"
-    if len(words) > max_words:
-        return f"{len(words)} words > {max_words}"
+    n = word_count(t)
+    if n < min_words:
+        return f"{n} words < {min_words}"
+    if n > max_words:
+        return f"{n} words > {max_words}"
     return ""
 
 

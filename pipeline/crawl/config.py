@@ -9,14 +9,16 @@ downloading; the rest is documented next to each field.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from laitkit.pipeline.crawl.caption import DEFAULT_ORDER
 from laitkit.pipeline.crawl.lang import DEFAULT_LANGUAGES
+from laitkit.pipeline.crawl.netguard import parse_networks
 from laitkit.pipeline.crawl.robots import DEFAULT_DISALLOWED
 from laitkit.pipeline.crawl.text_filters import DEFAULT_NSFW_WORDS
 
 _RESIZE_MODES = ("no", "keep_ratio", "center_crop", "border", "keep_ratio_largest")
-_SOURCES = ("alt", "figcaption", "title", "surrounding", "og", "list")
+_SOURCES = ("alt", "figcaption", "title", "surrounding", "og", "list", "wat")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +45,12 @@ class CrawlConfig:
     # NSFW keywords on caption + URL; reject when 1 - 0.5**hits >= max_nsfw_score
     nsfw_words: tuple[str, ...] = DEFAULT_NSFW_WORDS
     max_nsfw_score: float = 0.5
+    # network guard (netguard.py): refused unless globally routable or inside allowed_networks (CIDRs;
+    # empty by default, the demo and tests allow 127.0.0.0/8); image hosts' robots.txt is honoured;
+    # `timeout` is a total deadline per fetch (redirects included), bodies are capped at max_download_bytes
+    allowed_networks: tuple[str, ...] = ()
+    robots_txt: bool = True
+    max_download_bytes: int = 32 * 1024 * 1024
     # download (img2dataset): see download.img2dataset_kwargs for why each value
     image_size: int = 640
     resize_mode: str = "keep_ratio"
@@ -57,6 +65,10 @@ class CrawlConfig:
     min_image_side: int = 300
     max_aspect_ratio: float = 3.0
     max_unnatural_score: float = 0.6
+    # pluggable image classifiers (image_filters.load_classifier): '' = the default (the unnatural
+    # heuristic; no image NSFW check), a TorchScript .pt path, or 'package.module:function'
+    unnatural_classifier: str = ""
+    nsfw_image_classifier: str = ""
     # dedup: run it inside crawl_pages/crawl_url_rows (a job with a global dedup pass may turn it off)
     dedup: bool = True
     phash_max_distance: int = 4
@@ -76,6 +88,7 @@ class CrawlConfig:
             (self.resize_mode in _RESIZE_MODES, f"resize_mode must be one of {_RESIZE_MODES}"),
             (0 <= self.encode_quality <= 100, "encode_quality must be in [0, 100]"),
             (self.timeout > 0, "timeout must be > 0"),
+            (self.max_download_bytes > 0, "max_download_bytes must be > 0"),
             (self.retries >= 0, "retries must be >= 0"),
             (self.processes_count >= 1 and self.thread_count >= 1, "processes_count and thread_count must be >= 1"),
             (self.urls_per_shard >= 1, "urls_per_shard must be >= 1"),
@@ -89,3 +102,11 @@ class CrawlConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        parse_networks(self.allowed_networks)  # a bad CIDR fails before any work starts
+        for name in ("unnatural_classifier", "nsfw_image_classifier"):
+            spec = getattr(self, name).strip()
+            if spec.lower().endswith((".pt", ".pth", ".ts")):
+                if not Path(spec).is_file():
+                    raise ValueError(f"{name}: no such TorchScript file: {spec}")
+            elif spec and ":" not in spec:
+                raise ValueError(f"{name} must be a .pt path or 'package.module:function', got {spec!r}")

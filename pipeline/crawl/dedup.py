@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from laitkit.datasets.schema import Reason, Sample
+from laitkit.pipeline.crawl.canonical import canonical_url
 
 STAGE = "dedup"
 
@@ -119,8 +120,9 @@ class Deduper:
                 s.reject(STAGE, reason, detail)
 
     def _check(self, s: Sample) -> tuple[Reason, str]:
-        if s.url in self._urls:
-            return Reason.DUP_URL, f"same URL as {self._urls[s.url]}"
+        url = canonical_url(s.url)  # one spelling per URL: case, default port, tracking parameters
+        if url in self._urls:
+            return Reason.DUP_URL, f"same URL as {self._urls[url]}"
         if s.sha256 and s.sha256 in self._sha256:
             return Reason.DUP_SHA256, f"same sha256 as {self._sha256[s.sha256]}"
         if s.phash:
@@ -134,7 +136,7 @@ class Deduper:
 
     def _remember(self, s: Sample) -> None:
         label = f"{s.key} ({s.page_url or s.url})"
-        self._urls.setdefault(s.url, label)
+        self._urls.setdefault(canonical_url(s.url), label)
         if s.sha256:
             self._sha256.setdefault(s.sha256, label)
         if s.phash:

@@ -24,6 +24,16 @@ Settings (`img2dataset_kwargs`), and why:
 - the output folder is named by a hash of the URL list and settings, so a rerun with the same
   candidates resumes (completed shards are skipped) and a different list never reuses stale rows.
 
+Address guard, robots.txt, deadline, byte cap (see netguard.py, robots_txt.py): before
+img2dataset runs, each distinct host is resolved and checked (`blocked_address` verdicts, no
+request made) and its robots.txt is asked once (`robots_txt` verdicts). Inside img2dataset the
+same guard applies to every connection, redirect hops included: `img2dataset.main.Downloader` is
+replaced for the call by `GuardedDownloader`, which the spawned workers unpickle and which
+installs the guarded opener as urllib's global opener in each worker before its shard is
+fetched. So a redirect from a public host to 169.254.169.254 fails in the worker before any
+connection (its error starts with "blocked_address"), and `timeout` is a *total* deadline per
+image with a byte cap (`max_download_bytes`), not img2dataset's per-read timeout.
+
 On 127.0.0.1: img2dataset fetches with urllib and a Firefox user agent (plus our token), honours
 `http_proxy`/`no_proxy` from the environment, and times out per request after `timeout` seconds.
 Its multiprocessing distributor *spawns* workers: each imports img2dataset (torch, albumentations,
@@ -34,6 +44,7 @@ Spawning also re-imports the caller's `__main__`: scripts must guard with `if __
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib
 import json
@@ -52,6 +63,9 @@ import pyarrow.parquet as pq
 
 from laitkit.atomic import atomic_write_parquet
 from laitkit.datasets.schema import Reason, Sample
+from laitkit.pipeline.crawl import netguard
+from laitkit.pipeline.crawl.image_normalise import NormalisingResizer
+from laitkit.pipeline.crawl.robots_txt import RobotsCache
 
 log = logging.getLogger(__name__)
 STAGE = "download"
@@ -60,6 +74,7 @@ ID_COL = "laitkit_id"  # img2dataset reserves "key"; our row id travels as an ad
 
 #: img2dataset (status, substring of error_message) -> our reason; first match wins, "" matches all.
 ERROR_REASONS: tuple[tuple[str, str, Reason], ...] = (
+    ("failed_to_download", netguard.BLOCKED_PREFIX, Reason.BLOCKED_ADDRESS),  # a redirect hop was refused
     ("failed_to_download", "X-Robots-Tag", Reason.ROBOTS_NOAI),
     ("failed_to_download", "", Reason.DOWNLOAD_ERROR),  # HTTP errors, timeouts, refused, redirect loops
     ("failed_to_resize", "", Reason.DECODE_ERROR),  # undecodable/truncated bytes, pixel caps (bombs)
@@ -130,8 +145,51 @@ def img2dataset_kwargs(cfg: Any, url_list: Path, output_folder: Path) -> dict[st
     }
 
 
+def fetch_limits(cfg: Any) -> netguard.FetchLimits:
+    """The guard's settings from a CrawlConfig: total deadline, byte cap, allowed networks."""
+    return netguard.FetchLimits(
+        deadline_s=float(cfg.timeout),
+        max_bytes=int(cfg.max_download_bytes),
+        allowed_networks=tuple(cfg.allowed_networks),
+    )
+
+
+def _guarded_downloader_class():
+    """`GuardedDownloader`, defined on first use: img2dataset (torch, cv2) is imported lazily."""
+    global _GUARDED  # noqa: PLW0603 - one class per process, so pickling finds the same object
+    if _GUARDED is None:
+        from img2dataset.downloader import Downloader
+
+        class _Guarded(Downloader):
+            """img2dataset's Downloader that installs the guarded urllib opener in its worker first,
+            and whose resizer sees EXIF-rotated, 8-bit images (image_normalise.py)."""
+
+            def __init__(self, *args: Any, guard_limits: netguard.FetchLimits, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.guard_limits = guard_limits
+                self.resizer = NormalisingResizer(self.resizer)
+
+            def __call__(self, row: Any) -> Any:
+                netguard.install(self.guard_limits)
+                return super().__call__(row)
+
+        _Guarded.__name__ = _Guarded.__qualname__ = "GuardedDownloader"
+        _Guarded.__module__ = __name__
+        _GUARDED = _Guarded
+    return _GUARDED
+
+
+_GUARDED: Any = None
+
+
+def __getattr__(name: str) -> Any:  # spawned workers unpickle "download.GuardedDownloader" by name
+    if name == "GuardedDownloader":
+        return _guarded_downloader_class()
+    raise AttributeError(name)
+
+
 @contextlib.contextmanager
-def _worker_environment(max_pixels: int) -> Iterator[None]:
+def _worker_environment(max_pixels: int, limits: netguard.FetchLimits | None = None) -> Iterator[None]:
     """Environment the spawned workers inherit, restored afterwards.
 
     NO_ALBUMENTATIONS_UPDATE stops albumentations from asking PyPI for a newer version at import
@@ -141,17 +199,22 @@ def _worker_environment(max_pixels: int) -> Iterator[None]:
     """
     env = {"NO_ALBUMENTATIONS_UPDATE": "1", "OPENCV_IO_MAX_IMAGE_PIXELS": str(int(max_pixels))}
     saved = {k: os.environ.get(k) for k in env}
-    i2d_main, real_signal = None, None
+    i2d_main, real_signal, real_downloader = None, None, None
     try:
         os.environ.update(env)  # before the first import of img2dataset (albumentations checks at import)
         # not `import img2dataset.main`: the package re-exports a *function* named main over the module
         i2d_main = importlib.import_module("img2dataset.main")
         real_signal = i2d_main.signal
         i2d_main.signal = SimpleNamespace(signal=lambda *a, **k: None, SIGINT=real_signal.SIGINT)
+        real_downloader = i2d_main.Downloader
+        if limits is not None:
+            i2d_main.Downloader = functools.partial(_guarded_downloader_class(), guard_limits=limits)
         yield
     finally:
         if i2d_main is not None and real_signal is not None:
             i2d_main.signal = real_signal
+        if i2d_main is not None and real_downloader is not None:
+            i2d_main.Downloader = real_downloader
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -182,7 +245,7 @@ def run_img2dataset(urls: Sequence[str], cfg: Any, work_dir: str | Path) -> dict
     shards = math.ceil(len(unique) / cfg.urls_per_shard)
     if len(list(out_dir.glob("*_stats.json"))) < shards:
         log.info("img2dataset: %d URLs -> %s", len(unique), out_dir)
-        with _worker_environment(cfg.max_image_pixels):
+        with _worker_environment(cfg.max_image_pixels, fetch_limits(cfg)):
             importlib.import_module("img2dataset").download(**img2dataset_kwargs(cfg, url_list, out_dir))
     return read_img2dataset_output(out_dir, unique)
 
@@ -213,16 +276,47 @@ def read_img2dataset_output(out_dir: Path, urls: Sequence[str]) -> dict[str, Fet
 def download_samples(samples: Sequence[Sample], cfg: Any, work_dir: str | Path) -> None:
     """Download every still-kept sample's image and record the outcome on it (in place).
 
-    Rejected samples are not downloaded. A URL whose scheme is not http(s) is rejected without a
-    request (urllib would happily read file:// paths named by a URL list).
+    Rejected samples are not downloaded. Without a request: a URL whose scheme is not http(s) is
+    rejected (urllib would happily read file:// paths named by a URL list), a host that resolves
+    to a refused address gets `blocked_address`, one that does not resolve `download_error`, and
+    a URL its host's robots.txt disallows `robots_txt`.
     """
     todo = [s for s in samples if s.kept]
+    limits = fetch_limits(cfg)
+    allowed = limits.networks()
+    host_verdict: dict[tuple[str, int], str] = {}
     fetch: list[Sample] = []
     for s in todo:
-        if urlsplit(s.url).scheme.lower() not in ALLOWED_SCHEMES:
+        parts = urlsplit(s.url)
+        if parts.scheme.lower() not in ALLOWED_SCHEMES:
             s.reject(STAGE, Reason.DOWNLOAD_ERROR, f"URL scheme not fetched: {s.url[:80]}")
+            continue
+        try:
+            host = (parts.hostname or "", parts.port or (443 if parts.scheme.lower() == "https" else 80))
+        except ValueError:
+            s.reject(STAGE, Reason.DOWNLOAD_ERROR, f"bad port: {s.url[:80]}")
+            continue
+        if host not in host_verdict:
+            host_verdict[host] = netguard.vet_host(host[0], host[1], allowed)[1]
+        why = host_verdict[host]
+        if why.startswith(netguard.BLOCKED_PREFIX):
+            s.reject(STAGE, Reason.BLOCKED_ADDRESS, why.removeprefix(f"{netguard.BLOCKED_PREFIX}: "))
+        elif why:
+            s.reject(STAGE, Reason.DOWNLOAD_ERROR, why)
         else:
             fetch.append(s)
+    if cfg.robots_txt and fetch:
+        robots = RobotsCache(limits, token=cfg.user_agent_token or "laitkit", threads=cfg.thread_count,
+                             cache_dir=Path(work_dir) / "robots")  # fmt: skip
+        robots.prefetch(s.url for s in fetch)
+        allowed_fetch = []
+        for s in fetch:
+            why = robots.refusal(s.url)
+            if why:
+                s.reject(STAGE, Reason.ROBOTS_TXT, why)
+            else:
+                allowed_fetch.append(s)
+        fetch = allowed_fetch
     results = run_img2dataset([s.url for s in fetch], cfg, work_dir)
     for s in fetch:
         r = results[s.url]

@@ -96,3 +96,102 @@ def aspect_reason(orig_width: int, orig_height: int, max_ratio: float = 3.0) -> 
         return f"degenerate size {orig_width}x{orig_height}"
     ratio = max(orig_width, orig_height) / min(orig_width, orig_height)
     return "" if ratio <= max_ratio else f"aspect {ratio:.2f}:1 > {max_ratio:g}:1 ({orig_width}x{orig_height})"
+
+
+def analyse(data: bytes, unnatural_clf=None, nsfw_clf=None) -> tuple[str, float, str, float, str]:
+    """(decode error, unnatural score, its detail, image NSFW score, phash) of one stored image.
+
+    A plain function of bytes (no sample, no config) so that it can run in a process pool.
+    """
+    try:
+        img = decode_image(data)
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types on corrupt data; all mean "undecodable"
+        return f"stored image does not decode: {exc}", float("nan"), "", float("nan"), ""
+    if unnatural_clf is None:
+        parts = unnatural_parts(img)
+        score, detail = parts.score, str(parts)
+    else:
+        score = float(unnatural_clf(img))
+        detail = f"unnatural {score:.2f} (classifier)"
+    nsfw = float(nsfw_clf(img)) if nsfw_clf is not None else float("nan")
+    return "", score, detail, nsfw, phash_hex(img)
+
+
+def analyse_many(images: list[bytes], threads: int, unnatural_clf=None, nsfw_clf=None) -> list[tuple]:
+    """`analyse` over many images in threads (Pillow's decode/resize and NumPy release the GIL for
+    much of the work). Measured on 400 JPEGs on a busy 2-core machine: threads 24 s, a spawned
+    process pool 78 s (its imports and the pickled bytes cost more than it saved)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        return list(pool.map(lambda b: analyse(b, unnatural_clf, nsfw_clf), images))
+
+
+# -- pluggable classifiers ----------------------------------------------------------------------------
+#: TorchScript input side: the image is resized (aspect kept, shorter side) and centre-cropped to this
+CLASSIFIER_SIDE = 224
+
+
+def heuristic_unnatural(img: Image.Image) -> float:
+    """The default unnatural score (see the module doc) as a classifier callable."""
+    return unnatural_parts(img).score
+
+
+def load_classifier(spec: str):  # -> Callable[[Image.Image], float]
+    """A classifier from the config: '' → None; a `.pt`/`.pth`/`.ts` file → a TorchScript model;
+    'package.module:function' → that callable. Either maps an RGB PIL image to a score in [0, 1].
+
+    Why both: a callable lets a project plug in any library (an ONNX session, a CLIP probe); a
+    TorchScript file needs no code at all. A model must return one probability (shape [], [1] or
+    [1, 1]) or two logits/probabilities (shape [1, 2], softmaxed; index 1 is the positive class).
+    Its input is a float tensor [1, 3, 224, 224] in [0, 1] (shorter side resized to 224, centre crop).
+    """
+    spec = (spec or "").strip()
+    if not spec:
+        return None
+    if spec.lower().endswith((".pt", ".pth", ".ts")):
+        return TorchScriptClassifier(spec)
+    module, sep, name = spec.partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"classifier must be a .pt path or 'module:function', got {spec!r}")
+    import importlib
+
+    try:
+        fn = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"classifier {spec!r} cannot be imported: {exc}") from None
+    if not callable(fn):
+        raise ValueError(f"classifier {spec!r} is not callable")
+    return fn
+
+
+class TorchScriptClassifier:
+    """A TorchScript model as a classifier callable (see `load_classifier` for the contract)."""
+
+    def __init__(self, path: str) -> None:
+        import torch
+
+        try:
+            self.model = torch.jit.load(path, map_location="cpu").eval()
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ValueError(f"classifier {path!r} is not a loadable TorchScript file: {exc}") from None
+        self.path = path
+
+    def __call__(self, img: Image.Image) -> float:
+        import torch
+
+        w, h = img.size
+        scale = CLASSIFIER_SIDE / max(1, min(w, h))
+        size = (max(CLASSIFIER_SIDE, round(w * scale)), max(CLASSIFIER_SIDE, round(h * scale)))
+        img = img.convert("RGB").resize(size)
+        w, h = img.size
+        left, top = (w - CLASSIFIER_SIDE) // 2, (h - CLASSIFIER_SIDE) // 2
+        img = img.crop((left, top, left + CLASSIFIER_SIDE, top + CLASSIFIER_SIDE))
+        x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
+        with torch.inference_mode():
+            out = self.model(x).float().reshape(-1)
+        if out.numel() == 2:
+            return float(torch.softmax(out, 0)[1])
+        if out.numel() != 1:
+            raise ValueError(f"classifier {self.path}: expected 1 or 2 outputs, got {out.numel()}")
+        return float(out[0].clamp(0.0, 1.0))

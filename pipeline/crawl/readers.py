@@ -82,25 +82,50 @@ def _html_response(record) -> bool:  # a warcio ArcWarcRecord
     return (record.http_headers.get_statuscode() or "0").startswith("2")
 
 
+BAD_RECORD_HEADER = "x-laitkit-bad-record"  # pseudo-header of the Page standing for a corrupt record
+
+
 def _warc_records(path: str | Path, start: int = 0, end: int | None = None):
-    """(absolute offset, record) of the HTML 2xx responses whose record starts in [start, end)."""
+    """(absolute offset, record) of the HTML 2xx responses whose record starts in [start, end),
+    and (offset, BadRecord) for each corrupt stretch, after which reading resumes at the next
+    record start (warc_tolerant.py: one bad gzip member must not lose the rest of the file)."""
     from warcio.archiveiterator import ArchiveIterator
 
     from laitkit.pipeline import storage
+    from laitkit.pipeline.crawl.warc_tolerant import BadRecord, next_record_start
 
+    name = str(path).rstrip("/").rsplit("/", 1)[-1]
     with storage.open_binary(str(path)) as fh:
-        if start:
-            fh.seek(start)  # a record boundary (each record is its own gzip member in a .warc.gz)
-        it = ArchiveIterator(fh)
-        for record in it:
-            # `it.offset` is where the current record starts (absolute: the iterator starts at
-            # fh.tell()); `get_record_offset()` would read the record to its end first.
-            offset = it.offset
-            offset = offset + start if offset < start else offset
-            if end is not None and offset >= end:
+        pos = start
+        while True:
+            fh.seek(pos)  # a record boundary (each record is its own gzip member in a .warc.gz)
+            gz = fh.read(2) == b"\x1f\x8b"
+            fh.seek(pos)
+            it = ArchiveIterator(fh)
+            last = pos - 1
+            try:
+                for record in it:
+                    # `it.offset` is where the current record starts (absolute: the iterator starts at
+                    # fh.tell()); `get_record_offset()` would read the record to its end first.
+                    offset = it.offset
+                    offset = offset + pos if offset < pos else offset
+                    if end is not None and offset >= end:
+                        return
+                    last = offset
+                    if _html_response(record):
+                        yield offset, record
                 return
-            if _html_response(record):
-                yield offset, record
+            except Exception as exc:  # noqa: BLE001 - warcio/zlib raise many types; each means "bad bytes here"
+                failed = max(int(getattr(it, "offset", pos) or pos), last + 1, pos)
+                if end is not None and failed >= end:
+                    return
+                nxt = next_record_start(fh, failed, gz)
+                text = "".join(c if c.isprintable() and ord(c) < 0x7F else "?" for c in " ".join(str(exc).split()))
+                skipped = (nxt if nxt >= 0 else fh.seek(0, 2)) - failed
+                yield failed, BadRecord(name, failed, skipped, f"{type(exc).__name__}: {text[:120]}")
+                if nxt < 0:
+                    return
+                pos = nxt
 
 
 def iter_warc(path: str | Path, start: int = 0, end: int | None = None) -> Iterator[Page]:
@@ -109,14 +134,27 @@ def iter_warc(path: str | Path, start: int = 0, end: int | None = None) -> Itera
 
     Non-2xx responses (error pages) and non-HTML payloads (images stored in the same archive)
     are skipped: they hold no candidate pairs. Each page's `ref` is "file name@record offset".
+    A corrupt record comes out as an empty Page whose `BAD_RECORD_HEADER` says what was wrong
+    (the crawl gives it the `bad_record` verdict), and reading goes on after it.
     """
+    from laitkit.pipeline.crawl.warc_tolerant import BadRecord
+
     name = str(path).rstrip("/").rsplit("/", 1)[-1]
     for offset, record in _warc_records(path, start, end):
+        ref = f"{name}@{offset}"
+        if isinstance(record, BadRecord):
+            yield Page(url=f"warc-record:{ref}", html="", headers={BAD_RECORD_HEADER: record.detail}, ref=ref)
+            continue
         ctype = record.http_headers.get_header("Content-Type") or ""
         url = record.rec_headers.get_header("WARC-Target-URI") or ""
-        body = record.content_stream().read()
+        try:
+            body = record.content_stream().read()
+        except Exception as exc:  # noqa: BLE001 - a body that fails to inflate; the reader resyncs after it
+            detail = f"corrupt WARC record at byte {offset} of {name} ({url}): {type(exc).__name__}"
+            yield Page(url=url or f"warc-record:{ref}", html="", headers={BAD_RECORD_HEADER: detail}, ref=ref)
+            continue
         headers = normalise_headers(record.http_headers.headers)
-        yield Page(url=url, html=decode_html(body, ctype), headers=headers, ref=f"{name}@{offset}")
+        yield Page(url=url, html=decode_html(body, ctype), headers=headers, ref=ref)
 
 
 def index_warc(path: str | Path, per_shard: int) -> list[tuple[int, int | None, int]]:
