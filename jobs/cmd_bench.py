@@ -13,6 +13,7 @@ BENCHES = {
     "text": ("laitkit.jobs.bench_text", "run_text_bench"),
     "pretrain": ("laitkit.jobs.bench_pretrain", "run_pretrain_bench"),
     "regions-selection": ("laitkit.jobs.bench_regions", "run_selection_bench"),
+    "relevance": ("laitkit.jobs.bench_relevance", "run_relevance_bench"),
 }
 
 
