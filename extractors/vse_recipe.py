@@ -2,22 +2,21 @@
 
 Why one function: the shipped model and a user's model must be made the same way, so that the
 threshold always comes from held-out pairs of the same data and the checkpoint always says what it
-was trained on. `builtin` is the command that re-makes extractors/weights/relevance_vse.pt.
+was trained on. `laitkit relevance train --pairs synth --out extractors/weights/relevance_vse.pt`
+re-makes the shipped model with `BUILTIN_RECIPE`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from laitkit.extractors.vse_data import VSEPair
 from laitkit.extractors.vse_eval import choose_threshold, derangement, retrieval_metrics
-from laitkit.extractors.vse_model import VSEConfig, VSEModel, save_model
+from laitkit.extractors.vse_model import VSEConfig, VSEModel
 from laitkit.extractors.vse_train import image_inputs, train_vse
 
 log = logging.getLogger(__name__)
@@ -52,9 +51,9 @@ def score_matched_shuffled(model: VSEModel, pairs: Sequence[VSEPair], seed: int)
 
 
 def fit_relevance(
-    train: Sequence[VSEPair], val: Sequence[VSEPair], cfg: VSEConfig = VSEConfig(), *, steps: int = 1500,
+    train: Sequence[VSEPair], val: Sequence[VSEPair], cfg: VSEConfig = VSEConfig(), *, steps: int = 1200,
     batch_size: int = 128, seed: int = 0, target_precision: float = 0.9, data: dict[str, Any] | None = None,
-    scnlm_steps: int = 1500,
+    scnlm_steps: int = 1200,
 ) -> tuple[VSEModel, dict[str, Any]]:
     """Train the embedding on `train`, choose the threshold on `val`, train the SC-NLM (0 steps: none)."""
     model, losses = train_vse(train, cfg, steps=steps, batch_size=batch_size, seed=seed, data=data)
@@ -81,20 +80,3 @@ def fit_relevance(
         metrics["scnlm_loss_first"] = round(float(np.mean(sc_losses[:20])), 4)
         metrics["scnlm_loss_last"] = round(float(np.mean(sc_losses[-20:])), 4)
     return model, metrics
-
-
-def train_builtin(out: Path, cache: Path, *, steps: int = 1500, scnlm_steps: int = 1500) -> dict[str, Any]:
-    """Re-make the shipped model: the synthetic web's scenes, the tiny detector's region features."""
-    from laitkit.extractors.vse_data import SYNTH_REGIONS, synth_pairs
-
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    (n_tr, s_tr), (n_val, s_val) = BUILTIN_RECIPE["train"], BUILTIN_RECIPE["val"]
-    train, val = synth_pairs(n_tr, s_tr, cache), synth_pairs(n_val, s_val, cache)
-    data = {"source": "synthetic web (laitkit.datasets.synth scenes: 10 shapes x 8 colours on soft backgrounds)",
-            "regions": SYNTH_REGIONS, "recipe": "laitkit relevance train --pairs synth",
-            "note": "knows only the synthetic web's shapes and colours; retrain on your own pairs"}
-    model, metrics = fit_relevance(train, val, steps=steps, data=data, scnlm_steps=scnlm_steps)
-    save_model(model, out)
-    metrics["out"] = str(out)
-    metrics["size_bytes"] = out.stat().st_size
-    return metrics
