@@ -51,9 +51,9 @@ def score_matched_shuffled(model: VSEModel, pairs: Sequence[VSEPair], seed: int)
 
 
 def fit_relevance(
-    train: Sequence[VSEPair], val: Sequence[VSEPair], cfg: VSEConfig = VSEConfig(), *, steps: int = 1200,
+    train: Sequence[VSEPair], val: Sequence[VSEPair], cfg: VSEConfig = VSEConfig(), *, steps: int = 800,
     batch_size: int = 128, seed: int = 0, target_precision: float = 0.9, data: dict[str, Any] | None = None,
-    scnlm_steps: int = 1200,
+    scnlm_steps: int = 500,
 ) -> tuple[VSEModel, dict[str, Any]]:
     """Train the embedding on `train`, choose the threshold on `val`, train the SC-NLM (0 steps: none)."""
     model, losses = train_vse(train, cfg, steps=steps, batch_size=batch_size, seed=seed, data=data)

@@ -2,8 +2,8 @@
 
 Why in-batch negatives only: every other caption of a batch is a negative for an image (and vice
 versa), so no negative mining pass is needed and one step costs one forward of each tower. With
-VSE++ the hardest of them carries the gradient. Inputs are precomputed once (boxes from the cache,
-thumbnails decoded once), so a step is a few milliseconds on CPU.
+VSE++ the hardest of them carries the gradient. Inputs are precomputed once (boxes padded into one
+tensor, captions tokenized once, thumbnails decoded once): a step only indexes tensors.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 
 from laitkit.errors import UserError
 from laitkit.extractors.vse_data import VSEPair
-from laitkit.extractors.vse_inputs import thumbnails
+from laitkit.extractors.vse_inputs import RegionBatch, collate_boxes, thumbnails
 from laitkit.extractors.vse_loss import ranking_loss
 from laitkit.extractors.vse_model import VSEConfig, VSEModel
 from laitkit.extractors.vse_tokenizer import WordPiece
@@ -50,7 +50,13 @@ def fit_config(cfg: VSEConfig, pairs: Sequence[VSEPair]) -> VSEConfig:
 
 
 def _take(images: Any, idx: np.ndarray) -> Any:
-    return images[torch.from_numpy(idx)] if isinstance(images, torch.Tensor) else [images[i] for i in idx]
+    """Rows `idx` of the precomputed inputs: a thumbnail tensor, or a padded RegionBatch."""
+    t = torch.from_numpy(idx)
+    if isinstance(images, torch.Tensor):
+        return images[t]
+    n = int(images.mask[t].sum(1).max())
+    return RegionBatch(*(x[t][:, :n] for x in (images.features, images.geom, images.obj_ids, images.attr_ids,
+                                                images.mask)))
 
 
 def train_vse(
@@ -67,7 +73,9 @@ def train_vse(
     model = VSEModel(cfg, tok)
     model.data = {**(data or {}), "pairs": len(pairs), "steps": steps, "seed": seed}
     images = image_inputs(cfg, pairs)
-    captions = [p.caption for p in pairs]
+    if cfg.image == "regions":  # pad and tokenize once: a step then only indexes tensors
+        images = collate_boxes(images, cfg.feat_dim)
+    ids, lengths = tok.batch([p.caption for p in pairs], cfg.max_len)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
     bs = min(batch_size, len(pairs))
@@ -76,7 +84,9 @@ def train_vse(
     for step in range(steps):
         model.train()
         idx = rng.choice(len(pairs), size=bs, replace=False)
-        sim = model.embed_images(_take(images, idx)) @ model.embed_texts([captions[i] for i in idx]).t()
+        t = torch.from_numpy(idx)
+        txt = model.text_enc(ids[t][:, : int(lengths[t].max())], lengths[t])
+        sim = model.image_enc(_take(images, idx)) @ txt.t()
         loss = ranking_loss(sim, cfg.loss, cfg.margin, cfg.temperature)
         opt.zero_grad()
         loss.backward()

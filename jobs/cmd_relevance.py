@@ -53,7 +53,7 @@ def train_cmd(args: argparse.Namespace) -> int:
         if len(pairs) - n_val < 2:
             raise UserError(f"relevance train: {len(pairs)} pairs are too few to hold out {n_val} for the threshold")
         train, val = pairs[:-n_val], pairs[-n_val:]
-        source = args.pairs
+        source = f"synthetic web ({args.pairs})" if args.pairs.startswith("synth:") else args.pairs
     data: dict[str, Any] = {"source": source, "pairs_spec": args.pairs,
                             "recipe": f"laitkit relevance train --pairs {args.pairs} --image {args.image} "
                                       f"--text {args.text} --steps {args.steps} --seed {args.seed}"}
@@ -149,13 +149,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--pool", choices=("attention", "mean"), default="attention")
     t.add_argument("--loss", choices=("vse++", "infonce", "both"), default="both")
     t.add_argument("--dim", type=int, default=128)
-    t.add_argument("--steps", type=int, default=1200)
+    t.add_argument("--steps", type=int, default=800)
     t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--scnlm-steps", type=int, default=1200, help="0: no caption decoder")
+    t.add_argument("--scnlm-steps", type=int, default=500, help="0: no caption decoder")
     t.add_argument("--val-fraction", type=float, default=0.1, help="held out for the threshold (shard pairs)")
     t.add_argument("--target-precision", type=float, default=0.9)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--threads", type=int, default=1)
     t.set_defaults(func=train_cmd)
     for name, func, helptext in (
         ("eval", eval_cmd, "image→text / text→image R@1/5/10, median rank, mismatch precision/recall"),
