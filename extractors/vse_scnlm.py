@@ -95,7 +95,7 @@ class SCNLM(nn.Module):
                 break
             words.append(self.vocab[nxt])
             prev.append(nxt)
-        return " ".join(words).replace(" ,", ",").replace(" .", ".")
+        return " ".join(words).replace(" ,", ",").replace(" .", ".").replace(" - ", "-")
 
     def extra(self) -> dict[str, str]:
         return {"scnlm_config": json.dumps(asdict(self.cfg)), "scnlm_vocab": json.dumps(self.vocab),

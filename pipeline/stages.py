@@ -53,7 +53,7 @@ def validate(cfg: Any) -> None:
 
 
 def apply_stages(ds: Any, cfg: Any, dedup_path: Path) -> Any:
-    """dedup → relevance → regions → text, each a `map_batches` over encoded samples."""
+    """dedup → regions → relevance → text, each a `map_batches` over encoded samples."""
     import ray
 
     from laitkit.pipeline.dedup_stage import DedupStage
@@ -70,15 +70,16 @@ def apply_stages(ds: Any, cfg: Any, dedup_path: Path) -> Any:
         DedupStage, fn_constructor_kwargs={"verdicts_path": str(dedup_path)}, batch_size=256, compute=pool(),
         num_cpus=0.1, batch_format="numpy",
     )
-    ds = ds.map_batches(
-        RelevanceStage, fn_constructor_kwargs={"cfg": relevance_config(cfg.relevance)}, batch_size=64,
-        compute=pool(), num_cpus=0.4, batch_format="numpy",
-    )
     rcfg = regions_config(cfg.regions)
     resources = ray.cluster_resources()
     cpus = int(resources.get("CPU", 1))
     ds = ds.map_batches(
         RegionsStage, **regions_map_kwargs(rcfg, int(resources.get("GPU", 0)), cpus, cpu_actors=max(1, cpus - 1))
+    )
+    # Relevance after regions: the default `vse` scorer reads the boxes the regions stage stored.
+    ds = ds.map_batches(
+        RelevanceStage, fn_constructor_kwargs={"cfg": relevance_config(cfg.relevance)}, batch_size=64,
+        compute=pool(), num_cpus=0.4, batch_format="numpy",
     )
     ds = ds.map_batches(
         TextStage, fn_constructor_kwargs={"cfg": text_config(cfg.text)}, batch_size=256, compute=pool(),

@@ -182,3 +182,25 @@ def test_cli_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["relevance", "train", "--pairs", "synth:x", "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("laitkit relevance: error: ") for line in err), err
+
+
+def test_run_report_names_the_training_data_and_draws_the_calibration(tmp_path: Path) -> None:
+    from laitkit.datasets.schema import Reason, Sample
+    from laitkit.datasets.shards import write_shard
+    from laitkit.pipeline.report import render_markdown, write_report
+
+    out = tmp_path / "run"
+    kept = [Sample(key=f"k{i}", url=f"http://127.0.0.1/{i}.jpg", caption="a red circle", relevance_score=0.5 + i / 100)
+            for i in range(5)]
+    cut = Sample(key="cut", url="http://127.0.0.1/c.jpg", caption="a blue star", relevance_score=-0.2)
+    cut.reject("relevance", Reason.LOW_RELEVANCE, "score -0.200 < 0.4")
+    write_shard(out / "shards", 0, kept, config_hash="t")
+    write_shard(out / "rejected", 0, [cut], config_hash="t")
+    (out / "config.json").write_text(json.dumps({"config_hash": "t", "relevance": {"scorer": "vse"}}))
+    write_report(out)
+    report = json.loads((out / "report.json").read_text())
+    sec = report["relevance"]
+    assert sec["trained_on"].startswith("synthetic web") and sec["scored"] == 6 and sec["below_threshold"] == 1
+    assert (out / "relevance_calibration.png").read_bytes()[:4] == b"\x89PNG"
+    md = render_markdown(report)
+    assert "trained on: **synthetic web" in md and "![relevance calibration](relevance_calibration.png)" in md
