@@ -20,7 +20,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.0"
+# 1.1: scene-graph nodes carry `tokens` (their exact token indices, see `SceneNode`). Records of 1.0
+# stay readable by `Sample.from_parts`/`table_to_samples`: their nodes get tokens = range(span).
+SCHEMA_VERSION = "1.1"
+READABLE_SCHEMA_VERSIONS = ("1.0", "1.1")
 
 
 class CaptionSource(StrEnum):
@@ -186,19 +189,48 @@ class Regions:
 
 @dataclass
 class SceneNode:
-    """An object, attribute or relation of a caption's scene graph, with its token span.
+    """An object, attribute or relation of a caption's scene graph, with the exact words it covers.
 
-    `span` is [start, end) over `TextAnnotation.tokens`, so pretraining can mask exactly its words.
-    For objects `subject`/`object` are unused; attributes point at their object index in
-    `subject`; relations use both.
+    Why both `tokens` and `span`: a node's words need not be contiguous ("wearing a hat and
+    sitting" -> the relation "wear" is word 0 only; "sitting on the edge of the bed" -> the relation
+    "sit on the edge of" covers "sitting" and "on the edge of" but not a determiner in between, and
+    "a man standing with his dog" -> "stand with" is two words with "his" elsewhere). Pretraining
+    (SGP masking) must mask exactly the node's words, so `tokens` is the truth and `span` is kept
+    only as its covering range for readers written against schema 1.0.
+
+    Field format (schema 1.1), all indices 0-based over `TextAnnotation.tokens` (spaCy tokens, the
+    same list as `upos`/`tags`/`lemmas`; a sub-word mapper maps each token index to its pieces):
+        tokens: tuple of distinct token indices in increasing order, at least one for a node the
+            text stage wrote; it may have gaps. JSON: a list of ints; Parquet: list<int32>.
+        span: (start, end) with start = min(tokens), end = max(tokens) + 1, i.e. the half-open
+            range covering `tokens` (equal to it when the words are contiguous). JSON: [start, end];
+            Parquet: fixed_size_list<int32>[2].
+    Schema 1.0 records have no `tokens`; `from_dict` then sets tokens = range(start, end), which is
+    exactly what 1.0 meant. Constructing a node with only `span` does the same; with only `tokens`
+    the span is derived from them.
+    For objects `subject`/`object` are unused (-1); attributes point at their object's index in
+    `TextAnnotation.graph` in `subject`; relations use both. `count` is the object's number (2 for
+    a plural without a number word).
     """
 
     kind: str  # "object" | "attribute" | "relation"
     lemma: str
-    span: tuple[int, int]
+    span: tuple[int, int] = (0, 0)
     subject: int = -1
     object: int = -1
     count: int = 1
+    tokens: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        t = self.tokens
+        if t:
+            t = tuple(sorted({int(x) for x in t})) if len(t) > 1 else (int(t[0]),)
+            self.tokens = t
+            self.span = (t[0], t[-1] + 1)
+        else:
+            a, b = int(self.span[0]), int(self.span[1])
+            self.span = (a, b)
+            self.tokens = tuple(range(a, b))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -208,6 +240,7 @@ class SceneNode:
             "subject": self.subject,
             "object": self.object,
             "count": self.count,
+            "tokens": [int(t) for t in self.tokens],
         }
 
     @classmethod
@@ -219,6 +252,7 @@ class SceneNode:
             subject=int(d.get("subject", -1)),
             object=int(d.get("object", -1)),
             count=int(d.get("count", 1)),
+            tokens=tuple(int(t) for t in d.get("tokens") or ()),  # absent in schema 1.0: from span
         )
 
 
@@ -375,14 +409,22 @@ def _from_json_float(x: float | None) -> float:
 _KEY_CHARS = re.compile(r"[^a-z0-9]+")
 
 
-def make_key(url: str, caption: str) -> str:
-    """A stable, path-safe key for an (image URL, caption) pair.
+def make_key(url: str, *fields: str) -> str:
+    """A stable, path-safe key for a candidate: its image URL plus the fields that tell it apart.
 
-    The same image with two captions is two samples, so both go into the hash. A short readable
-    stem from the URL's file name helps humans; the hash makes it unique. Keys contain no dots:
-    WebDataset splits member names at the first dot.
+    Unique by construction, up to a 128-bit hash: every field is length-prefixed before hashing
+    (so ("a\nb", "c") and ("a", "b\nc") never encode alike) and the digest is 32 hex chars of
+    SHA-256 (a collision among 10^9 keys has odds near 10^-21). Callers pass what makes two
+    candidates different (caption, page URL, position in the input), so the same image with two
+    captions is two samples. A short readable stem from the URL's file name helps humans. Keys
+    contain no dots: WebDataset splits member names at the first dot.
     """
-    digest = hashlib.sha1(f"{url}\n{caption}".encode()).hexdigest()[:16]
+    h = hashlib.sha256()
+    for part in (url, *fields):
+        data = str(part).encode("utf-8", "surrogatepass")
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+    digest = h.hexdigest()[:32]
     stem = url.rsplit("/", 1)[-1].split("?", 1)[0].rsplit(".", 1)[0].lower()
     stem = _KEY_CHARS.sub("-", stem).strip("-")[:24]
     return f"{stem}-{digest}" if stem else digest
@@ -400,6 +442,7 @@ _NODE = pa.struct(
         ("subject", pa.int32()),
         ("object", pa.int32()),
         ("count", pa.int32()),
+        ("tokens", pa.list_(pa.int32())),
     ]
 )
 _TEXT = pa.struct(

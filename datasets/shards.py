@@ -21,7 +21,6 @@ import io
 import json
 import os
 import re
-import secrets
 import tarfile
 import time
 from collections import Counter
@@ -33,12 +32,12 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from laitkit.atomic import TMP_MARK, atomic_write_bytes, atomic_write_text, fsync_dir, tmp_path  # noqa: F401
 from laitkit.datasets.arrow_codec import infer_feature_dim, samples_to_table, table_to_samples
 from laitkit.datasets.codec import decode_members, encode_members
 from laitkit.datasets.schema import SCHEMA_VERSION, Sample
 
 STATS_SUFFIX = "_stats.json"
-TMP_MARK = ".tmp-"
 SHARD_FILE_RE = re.compile(r"^(\d{5,})(\.tar|\.parquet|_stats\.json)$")
 _PARQUET_BATCH = 256
 
@@ -99,19 +98,10 @@ class ShardInfo:
 
 
 # --- atomic files -------------------------------------------------------------------------------
+# One helper for the whole project (`laitkit.atomic`); these names stay for existing callers.
 
-
-def _tmp_path(final: Path) -> Path:
-    # pid + random token: two writers of one shard (a retried task) never share a temp file.
-    return final.with_name(f".{final.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+_tmp_path = tmp_path
+_fsync_dir = fsync_dir
 
 
 def sha256_file(path: Path) -> str:
@@ -122,23 +112,8 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a fsynced temp file + rename, so readers see all or nothing."""
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 # --- writing ------------------------------------------------------------------------------------

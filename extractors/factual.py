@@ -163,6 +163,21 @@ def score_facts(
     return {"all": c_all.f1, "obj": c_obj.f1, "attr": c_attr.f1, "rel": c_rel.f1}
 
 
+def set_match(pred: Sequence[Sequence[Fact]], gold: Sequence[Sequence[Fact]], normalizer: Normalizer) -> float:
+    """Share of captions whose whole predicted graph equals the gold graph (exact set match).
+
+    Same normalisation as `score_facts`: a caption matches when its object, attribute and relation
+    tuple sets are all identical to gold's, so fact order and duplicates do not matter. This is
+    the "exact set match" FACTUAL reports for its parsers; an empty split gives 1.0.
+    """
+    if len(pred) != len(gold):
+        raise ValueError(f"{len(pred)} predicted graphs for {len(gold)} gold graphs")
+    if not gold:
+        return 1.0
+    hits = sum(normalizer.tuples(p) == normalizer.tuples(g) for p, g in zip(pred, gold, strict=True))
+    return hits / len(gold)
+
+
 def spacy_noun_lemmatizer(nlp: object) -> Callable[[str], str]:
     """A word -> noun-lemma function from a loaded spaCy pipeline's rule-lemmatiser tables.
 

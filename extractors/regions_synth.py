@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from laitkit.atomic import atomic_path, atomic_write_text
+
 log = logging.getLogger(__name__)
 
 TRAIN_SHORT_SIDE = 256  # the tiny detector's MIN_SIZE_TEST: train at the resolution it runs at
@@ -181,17 +183,16 @@ def train_synthetic(
     state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    torch.save({"model": state, "meta": meta}, tmp)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        torch.save({"model": state, "meta": meta}, tmp)
     if eval_images:
         metrics = evaluate_synthetic(str(out), n_images=eval_images, seed=seed + 1_000_003)
         meta.update(metrics)
-        torch.save({"model": state, "meta": meta}, tmp)
-        tmp.replace(out)
+        with atomic_path(out) as tmp:
+            torch.save({"model": state, "meta": meta}, tmp)
     side = {k: v for k, v in meta.items() if k != "cfg_yaml"}
     side["size_bytes"] = out.stat().st_size
-    out.with_suffix(".json").write_text(json.dumps(side, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(out.with_suffix(".json"), json.dumps(side, indent=2) + "\n")
     return side
 
 

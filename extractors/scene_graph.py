@@ -10,14 +10,16 @@ learned from FACTUAL train by `jobs/train_text.py` into `weights/factual_lexicon
 thousand counted decisions, looked up here by word. With an empty lexicon the rules still give a
 sensible graph.
 
-Every node carries its [start, end) token span over the caption's tokens, so that pretraining can
-mask exactly its words: objects span the head noun with its kept compounds, attributes their
-adjective or number words, relations their predicate words ("in front of", "sitting on").
+Every node carries the exact list of its token indices (`SceneNode.tokens`), so that pretraining
+can mask exactly its words: objects the head noun with its kept compounds, attributes their
+adjective or number words, relations their predicate words only ("in front of", "sitting on", and
+for "ride bicycles down a hill" the relation "ride down" is "ride" + "down", not "bicycles").
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,10 +101,54 @@ COLOURS = frozenset(
         "blonde",
     }
 )
+# Nouns that describe what something is made of (or its pattern, shape): the only noun modifiers
+# the miner may turn into attributes ("wood desk" -> wooden); other compounds name one object.
+MATERIALS = frozenset(
+    {
+        "wood", "wooden", "metal", "brick", "stone", "glass", "plastic", "leather", "steel", "iron", "concrete",
+        "cement", "marble", "granite", "gravel", "dirt", "straw", "rubber", "paper", "cardboard", "porcelain",
+        "ceramic", "copper", "brass", "chrome", "bamboo", "clay", "fabric", "fleece", "foil", "wax", "styrofoam",
+        "denim", "wool", "cotton", "silk", "lace", "velvet", "tin", "aluminum", "wire", "rock", "cobblestone",
+        "chainlink", "plaid", "stripe", "striped", "polka", "floral", "circle", "oval", "rectangle", "square",
+        "round", "triangle", "wicker", "canvas", "tile", "asphalt", "pine", "oak", "birch", "mesh", "vinyl",
+        "multi", "multicolor", "khaki", "lavender", "peach", "burgundy",
+    }
+)  # fmt: skip
 SUBJ_DEPS = frozenset({"nsubj", "nsubjpass", "csubj"})
 NOUN_SLOTS = frozenset({"pobj", "dobj", "nsubj", "conj", "ROOT", "attr"})
 COPULA_DEPS = frozenset({"ROOT", "relcl", "conj", "ccomp", "advcl"})
 INHERIT_DEPS = frozenset({"conj", "xcomp", "advcl", "ccomp", "pcomp"})
+# "X of Y" with a container or a surface X: FACTUAL's majority writes the content Y "in" / "on" X.
+# One table so that "bowl of fruit" and "plate of pasta" come out the same way.
+CONTAINERS = frozenset(
+    {
+        "bowl", "cup", "glass", "mug", "box", "basket", "bottle", "jar", "bag", "bucket", "vase", "pot", "pan",
+        "carton", "container", "crate", "can", "jug", "pitcher", "tub", "bin", "barrel", "cart", "sack", "pail",
+        "tin", "kettle", "teapot", "thermos", "canister", "dumpster", "truck", "boat", "wagon", "cooler", "fridge",
+        "refrigerator", "drawer", "closet",
+    }
+)  # fmt: skip
+SURFACES = frozenset({"plate", "tray", "platter", "dish", "saucer", "board", "pizza", "shelf", "rack", "table"})
+# Passive "by": an agent when its noun is animate ("parked by a police officer" -> the officer parks
+# the car), a place otherwise ("parked by the curb" -> park by).
+ANIMATE = frozenset(
+    {
+        "person", "people", "man", "woman", "boy", "girl", "child", "kid", "guy", "lady", "officer", "player",
+        "worker", "police", "crowd", "dog", "cat", "horse", "cow", "elephant", "bird", "animal", "rider",
+        "skier", "surfer", "chef", "driver", "student", "tourist", "couple", "family", "spectator", "fan",
+        "baby", "mother", "father", "owner", "farmer", "soldier", "adult", "teenager", "team", "audience",
+        "giraffe", "sheep", "zebra", "bear", "passenger", "pedestrian", "skateboarder", "snowboarder",
+        "batter", "pitcher", "catcher", "umpire", "cook", "waiter", "vendor", "customer", "someone",
+    }
+)  # fmt: skip
+# Prepositions of a path: "ride bicycles down a hill" is riding down the hill, not bicycles down it.
+# Verbs that link a subject to an adjective like "be": "the ground looks muddy" -> ( ground , is , muddy ).
+LINKING = frozenset({"look", "seem", "appear", "become", "get", "turn", "remain", "stay", "feel", "grow"})
+# Plural nouns that modify a noun without being its owner ("sports car", "glasses case").
+PLURAL_MODIFIERS = frozenset({"sports", "clothes", "glasses", "pants", "jeans", "shorts", "goods", "arts", "news"})
+# What a bare "-ing" verb may have and still read as an attribute ("two women skiing .").
+BARE_VERB_KIDS = frozenset({"nsubj", "aux", "punct", "nummod", "det", "amod", "compound"})
+MOTION_PREPS = frozenset({"down", "up", "across", "through", "along", "into", "toward", "towards", "past"})
 
 
 @dataclass
@@ -111,7 +157,10 @@ class Lexicon:
 
     modifiers: adjective (or participle) attribute text -> the text to write, "" to drop it.
     compounds: noun modifier ("wood" in "wood desk") -> attribute text to write ("wooden"), "" to
-        drop it; absent = part of the object name ("coffee table").
+        drop it, "@have" for an object of its own that has the head ("clock face" -> ( clock , have ,
+        face )); absent = part of the object name ("coffee table").
+    compound_pairs: "modifier|head lemma" -> the same decisions ("=" = part of the name), where a
+        pair differs from its modifier's decision ("computer screen" vs "computer desk").
     quantities: noun before "of" that is a quantity ("group", "piece") -> attribute text of the
         noun after "of" ("group of"); the quantity noun is then not an object.
     rewrite: "pred", "pred|obj", "subj|pred" -> [new predicate, swap] or "attr:<text>" or "drop".
@@ -125,6 +174,7 @@ class Lexicon:
 
     modifiers: dict[str, str] = field(default_factory=dict)
     compounds: dict[str, str] = field(default_factory=dict)
+    compound_pairs: dict[str, str] = field(default_factory=dict)
     quantities: dict[str, str] = field(default_factory=dict)
     rewrite: dict[str, Any] = field(default_factory=dict)
     verb_lemmas: dict[str, str] = field(default_factory=dict)
@@ -145,6 +195,7 @@ class Lexicon:
         return cls(
             modifiers=d.get("modifiers", {}),
             compounds=d.get("compounds", {}),
+            compound_pairs=d.get("compound_pairs", {}),
             quantities=d.get("quantities", {}),
             rewrite=d.get("rewrite", {}),
             verb_lemmas=d.get("verb_lemmas", {}),
@@ -175,6 +226,7 @@ class _Walk:
         "nodes",
         "seen",
         "alias",
+        "with_back",
         "skip",
     )
 
@@ -202,6 +254,8 @@ class _Walk:
         self.obj_of: dict[int, int] = {}  # token index of an object's head -> node index
         self.alias: dict[int, int] = {}  # quantity noun token -> the noun it quantifies
         self.skip: set[int] = set()  # nouns that are part of a multiword preposition
+        # "a lake with cows in it": Y of "X with Y" -> (X, words, tokens) of Y's relation back to X
+        self.with_back: dict[int, tuple[int, str, list[int]]] = {}
         self.nodes: list[SceneNode] = []
         self.seen: set[tuple] = set()
 
@@ -216,6 +270,11 @@ class _Walk:
         fix: list[tuple[int, str]] = []
         for i in range(self.n):
             w = lower[i]
+            h = head[i]
+            if dep[i] == "npadvmod" and pos[i] in NOUNS and h == i + 1 and self.tag[h] == "VBG":
+                # "woman holding kite": the subject parsed as an adverbial noun of "holding"
+                fix.append((i, "subj" if dep[h] != "amod" else "acl"))
+                continue
             if (
                 pos[i] == "VERB"
                 and dep[i] == "ROOT"
@@ -231,6 +290,7 @@ class _Walk:
                 and head[i] == i - 1
                 and pos[i - 1] == "NOUN"
                 and (i + 1 == self.n or pos[i + 1] in ("ADP", "VERB", "PUNCT", "AUX"))
+                and (i + 1 == self.n or lower[i + 1] != "of")  # "a cooler full of drinks"
             ):
                 fix.append((i, "s"))  # "fire hydrant" parsed as "fire" modified by an adjective "hydrant"
                 continue
@@ -268,6 +328,18 @@ class _Walk:
                     if head[k] == h and k != h and k != i:
                         head[k] = i
                 head[h], dep[h] = i, "compound"
+                continue
+            if kind == "subj":
+                dep[i] = "nsubj"
+                continue
+            if kind == "acl":  # "lady holding baby": holding was an adjective of baby
+                v = i + 1
+                y = head[v]
+                if y <= v or pos[y] not in NOUNS:
+                    continue
+                head[i], dep[i] = (head[y], dep[y]) if head[y] != y else (i, "ROOT")
+                head[v], dep[v] = i, "acl"
+                head[y], dep[y] = v, "dobj"
                 continue
             if kind == "n":
                 pos[i], tag[i] = "NOUN", "NNS" if lower[i][-1:] == "s" and tag[i] == "VBZ" else "NN"
@@ -321,9 +393,11 @@ class _Walk:
 
     # --- objects and their attributes -----------------------------------------------------------
 
-    def prep_phrase(self, p: int) -> tuple[str, int, int, list[int]]:
-        """A preposition's words, last token index, and its objects: "in front of" -> ("in front of", of, [X])."""
+    def prep_phrase(self, p: int) -> tuple[str, int, int, list[int], list[int]]:
+        """A preposition's words, last token index, its object, the object's conjuncts, and the
+        preposition's own tokens: "in front of X" -> ("in front of", of, X, [X], [in, front, of])."""
         words = [self.lower[p]]
+        toks = [p]
         last = p
         cur = p
         for _ in range(4):  # "on the right side of": at most a few hops
@@ -337,19 +411,24 @@ class _Walk:
                             if self.dep[k] in ("amod", "compound") and k < o and self.lower[k] in ("right", "left"):
                                 words.append("the")
                                 words.append(self.lower[k])
+                                toks.append(k)
+                                toks.extend(d for d in self.kids[o] if d < k and self.lower[d] == "the")
                         words.append(self.lemma[o].lower())
                         words.append("of")
+                        toks.append(o)
+                        toks.append(ofs[0])
                         self.skip.add(o)
                         cur = last = ofs[0]
                         continue
-                return " ".join(words), last, o, self.conj_group(o)
+                return " ".join(words), last, o, self.conj_group(o), toks
             nxt = [k for k in self.kids[cur] if self.dep[k] in ("prep", "pcomp") and self.pos[k] == "ADP"]
             if nxt:
                 cur = last = nxt[0]
                 words.append(self.lower[cur])
+                toks.append(cur)
                 continue
             break
-        return " ".join(words), last, -1, []
+        return " ".join(words), last, -1, [], toks
 
     def find_objects(self) -> None:
         lower, lemma, dep, head = self.lower, self.lemma, self.dep, self.head
@@ -362,6 +441,7 @@ class _Walk:
                         objs = self.child(k, ("pobj",))
                         if objs and self.is_noun(objs[0]):
                             self.alias[i] = objs[0]
+        self.with_pronouns()
         # Nouns inside multiword prepositions are not objects.
         for i in range(self.n):
             if self.dep[i] == "prep" and (self.pos[head[i]] != "ADP" or head[i] == i):
@@ -372,7 +452,11 @@ class _Walk:
             if lower[i] in SHADES and i + 1 < self.n and lower[i + 1] in COLOURS:
                 continue  # "navy blue": part of an attribute
             if dep[i] == "compound" and head[i] != i and self.is_noun(head[i]):
-                continue
+                root = i
+                while dep[root] == "compound" and head[root] != root and self.is_noun(head[root]):
+                    root = head[root]
+                if self.compound(i, root) != "@have":
+                    continue
             if self.pos[i] == "PRON":
                 name = PRONOUNS[lower[i]]
                 start = i
@@ -383,7 +467,7 @@ class _Walk:
                     if lower[j] == "-" and j > 0 and self.ws[j - 1][-1:] != " " and self.ws[j][-1:] != " ":
                         start = j - 1  # "t-shirt": a hyphenated word is one word
                         j -= 2
-                    elif dep[j] == "compound" and self._in_compound(j, i) and lower[j] not in lex.compounds:
+                    elif dep[j] == "compound" and self._in_compound(j, i) and self.compound(j, i) in (None, "="):
                         start = j
                         j -= 1
                     elif j == start - 1 and f"{lower[j]} {lower[start]}" in lex.adj_names:
@@ -403,6 +487,59 @@ class _Walk:
             self.obj_of[i] = node_idx
             self.nodes.append(SceneNode(kind="object", lemma=name, span=(start, i + 1), count=count))
 
+    def with_pronouns(self) -> None:
+        """ "X with Y in it", "X with Y hanging from it", "X with Y on top": Y's relation is to X.
+
+        "it"/"them" inside the "with" phrase becomes an alias of X, so Y's own preposition or verb
+        yields ( Y , in , X ); a bare "on top" gives ( Y , on top of , X ). `noun_relations` then
+        skips the vaguer ( X , with , Y ).
+        """
+        lower, dep = self.lower, self.dep
+        for p in range(self.n):
+            if lower[p] != "with" or dep[p] != "prep" or not self.is_noun(self.head[p]):
+                continue
+            x = self.head[p]
+            bare = None  # "X with Y on top": "on top" hangs off X in spaCy's parse
+            for t in self.kids[x]:
+                objs = self.child(t, ("pobj",)) if t > p and dep[t] == "prep" else []
+                if len(objs) == 1 and lower[objs[0]] in REL_NOUNS and not self.kids[objs[0]]:
+                    bare = (t, objs[0])
+            for y in self.child(p, ("pobj",)):
+                if not self.is_noun(y):
+                    continue
+                if bare is not None:
+                    t, r = bare
+                    self.skip.add(r)
+                    self.with_back[y] = (x, f"{lower[t]} {lower[r]} of", [t, r])
+                stack = list(self.kids[y])
+                while stack:
+                    t = stack.pop()
+                    if lower[t] in ("it", "them") and dep[t] == "pobj":
+                        self.alias[t] = x
+                        self.with_back[y] = (x, "", [])
+                    elif dep[t] == "prep" and self.head[t] == y:
+                        objs = self.child(t, ("pobj",))
+                        if len(objs) == 1 and lower[objs[0]] in REL_NOUNS and not self.kids[objs[0]]:
+                            self.skip.add(objs[0])  # "on top": no "of", its object is X
+                            self.with_back[y] = (x, f"{lower[t]} {lower[objs[0]]} of", [t, objs[0]])
+                            continue
+                    stack.extend(self.kids[t])
+
+    def compound(self, j: int, i: int) -> str | None:
+        """The lexicon's decision for noun modifier `j` of head noun `i` (None: part of the name)."""
+        lex = self.lex
+        if lex.compound_pairs:
+            d = lex.compound_pairs.get(f"{self.lower[j]}|{self.lemma[i].lower()}")
+            if d is not None:
+                return d
+        d = lex.compounds.get(self.lower[j])
+        w = self.lower[j]
+        if d is None and self.tag[j] == "NNS" and w[-1:] == "s" and w[-2:] != "ss" and w not in PLURAL_MODIFIERS:
+            return "@have"  # "the birds wings": a possessive without its apostrophe
+        if d is None and self.lower[j] in COLOURS and f"{self.lower[j]} {self.lemma[i].lower()}" not in lex.adj_names:
+            return self.lower[j]  # "brown box" with "brown" tagged a noun: still a colour
+        return d
+
     def _in_compound(self, j: int, i: int) -> bool:
         while self.dep[j] == "compound" and self.head[j] != j:
             j = self.head[j]
@@ -415,11 +552,14 @@ class _Walk:
         for i, oi in list(self.obj_of.items()):
             obj = self.nodes[oi]
             mods = [k for k in self.kids[i] if dep[k] in ("amod", "nummod", "compound", "quantmod")]
+            for k in list(mods):  # "a muddy dirt road": "muddy" hangs off "dirt" but describes the road
+                if dep[k] == "compound":
+                    mods.extend(c for c in self.kids[k] if dep[c] in ("amod", "compound") and c < k)
             for a, qn in self.alias.items():  # "group of birds": "group of" describes the birds
-                if qn == i:
+                if qn == i and self.lemma[a].lower() in lex.quantities:  # (not "it" of with_pronouns)
                     txt = lex.quantities[self.lemma[a].lower()]
                     if txt != "-":  # "-": a quantity FACTUAL leaves unwritten ("a lot of")
-                        self.add_attr(oi, txt, a, a + 1 + txt.count(" "))
+                        self.add_attr(oi, txt, range(a, a + 1 + txt.count(" ")))
                     mods.extend(k for k in self.kids[a] if dep[k] in ("amod", "nummod", "quantmod"))
             for k in mods:
                 if k >= obj.span[0]:
@@ -427,15 +567,17 @@ class _Walk:
                 if dep[k] in ("nummod", "quantmod") or self.pos[k] == "NUM":
                     num = NUMBER_WORDS.get(lower[k], lower[k] if lower[k].isdigit() and k < i else "")
                     if num and 1 < int(num) <= 20:  # counts, not "number 170" or "1950s"
-                        self.add_attr(oi, num, k, k + 1)
+                        self.add_attr(oi, num, (k,))
                         obj.count = int(num)
                     continue
                 if self.pos[k] in ("DET", "PRON", "PUNCT", "ADP"):
                     continue
                 if dep[k] == "compound":
-                    got = lex.compounds.get(lower[k], "")
-                    if got:
-                        self.add_attr(oi, got, k, k + 1)
+                    got = self.compound(k, i) or ""
+                    if got == "@have":
+                        self.rel(k, "have", i, (k,))
+                    elif got and got != "=":
+                        self.add_attr(oi, got, (k,))
                     continue
                 self.modifier(oi, k)
                 for c in self.conjuncts(k):
@@ -473,10 +615,11 @@ class _Walk:
         got = self.lex.modifiers.get(txt, txt)
         if got in ("", "="):
             return
-        self.add_attr(oi, got, start, k + 1)
+        self.add_attr(oi, got, range(start, k + 1))
 
-    def add_attr(self, oi: int, txt: str, a: int, b: int) -> None:
-        self.add(SceneNode(kind="attribute", lemma=txt, span=(a, b), subject=oi), ("a", oi, txt))
+    def add_attr(self, oi: int, txt: str, toks: Iterable[int]) -> None:
+        if txt.strip():
+            self.add(SceneNode(kind="attribute", lemma=txt, tokens=tuple(toks), subject=oi), ("a", oi, txt))
 
     # --- relations ------------------------------------------------------------------------------
 
@@ -502,6 +645,8 @@ class _Walk:
         d = dep[v]
         h = self.head[v]
         if d in ("acl", "relcl") and self.is_noun(h):
+            if d == "acl" and (box := self.container_of(h)) is not None:
+                return [box], self.tag[v] == "VBN"  # "cup of coffee sitting on a saucer"
             root = self.coord_root(h)
             group = self.conj_group(root)
             if root != h or (len(group) > 1 and v > max(group)):
@@ -514,24 +659,38 @@ class _Walk:
             return [h], self.tag[v] == "VBN"
         return [], passive
 
-    def rel(self, s: int, pred: str, o: int, a: int, b: int) -> None:
+    def rel(self, s: int, pred: str, o: int, toks: Iterable[int], raw: bool = False, same: bool = False) -> None:
+        """Add relation `pred` between the objects of tokens `s` and `o` (after the lexicon's rewrites).
+
+        `raw` skips the mined rewrites; `same` allows one object with itself ("each other").
+        """
         si, oi = self.resolve(s), self.resolve(o)
-        if si is None or oi is None or si == oi:
+        if si is None or oi is None or (si == oi and not same):
             return
         rw = self.lex.rewrite
-        if rw:
+        if pred in ("of", "full of"):
+            head = self.nodes[si].lemma.split(" ")[-1]
+            if head in CONTAINERS or head in SURFACES:
+                pred, raw = ("in" if head in CONTAINERS else "on"), True
+                si, oi = oi, si  # "bowl of fruit" -> ( fruit , in , bowl )
+            elif pred == "full of":
+                pred, raw = "have", True  # "a shelf full of oranges" -> ( shelf , have , oranges )
+        if rw and not raw:
             sl, ol = self.nodes[si].lemma, self.nodes[oi].lemma
             dec = rw.get(f"{pred}|{ol}") or rw.get(f"{sl}|{pred}") or rw.get(pred)
             if dec is not None:
                 if dec == "drop":
                     return
                 if isinstance(dec, str) and dec.startswith("attr:"):
-                    self.add_attr(oi, dec[5:], a, b)
+                    self.add_attr(oi, dec[5:], toks)
                     return
                 pred, swap = dec[0], dec[1]
                 if swap:
                     si, oi = oi, si
-        self.add(SceneNode(kind="relation", lemma=pred, span=(a, b), subject=si, object=oi), ("r", si, pred, oi))
+        if not pred.strip():
+            return
+        node = SceneNode(kind="relation", lemma=pred, tokens=tuple(toks), subject=si, object=oi)
+        self.add(node, ("r", si, pred, oi))
 
     def verb_relations(self, v: int) -> None:
         dep, kids, lower = self.dep, self.kids, self.lower
@@ -546,13 +705,17 @@ class _Walk:
         vl = "" if copula else self.verb_lemma(v)
         prts = [k for k in kids[v] if dep[k] == "prt"]
         vpred = vl + "".join(" " + lower[k] for k in prts) if vl else ""
-        vend = max([v] + prts) + 1
+        vtoks = [v, *prts]
         made = False
         objs: list[int] = []
         preps: list[tuple[int, int]] = []  # (prep token, span start)
         for k in kids[v]:
             d = dep[k]
-            if d in ("dobj", "attr", "oprd") and self.is_noun(k) and not copula:
+            if d == "dobj" and self.reciprocal(k) and vpred:
+                for s in subs:  # "two bears admiring each other"
+                    self.rel(s, vpred, s, vtoks, same=True)
+                made = True
+            elif d in ("dobj", "attr", "oprd") and self.is_noun(k) and not copula:
                 objs.extend(self.conj_group(k))
             elif d in ("prep", "agent", "dative") and self.pos[k] == "ADP":
                 preps.append((k, k))
@@ -562,7 +725,9 @@ class _Walk:
                         preps.append((p, k))
             elif d == "acomp" and copula and lower[k] in KEEP_ADV and self.child(k, ("prep",)):
                 preps.extend((p, k) for p in self.child(k, ("prep",)))
-            elif d == "acomp" and copula:
+            elif d == "acomp" and copula and lower[k] == "full" and self.child(k, ("prep",)):
+                preps.extend((p, k) for p in self.child(k, ("prep",)) if lower[p] == "of")
+            elif d == "acomp" and (copula or self.lemma[v] in LINKING):
                 for s in subs:
                     si = self.resolve(s)
                     if si is not None:
@@ -572,43 +737,65 @@ class _Walk:
                 made = True
         if gap >= 0 and not objs and not copula and not any(not self.child(p, ("pobj",)) for p, _ in preps):
             objs.append(gap)
+        for o in objs:  # "ride bicycles down a hill": the path belongs to the verb
+            if dep[o] == "dobj":
+                preps.extend((p, p) for p in kids[o] if dep[p] == "prep" and lower[p] in MOTION_PREPS)
         for s in subs:
             for o in objs:
-                self.rel(s, vpred, o, v, vend)
+                self.rel(s, vpred, o, vtoks)
                 made = True
         for p, start in preps:
-            words, last, o, group = self.prep_phrase(p)
-            if start != p and lower[start] in KEEP_ADV:
+            words, last, o, group, ptoks = self.prep_phrase(p)
+            if start != p and (lower[start] in KEEP_ADV or lower[start] == "full"):
                 words = lower[start] + " " + words
+                ptoks = [start, *ptoks]
             if o < 0:
                 if gap < 0:
                     continue
                 group = [gap]
-            elif not self.is_noun(o):
+            elif self.reciprocal(o):
+                pred, toks = (words, ptoks) if copula else (f"{vpred} {words}", vtoks + ptoks)
+                for s in subs:  # "two cars parked next to each other" -> ( car , park next to , car )
+                    self.rel(s, pred, s, toks, same=True)
+                made = True
+                continue
+            elif not (self.is_noun(o) or o in self.alias):
                 continue
             is_agent = dep[p] == "agent" or (passive and lower[p] == "by")
             for s in subs:
                 for o2 in group:
                     if is_agent:
-                        self.rel(o2, vl or "be", s, v, max(v, last) + 1)
+                        # an animate agent is certain: no mined rewrite ("park" -> "park by") applies
+                        animate = self.lemma[o2].lower() in ANIMATE or self.lower[o2] in PRONOUNS
+                        self.rel(o2, vl or "be", s, [v], raw=animate)
                     elif copula:
-                        self.rel(s, words, o2, min(start, last), last + 1)
+                        self.rel(s, words, o2, ptoks)
                     else:
-                        a = min(v, start)
-                        self.rel(s, f"{vpred} {words}", o2, a, max(vend, last + 1))
+                        self.rel(s, f"{vpred} {words}", o2, vtoks + ptoks)
                     made = True
         if (
             not made
             and not copula
             and self.lex.verb_attrs
             and self.pos[v] == "VERB"
-            and (dep[v] in ("acl", "amod") or (passive and not objs and not preps))
+            and (
+                dep[v] in ("acl", "amod")
+                or (passive and not objs and not preps)
+                or (  # "two women skiing": a bare -ing verb describes its subject
+                    self.tag[v] == "VBG"
+                    and not objs
+                    and not preps
+                    and not prts
+                    and all(dep[k] in BARE_VERB_KIDS for k in kids[v])
+                )
+            )
         ):
             txt = lower[v] + "".join(" " + lower[k] for k in prts)
+            txt = self.lex.modifiers.get(txt, txt)
             for s in subs:
                 si = self.resolve(s)
                 if si is not None:
-                    self.add_attr(si, txt, v, vend)
+                    self.add_attr(si, txt, vtoks)
 
     def noun_relations(self, i: int) -> None:
         """Prepositions and possessives hanging off a noun: "cat on the mat", "man 's head"."""
@@ -621,23 +808,67 @@ class _Walk:
                 preps = [k]
             elif d in ("advmod", "amod") and self.lower[k] in KEEP_ADV:
                 preps = [p for p in kids[k] if dep[p] == "prep"]
+            elif d == "amod" and self.lower[k] == "full":  # "a shelf full of oranges"
+                preps = [p for p in kids[k] if dep[p] == "prep" and self.lower[p] == "of"]
             for p in preps:
                 if self.lower[p] == "of" and i in self.alias:
                     continue
-                words, last, o, group = self.prep_phrase(p)
-                if o < 0 or not self.is_noun(o):
-                    continue
+                if self.lower[p] in MOTION_PREPS and dep[i] == "dobj" and self.pos[self.head[i]] == "VERB":
+                    continue  # the verb's path (see verb_relations)
+                words, last, o, group, ptoks = self.prep_phrase(p)
                 if p != k:
                     words = f"{self.lower[k]} {words}"
+                    ptoks = [k, *ptoks]
+                if o >= 0 and self.reciprocal(o):  # "two ovens next to each other"
+                    self.rel(i, words, i, ptoks, same=True)
+                    continue
+                if o < 0 or not (self.is_noun(o) or o in self.alias):
+                    continue
+                if self.lower[p] == "with" and all(o2 in self.with_back for o2 in group):
+                    for o2 in group:  # "a lake with cows in it": ( cows , in , lake ) instead
+                        _, w2, t2 = self.with_back[o2]
+                        if w2:
+                            self.rel(o2, w2, i, t2)
+                    continue
+                subj = i
+                if self.lower[p] == "with" and (content := self.content_of(i)) is not None and content < p:
+                    subj = content  # "a plate of pasta with tomatoes": the pasta is with the tomatoes
+                elif self.lower[p] not in ("with", "of") and (box := self.container_of(i)) is not None:
+                    subj = box  # "a mug of coffee on the table": the mug is on the table
                 if subs_all is None:
                     root = self.coord_root(i)
                     g = self.conj_group(root)
                     subs_all = g if (len(g) > 1 and k > max(g)) else [i]
-                for s in subs_all:
+                for s in subs_all if subj == i else [subj]:
                     for o2 in group:
-                        self.rel(s, words, o2, k, last + 1)
+                        self.rel(s, words, o2, ptoks)
             if d == "poss" and self.is_noun(k) and self.pos[k] != "PRON":
-                self.rel(k, "have", i, k, k + 1)
+                self.rel(k, "have", i, [k, *(c for c in kids[k] if dep[c] == "case")])
+
+    def reciprocal(self, o: int) -> bool:
+        """Is token `o` the "other" of "each other" / "one another"?"""
+        return self.lower[o] in ("other", "another") and any(self.lower[c] in ("each", "one") for c in self.kids[o])
+
+    def container_of(self, y: int) -> int | None:
+        """The container or surface X of content noun `y` in "X of Y" ("mug of coffee" -> mug), else None."""
+        p = self.head[y]
+        if self.dep[y] != "pobj" or self.lower[p] != "of" or self.dep[p] != "prep":
+            return None
+        x = self.head[p]
+        lem = self.lemma[x].lower()
+        return x if (lem in CONTAINERS or lem in SURFACES) and self.is_noun(x) else None
+
+    def content_of(self, i: int) -> int | None:
+        """The Y of a container or surface noun `i` in "X of Y" ("plate of pasta" -> pasta), else None."""
+        lem = self.lemma[i].lower()
+        if lem not in CONTAINERS and lem not in SURFACES:
+            return None
+        for k in self.kids[i]:
+            if self.dep[k] == "prep" and self.lower[k] == "of":
+                objs = self.child(k, ("pobj",))
+                if objs and self.is_noun(objs[0]):
+                    return objs[0]
+        return None
 
     def run(self) -> list[SceneNode]:
         self.find_objects()

@@ -2,8 +2,10 @@
 
 Why: ERNIE-ViL masks the words of a caption's objects, attributes and relations and SC-NLM uses
 its part-of-speech sequence, so every caption of the corpus (millions) is parsed once here. The
-parse is spaCy's (batched through `nlp.pipe`, optionally in several processes); the scene graph is
-a cheap walk over it (`scene_graph.py`) so it costs little next to the parse. The Ray stage of the
+parse is spaCy's (batched through `nlp.pipe`); the scene graph is a cheap walk over it
+(`scene_graph.py`) so it costs little next to the parse. With `n_process > 1` the work goes to
+worker processes started once per extractor (`text_parallel.py`), which scale where spaCy's own
+`n_process` did not. The Ray stage of the
 pipeline wraps `TextExtractor`; nothing here imports Ray.
 
 Bad input never raises: empty or whitespace captions give an empty annotation, non-string values
@@ -34,7 +36,8 @@ class TextConfig:
     Attributes:
         model: spaCy pipeline name (an installed package) or path.
         batch_size: captions per `nlp.pipe` batch.
-        n_process: `nlp.pipe` worker processes (1 = in-process).
+        n_process: worker processes (1 = in-process); each loads the pipeline once and parses and
+            builds graphs for whole batches (`ParallelTextExtractor`).
         max_chars: captions are truncated to this many characters before parsing.
         lexicon: path of the mined FACTUAL lexicon; None = the one shipped in `extractors/weights/`.
     """
@@ -74,6 +77,7 @@ class TextExtractor:
         self.nlp = load_nlp(cfg.model)
         self.lexicon = Lexicon.load(cfg.lexicon)
         self.model_name = cfg.model
+        self._pool: Any = None
 
     def _clean(self, caption: object) -> str:
         if not isinstance(caption, str):
@@ -81,10 +85,26 @@ class TextExtractor:
         return caption[: self.cfg.max_chars]
 
     def annotate(self, captions: Sequence[str]) -> list[TextAnnotation]:
-        """Parse `captions` with `nlp.pipe(batch_size, n_process)` and build each scene graph."""
+        """Parse `captions` with `nlp.pipe(batch_size)` and build each scene graph, in order.
+
+        With `n_process > 1` the batches stream through worker processes, started on first use
+        and kept until `close()`.
+        """
         texts = [self._clean(c) for c in captions]
-        docs = self.nlp.pipe(texts, batch_size=self.cfg.batch_size, n_process=self.cfg.n_process)
+        if self.cfg.n_process > 1:
+            if self._pool is None:
+                from laitkit.extractors.text_parallel import ParallelTextExtractor
+
+                self._pool = ParallelTextExtractor(self.cfg, workers=self.cfg.n_process)
+            return self._pool.annotate(texts)
+        docs = self.nlp.pipe(texts, batch_size=self.cfg.batch_size)
         return [self.annotate_doc(doc) for doc in docs]
+
+    def close(self) -> None:
+        """Stop the worker processes, if any were started."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     def annotate_doc(self, doc: Any) -> TextAnnotation:
         """The annotation of one parsed spaCy `Doc`."""
@@ -110,9 +130,10 @@ class TextExtractor:
 def object_name(ann: TextAnnotation, i: int) -> str:
     """FACTUAL writes objects as they appear ("giraffes"); fall back to the lemma when it was rewritten."""
     node = ann.graph[i]
-    a, b = node.span
-    if 0 <= a < b <= len(ann.tokens) and node.lemma == " ".join(ann.lemmas[a:b]).lower():
-        return " ".join(ann.tokens[a:b]).lower()
+    toks = node.tokens
+    inside = bool(toks) and 0 <= toks[0] and toks[-1] < len(ann.tokens)
+    if inside and node.lemma == " ".join(ann.lemmas[t] for t in toks).lower():
+        return " ".join(ann.tokens[t] for t in toks).lower()
     return node.lemma
 
 

@@ -1,4 +1,4 @@
-"""`laitkit bench regions|text|pretrain|all`: speed and quality numbers; the last line printed is
+"""`laitkit bench regions|text|pretrain|scale|all`: speed and quality numbers; the last line printed is
 one JSON object (so scripts can `tail -1`). Targets live here, never in timed tests."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ BENCHES = {
     "pretrain": ("laitkit.jobs.bench_pretrain", "run_pretrain_bench"),
     "regions-selection": ("laitkit.jobs.bench_regions", "run_selection_bench"),
     "relevance": ("laitkit.jobs.bench_relevance", "run_relevance_bench"),
+    "scale": ("laitkit.jobs.bench_scale", "run_scale_bench"),
 }
 
 

@@ -14,6 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
+from laitkit.atomic import atomic_path
 from laitkit.errors import UserError
 
 log = logging.getLogger("laitkit.text")
@@ -61,9 +62,8 @@ def run_scene_graph(args: argparse.Namespace) -> int:
             raise UserError(str(exc)) from exc
         dst = Path(args.output)
         dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(dst.name + ".tmp")
         n = 0
-        with open(tmp, "w", newline="", encoding="utf-8") as fout:
+        with atomic_path(dst) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fout:
             writer = csv.DictWriter(fout, fieldnames=out_fields)
             writer.writeheader()
             chunk: list[dict[str, str]] = []
@@ -74,7 +74,6 @@ def run_scene_graph(args: argparse.Namespace) -> int:
                     chunk = []
             if chunk:
                 n += _write_chunk(chunk, ex, writer, args, graph_to_factual)
-        tmp.replace(dst)
     log.info("wrote %d rows to %s", n, dst)
     return 0
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from laitkit.config_util import build_dataclass
 from laitkit.errors import UserError
 from laitkit.pipeline.pretrain.train import PretrainConfig
 
@@ -29,7 +30,10 @@ class InputConfig:
     """What to crawl: a WARC file, a folder of HTML pages, a URL list, or a synthetic web."""
 
     kind: str = "synth"  # synth | warc | html | urls
-    path: str = ""  # file or folder; for synth, the folder made by `laitkit synth`
+    # file, folder, or (warc) a `warc.paths` file; local or any fsspec URI (s3://bucket/...).
+    # For synth, the folder made by `laitkit synth`.
+    path: str = ""
+    paths_base: str = ""  # prefix for relative lines of a warc.paths file (default: its folder)
     pages_per_shard: int = 64
 
     def __post_init__(self) -> None:
@@ -51,14 +55,24 @@ class SynthConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class RayConfig:
-    address: str = "local"  # "local" starts a private cluster; "auto" or ray://host:port joins one
-    num_cpus: int | None = None
+    """Where the job runs and with what. `local` always starts a fresh private cluster bound to
+    127.0.0.1; "host:port" or "auto" joins a running cluster; `ray://…` is Ray Client."""
+
+    address: str = "local"
+    num_cpus: int | None = None  # for `local` only
+    object_store_memory_mb: int = 0  # Ray Data streaming budget (0: Ray's default)
+    dedup_partitions: int = 0  # hash partitions of the distributed dedup (0: one per shard, <= 16)
+    # per-stage resources, e.g. {"regions": {"actors": 4, "num_gpus": 1, "num_cpus": 2}}
+    stages: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
 class ShardsConfig:
     samples_per_shard: int = 1000
     write_rejected: bool = True
+    # where workers put the shards: "" is `out/shards` (and `out/rejected`); an fsspec URI such as
+    # s3://bucket/prefix gets `shards/` and `rejected/` under it (object PUTs, stats file last)
+    dest: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,25 +108,6 @@ _SECTIONS = {
     "shards": ShardsConfig,
     "pretrain": PretrainConfig,
 }
-
-
-def build_dataclass(cls: type, data: dict[str, Any], where: str) -> Any:
-    """Build a (frozen, kw_only) dataclass from a dict, naming unknown keys and bad values."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise UserError(f"{where}: expected a mapping, got {type(data).__name__}")
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise UserError(f"unknown config key(s) in {where}: {', '.join(unknown)} (known: {', '.join(sorted(names))})")
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    try:
-        return cls(**kwargs)
-    except UserError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"{where}: {exc}") from None
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> JobConfig:

@@ -25,12 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from laitkit.extractors.factual import Normalizer, read_factual_csv, score_facts, spacy_noun_lemmatizer
-from laitkit.extractors.scene_graph import LEXICON_PATH, Lexicon
+from laitkit.extractors.scene_graph import COLOURS, LEXICON_PATH, MATERIALS, Lexicon
 from laitkit.extractors.text import TextConfig, TextExtractor, graph_to_facts, object_name
 
 log = logging.getLogger("laitkit.train_text")
 
 DEFAULT_TRAIN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "factual" / "train.csv"
+
+
+DESCRIPTIVE = MATERIALS | COLOURS
 
 
 def _decide(votes: Counter, default: Any, min_count: int, min_share: float = 0.5) -> Any:
@@ -60,16 +63,27 @@ class Miner:
         nl = self.norm.obj
         verb_votes: dict[str, Counter] = defaultdict(Counter)
         comp_votes: dict[str, Counter] = defaultdict(Counter)
+        pair_votes: dict[str, Counter] = defaultdict(Counter)  # "modifier|head lemma"
         qty_votes: dict[str, Counter] = defaultdict(Counter)
         spacy_lemma: dict[str, str] = {}
         ing_verb: Counter = Counter()
         ing_votes: dict[str, Counter] = defaultdict(Counter)
+        adj_tag: Counter = Counter()  # how often a word is tagged an adjective / a noun in train
+        noun_tag: Counter = Counter()
+        as_attr: Counter = Counter()  # how often gold writes a word as an attribute / as an object
+        as_ent: Counter = Counter()
         for doc, gold in zip(docs, golds, strict=True):
             ents, attrs, rels, _ = self.gold_sets(gold)
+            as_attr.update({a for _, a in attrs})
+            as_ent.update(ents)
             ent_words = {w for e in ents for w in e.split()}
             gold_preds = {w for r in rels for w in r[1].split()[:1]}
             ent_heads = {e.split()[-1] for e in ents}
             for t in doc:
+                if t.pos_ == "ADJ":
+                    adj_tag[t.lower_] += 1
+                elif t.pos_ in ("NOUN", "PROPN"):
+                    noun_tag[t.lower_] += 1
                 if t.lower_.endswith("ing"):
                     ing_votes[t.lower_]["n" if t.lower_ in ent_words else "v"] += 1
                     if t.tag_ == "VBG":
@@ -86,14 +100,20 @@ class Miner:
                 h = t.head
                 if t.dep_ == "compound" and h.pos_ in ("NOUN", "PROPN") and h.i != t.i:
                     m, hl = t.lower_, nl(h.lower_)
+                    vote = None
                     if any(e.endswith(f"{nl(m)} {hl}") for e in ents):
-                        comp_votes[m]["="] += 1
+                        vote = "="
+                    elif (nl(m), "have", hl) in rels:
+                        vote = "@have"  # "clock face" -> ( clock , have , face )
                     else:
                         hit = [a for (o, a) in attrs if o.split()[-1] == hl and (a == m or a[:3] == m[:3])]
                         if hit:
-                            comp_votes[m][hit[0]] += 1
+                            vote = hit[0]
                         elif hl in ent_heads:
-                            comp_votes[m][""] += 1
+                            vote = ""
+                    if vote is not None:
+                        comp_votes[m][vote] += 1
+                        pair_votes[f"{m}|{h.lemma_.lower()}"][vote] += 1
                 if t.dep_ == "prep" and t.lower_ == "of" and h.pos_ in ("NOUN", "PROPN"):
                     objs = [c for c in t.children if c.dep_ == "pobj"]
                     if objs:
@@ -109,7 +129,25 @@ class Miner:
         lex["verb_lemmas"] = {
             w: d for w, v in sorted(verb_votes.items()) if (d := _decide(v, spacy_lemma[w], 3)) != spacy_lemma[w]
         }
-        lex["compounds"] = {m: d for m, v in sorted(comp_votes.items()) if (d := _decide(v, "=", 2)) != "="}
+        # A noun modifier becomes an attribute only when it describes (a material, a colour, a word
+        # that is mostly an adjective): "wood desk" -> wooden, but "laptop keyboard" stays one object.
+        def describes(m: str, d: str) -> bool:
+            """May noun modifier `m` become attribute `d`? Not when it names things of its own."""
+            if d in ("", "@have") or m in DESCRIPTIVE or d in DESCRIPTIVE or adj_tag[m] > noun_tag[m]:
+                return True
+            return as_attr[d] > 2 * as_ent[nl(m)]
+
+        lex["compounds"] = {
+            m: d for m, v in sorted(comp_votes.items()) if (d := _decide(v, "=", 2)) != "=" and describes(m, d)
+        }
+        # A pair decision only where it differs from its modifier's ("computer screen" vs "computer desk").
+        lex["compound_pairs"] = {}
+        for key, v in sorted(pair_votes.items()):
+            m = key.split("|", 1)[0]
+            base = lex["compounds"].get(m, "=")
+            d = _decide(v, base, 2, 0.6)
+            if d != base and describes(m, d):
+                lex["compound_pairs"][key] = d
         lex["quantities"] = {n: d for n, v in sorted(qty_votes.items()) if (d := _decide(v, "", 3)) != ""}
         lex["ing_nouns"] = sorted(w for w, v in ing_votes.items() if _decide(v, "v", 3, 0.6) == "n")
         lex["verb_forms"] = {
@@ -131,7 +169,14 @@ class Miner:
             ann = self.ex.annotate_doc(doc)
             objs_pred = [i for i, n in enumerate(ann.graph) if n.kind == "object"]
             for i in objs_pred:
-                noun_votes[ann.graph[i].lemma]["keep" if nl(object_name(ann, i)) in ents else "drop"] += 1
+                name = ann.graph[i].lemma
+                on = nl(object_name(ann, i))
+                if " " not in name:
+                    noun_votes[name]["keep" if on in ents else "drop"] += 1
+                elif on not in ents and (head := on.rsplit(" ", 1)[-1]) in ents:
+                    name_votes[name][head] += 1  # "suit jacket" written "jacket": rename, never drop
+                else:
+                    name_votes[name]["="] += 1
             if len(objs_pred) == 1 and len(ents) == 1:
                 (e,) = ents
                 i = objs_pred[0]
@@ -155,7 +200,7 @@ class Miner:
                     if o in ents:
                         mod_votes[n.lemma]["=" if (o, n.lemma) in attrs else ""] += 1
         return {
-            "modifiers": {m: "" for m, v in sorted(mod_votes.items()) if _decide(v, "=", 3, 0.7) == ""},
+            "modifiers": {m: "" for m, v in sorted(mod_votes.items()) if _decide(v, "=", 3, 0.6) == ""},
             "drop_nouns": sorted(n for n, v in noun_votes.items() if _decide(v, "keep", 4, 0.75) == "drop"),
             "names": {n: d for n, v in sorted(name_votes.items()) if (d := _decide(v, "=", 3)) != "="},
             "adj_names": sorted(p for p, v in adj_votes.items() if _decide(v, "attr", 2, 0.6) == "name"),

@@ -16,15 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from laitkit.datasets.codec import from_row, to_row
+from laitkit.datasets.schema import Sample
 from laitkit.extractors.regions import RegionExtractor, RegionsConfig, failure_reason
+from laitkit.pipeline.stage import Batch, SampleStage
 
-MEMBER_COLUMNS = ("jpg", "txt", "json", "npz")
 STAGE = "regions"
 
 
-class RegionsStage:
-    """`map_batches` callable: fills `sample.regions` for rows whose status is "keep"."""
+class RegionsStage(SampleStage):
+    """Fills `sample.regions` for kept rows; adds a `feature_dim` column (the detector's D), so
+    the shard writer gives shards without any region the same Parquet schema as the rest."""
 
     name = STAGE
 
@@ -36,23 +37,18 @@ class RegionsStage:
         self.cfg = cfg
         self.extractor = RegionExtractor(cfg)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        n = len(batch["key"])
-        out = {k: np.array(v, dtype=object, copy=True) if v.dtype == object else v.copy() for k, v in batch.items()}
-        todo = [i for i in range(n) if str(batch["status"][i]) == "keep"]
-        if not todo:
-            return out
-        samples = [from_row({c: batch[c][i] for c in MEMBER_COLUMNS}) for i in todo]
+    def process(self, samples: list[Sample]) -> None:
         results = self.extractor.extract([s.image for s in samples])
-        for i, sample, res in zip(todo, samples, results, strict=True):
+        for sample, res in zip(samples, results, strict=True):
             if isinstance(res, str):
                 sample.reject(STAGE, failure_reason(res), res)
             else:
                 sample.regions = res
                 sample.accept(STAGE, f"{res.num_boxes} boxes")
-            row = to_row(sample)
-            for col in (*MEMBER_COLUMNS, "status"):
-                out[col][i] = row[col]
+
+    def __call__(self, batch: Batch) -> Batch:
+        out = super().__call__(batch)
+        out["feature_dim"] = np.full(len(batch["key"]), int(self.extractor.heads.feature_dim), dtype=np.int64)
         return out
 
 

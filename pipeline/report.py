@@ -53,6 +53,38 @@ def truth_agreement(out: Path, truth_path: Path) -> dict[str, Any] | None:
     }
 
 
+def plot_pretrain_losses(run_dir: Path) -> Path | None:
+    """`losses.png` beside the run's `metrics.jsonl`: each task's loss per step, smoothed over 10 steps."""
+    metrics = run_dir / "metrics.jsonl"
+    if not metrics.exists():
+        return None
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    tasks = [t for t in ("mlm", "mrm", "itm", "tags", "sgp") if any(t in r for r in rows)]
+    if not rows or not tasks:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for task in tasks:
+        pts = [(r["step"], r[task]) for r in rows if task in r]
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        smooth = [sum(ys[max(0, i - 9) : i + 1]) / len(ys[max(0, i - 9) : i + 1]) for i in range(len(ys))]
+        ax.plot(xs, smooth, label=task)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (10-step mean)")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.set_title("pretraining losses")
+    fig.tight_layout()
+    png = run_dir / "losses.png"
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return png
+
+
 def build_report(out: Path) -> dict[str, Any]:
     run = _read_json(out / "run.json") or {}
     kept = _status_counts(out / "shards")
@@ -71,6 +103,9 @@ def build_report(out: Path) -> dict[str, Any]:
         "stage_seconds": run.get("stage_seconds", {}),
         "pretrain": _read_json(out / "pretrain" / "summary.json") or {},
     }
+    png = plot_pretrain_losses(out / "pretrain")
+    if png is not None:
+        report["pretrain_plot"] = str(png.relative_to(out))
     if synth is not None:
         report["truth"] = truth_agreement(out, out / "synth-web" / "truth.parquet")
     config = _read_json(out / "config.json")
@@ -117,6 +152,15 @@ def render_markdown(r: dict[str, Any]) -> str:
         for task in ("mlm", "tags", "sgp", "mrm", "itm", "loss"):
             if f"{task}_first" in p:
                 lines.append(f"| {task} | {p[f'{task}_first']} | {p[f'{task}_last']} |")
+        ev = p.get("eval") or {}
+        if "i2t_r1" in ev:
+            lines += ["", f"Held-out ({ev.get('heldout_examples')} samples, pool {ev.get('pool')}): "
+                      f"ITM acc {ev.get('itm_acc')}, MLM acc {ev.get('mlm_acc')}, "
+                      f"image→text R@1/5/10 {ev.get('i2t_r1')}/{ev.get('i2t_r5')}/{ev.get('i2t_r10')}, "
+                      f"text→image R@1/5/10 {ev.get('t2i_r1')}/{ev.get('t2i_r5')}/{ev.get('t2i_r10')} "
+                      f"(chance R@1 {ev.get('chance_r1')})"]
+        if r.get("pretrain_plot"):
+            lines += ["", f"![pretraining losses]({r['pretrain_plot']})"]
     return "\n".join(lines) + "\n"
 
 

@@ -1,14 +1,15 @@
-"""Compose the stages into one resumable job on a Ray cluster.
+"""Compose the stages into one resumable job on a Ray cluster, with no per-sample work on the driver.
 
-The order is fixed by the recipe: input shards → crawl/filter (Ray tasks, one per input shard)
-→ global dedup (one pass over light metadata) → relevance, regions, text (Ray Data
-`map_batches`, actor pools, one model per actor) → shards (kept and rejected) → pretraining →
-report. Every step leaves files; a rerun skips whatever a previous run completed, so a job
-killed at any point resumes without duplicates:
+The order is fixed by the recipe: input plan → crawl/filter (Ray tasks, one per input shard)
+→ distributed dedup (hash partitions over Ray workers) → relevance, regions, text, write (Ray
+Data `map_batches` over whole-shard blocks, actor pools, one model per actor; workers write the
+shards) → pretraining → report. The driver lists inputs, holds object refs and small per-shard
+summaries; sample bytes never reach it. Every step leaves files; a rerun skips whatever a
+previous run completed, so a job killed at any point resumes without duplicates:
 
-- `work/pages/{i}.parquet` input shard i (deterministic split of the input),
-- `work/crawl/{i}.parquet` crawl rows of shard i (written atomically),
-- `work/dedup.parquet` dedup verdicts (recomputed only when crawl shards changed),
+- `work/plan.json` the input shards by reference (file + byte or row range),
+- `work/crawl/{i}.parquet` crawl rows of input shard i (written atomically by its task),
+- `work/dedup/{i}.parquet` dedup verdicts of shard i; `work/dedup/_done.json` marks the set,
 - `shards/{i}.*` and `rejected/{i}.*`: output shard i, completion marked by its stats file.
 """
 
@@ -17,8 +18,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import pickle
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,15 +28,41 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from laitkit.atomic import atomic_write_json, atomic_write_parquet
 from laitkit.datasets import shards as shardio
-from laitkit.datasets.codec import from_row
 from laitkit.datasets.manifest import write_manifest
-from laitkit.datasets.schema import Sample
 from laitkit.errors import UserError
-from laitkit.pipeline import sources
+from laitkit.pipeline import dist_dedup, faults, plan, sources, storage
 from laitkit.pipeline.stage import ROW_COLUMNS
+from laitkit.pipeline.write_stage import remote_completed
 
 log = logging.getLogger(__name__)
+
+_ROW_TYPES = {
+    "key": pa.string(),
+    "status": pa.string(),
+    "shard_id": pa.int64(),
+    "jpg": pa.binary(),
+    "txt": pa.binary(),
+    "json": pa.binary(),
+    "npz": pa.binary(),
+}
+_LIGHT = ("url", "page_url", "sha256", "phash", "caption")
+
+
+@dataclass
+class Received:
+    """Bytes of every result the driver gets back from workers (pickled size): the number that
+    must stay per-shard, not per-sample, for the driver to scale."""
+
+    bytes: int = 0
+
+    def add(self, value: Any) -> Any:
+        self.bytes += len(pickle.dumps(value, protocol=5))
+        return value
+
+
+RECEIVED = Received()
 
 
 @dataclass
@@ -47,108 +75,56 @@ class StageTimes:
         self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - t0, 2)
 
 
-def write_rows_atomic(path: Path, table: pa.Table) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+def crawl_path(work: Path, shard: int) -> Path:
+    return work / "crawl" / f"{shard:05d}.parquet"
 
 
-def crawl_input_shard(shard_id: int, pages_path: str, crawl_cfg: Any, work_dir: str) -> str:
-    """Ray task body: crawl one input shard, write its rows, return the rows' path."""
+def crawl_input_shard(shard_id: int, shard: dict[str, Any], crawl_cfg: Any, work_dir: str) -> int:
+    """Ray task body: read input shard `shard` (its own range), crawl it, write its rows.
+
+    Besides the encoded members, the rows carry the light columns dedup reads (URL, page URL,
+    hashes, caption), so dedup never decodes images or JSON. Returns the row count.
+    """
     from laitkit.pipeline.crawl import crawl_pages, crawl_url_rows
     from laitkit.pipeline.stage import samples_to_batch
 
-    kind, items = sources.read_input_shard(Path(pages_path))
+    kind, items = plan.read_shard(plan.InputShard.from_dict(shard))
     shard_work = Path(work_dir) / "crawl_tmp" / f"{shard_id:05d}"
     crawl = crawl_pages if kind == "pages" else crawl_url_rows
-    # dedup is global (see `dedup_verdicts`); a per-shard pass would only be a subset of it
+    # dedup is global (see `dist_dedup`); a per-shard pass would only be a subset of it
     samples = crawl(items, dataclasses.replace(crawl_cfg, dedup=False), shard_work)
     batch = samples_to_batch(samples, [shard_id] * len(samples))
-    table = pa.table({c: pa.array(list(batch[c]), type=_ROW_TYPES[c]) for c in ROW_COLUMNS})
-    out = Path(work_dir) / "crawl" / f"{shard_id:05d}.parquet"
-    write_rows_atomic(out, table)
-    return str(out)
+    cols = {c: pa.array(list(batch[c]), type=_ROW_TYPES[c]) for c in ROW_COLUMNS}
+    for c in _LIGHT:
+        cols[c] = pa.array([getattr(s, c) or "" for s in samples], type=pa.string())
+    atomic_write_parquet(crawl_path(Path(work_dir), shard_id), pa.table(cols))
+    return len(samples)
 
 
-_ROW_TYPES = {
-    "key": pa.string(),
-    "status": pa.string(),
-    "shard_id": pa.int64(),
-    "jpg": pa.binary(),
-    "txt": pa.binary(),
-    "json": pa.binary(),
-    "npz": pa.binary(),
-}
+def read_crawl_shard(batch: dict[str, Any], work_dir: str) -> pa.Table:
+    """Ray Data flat step: one `{"shard": i}` row in, input shard i's crawl rows out (one block)."""
+    (shard,) = [int(s) for s in batch["shard"]]
+    return pq.read_table(crawl_path(Path(work_dir), shard), columns=list(ROW_COLUMNS))
 
 
-def read_rows(path: str) -> pa.Table:
-    return pq.read_table(path, columns=list(ROW_COLUMNS))
+def featurise(out: Path, work: Path, todo: list[int], cfg: Any, config_hash: str) -> list[dict[str, int]]:
+    """Ray Data: every stage over shards `todo`; workers write the shards; the driver gets summaries."""
+    import ray
 
+    from laitkit.pipeline import stages
 
-def light_samples(crawl_files: list[Path]) -> list[Sample]:
-    """Samples without image bytes or arrays: all that dedup needs, cheap to hold for a corpus."""
-    out: list[Sample] = []
-    for f in crawl_files:
-        for meta in pq.read_table(f, columns=["json"]).column("json").to_pylist():
-            out.append(from_row({"json": meta}))
-    return out
-
-
-def group_by_shard(rows: Any, expected: dict[int, int]) -> Any:
-    """Yield (shard_id, samples) as soon as every row of a shard has come back from Ray."""
-    buf: dict[int, list[Sample]] = defaultdict(list)
-    for row in rows:
-        sid = int(row["shard_id"])
-        buf[sid].append(from_row(row))
-        if len(buf[sid]) == expected[sid]:
-            yield sid, buf.pop(sid)
-    for sid, samples in sorted(buf.items()):  # only reached if counts disagree: still write, loudly
-        log.warning("shard %d: got %d rows, expected %d", sid, len(samples), expected[sid])
-        yield sid, samples
-
-
-def write_output_shard(
-    out: Path, shard_id: int, samples: list[Sample], config_hash: str, write_rejected: bool, feature_dim: int | None
-) -> int | None:
-    """Write kept and rejected samples of one shard; return the feature dim seen (for the next)."""
-    kept = sorted((s for s in samples if s.kept), key=lambda s: s.key)
-    rejected = sorted((s for s in samples if not s.kept), key=lambda s: s.key)
-    dims = {s.regions.feature_dim for s in kept if s.regions is not None and s.regions.num_boxes}
-    feature_dim = next(iter(dims)) if dims else feature_dim
-    if write_rejected:
-        shardio.write_shard(out / "rejected", shard_id, rejected, config_hash=config_hash, feature_dim=feature_dim)
-    # the kept shard's stats file is the job-level completion marker, so it is written last
-    shardio.write_shard(out / "shards", shard_id, kept, config_hash=config_hash, feature_dim=feature_dim)
-    return feature_dim
-
-
-def save_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    tmp.replace(path)
-
-
-def dedup_verdicts(crawl_files: list[Path], crawl_cfg: Any, path: Path) -> dict[str, int]:
-    """Run the one stateful step over every crawl shard and store its verdicts by key."""
-    from laitkit.pipeline.crawl import Deduper
-
-    samples = light_samples(crawl_files)
-    before = {s.key: len(s.verdicts) for s in samples}
-    deduper = Deduper.from_config(crawl_cfg)
-    deduper.count(samples)
-    deduper.apply(samples)
-    keys, stages, reasons, details = [], [], [], []
-    counts: dict[str, int] = defaultdict(int)
-    for s in samples:
-        for v in s.verdicts[before[s.key] :]:
-            keys.append(s.key)
-            stages.append(v.stage)
-            reasons.append(str(v.reason))
-            details.append(v.detail)
-            counts[str(v.reason)] += 1
-    table = pa.table({"key": keys, "stage": stages, "reason": reasons, "detail": details})
-    write_rows_atomic(path, table)
-    return dict(counts)
+    ctx = ray.data.DataContext.get_current()
+    ctx.target_max_block_size = None  # one block per shard: never split, so each stage sees it whole
+    if cfg.ray.object_store_memory_mb:
+        ctx.execution_options.resource_limits = ctx.execution_options.resource_limits.copy(
+            object_store_memory=cfg.ray.object_store_memory_mb * 1024 * 1024)  # fmt: skip
+    expected = {i: pq.read_metadata(crawl_path(work, i)).num_rows for i in todo}
+    ds = ray.data.from_items([{"shard": i} for i in todo], override_num_blocks=len(todo))
+    ds = ds.map_batches(read_crawl_shard, fn_kwargs={"work_dir": str(work)}, batch_size=1, num_cpus=0.1,
+                        batch_format="numpy")  # fmt: skip
+    ds = stages.apply_stages(ds, cfg, {"dedup_dir": str(work / "dedup"), "out": str(out),
+                                       "config_hash": config_hash, "expected": expected})  # fmt: skip
+    return [RECEIVED.add({k: int(v) for k, v in row.items()}) for row in ds.iter_rows()]
 
 
 def run_job(cfg: Any) -> dict[str, Any]:
@@ -159,54 +135,54 @@ def run_job(cfg: Any) -> dict[str, Any]:
 
     out = Path(cfg.out)
     work = out / "work"
-    for d in (work / "pages", work / "crawl", out / "shards", out / "rejected"):
+    if cfg.shards.dest and cfg.pretrain.enabled and cfg.pretrain.steps > 0:
+        raise UserError("pretraining reads local shards: with shards.dest set, set pretrain.enabled: false")
+    for d in (work / "crawl", work / "dedup", out / "shards", out / "rejected"):
         d.mkdir(parents=True, exist_ok=True)
     for d in (out / "shards", out / "rejected"):
         shardio.clean_partial(d)  # leftovers of a crashed run; no writer is running yet
     config_hash = cfg.config_hash()
     check_same_job(out, config_hash)
-    save_json(out / "config.json", {"config_hash": config_hash, **cfg.to_dict()})
+    atomic_write_json(out / "config.json", {"config_hash": config_hash, **cfg.to_dict()})
     times = StageTimes()
     crawl_cfg = stages.crawl_config(cfg.crawl)
+    if cfg.input.kind != "synth" and not storage.exists(cfg.input.path or "."):
+        raise UserError(f"input.path does not exist: {cfg.input.path}")  # before a cluster starts
+    init_ray(cfg)
+    received_before = RECEIVED.bytes
 
     with sources.open_input(cfg, out) as inp:
         t0 = time.perf_counter()
-        page_shards = sources.write_input_shards(inp, work / "pages", cfg.input.pages_per_shard)
+        input_shards = plan.build_plan(inp.kind, inp.path, cfg.input.pages_per_shard, work / "plan.json",
+                                       inp.paths_base)  # fmt: skip
+        RECEIVED.add([s.to_dict() for s in input_shards])  # what the cutting tasks sent back
         times.add("input", t0)
-        done_out = shardio.completed_shards(out / "shards")
-        todo = [i for i in range(len(page_shards)) if i not in done_out]
-        crawl_todo = [i for i in todo if not (work / "crawl" / f"{i:05d}.parquet").exists()]
-        _init_ray(cfg)
+        done_out = completed(out, cfg.shards.dest)
+        todo = [i for i in range(len(input_shards)) if i not in done_out]
+        crawl_todo = [i for i in todo if not crawl_path(work, i).exists()]
         t0 = time.perf_counter()
         if crawl_todo:
             task = ray.remote(num_cpus=1)(crawl_input_shard)
-            refs = [task.remote(i, str(page_shards[i]), crawl_cfg, str(work)) for i in crawl_todo]
-            ray.get(refs)
+            RECEIVED.add(ray.get([task.remote(i, input_shards[i].to_dict(), crawl_cfg, str(work)) for i in crawl_todo]))
         times.add("crawl", t0)
 
-    crawl_files = [work / "crawl" / f"{i:05d}.parquet" for i in range(len(page_shards))]
+    crawl_files = [crawl_path(work, i) for i in range(len(input_shards))]
     t0 = time.perf_counter()
-    dedup_path = work / "dedup.parquet"
-    if todo or not dedup_path.exists():
-        dedup_counts = dedup_verdicts(crawl_files, crawl_cfg, dedup_path)
-        save_json(work / "dedup_counts.json", dedup_counts)
+    if todo and (crawl_todo or not dist_dedup.dedup_done(work / "dedup", len(crawl_files))):
+        dedup_counts = RECEIVED.add(dist_dedup.run_dedup(crawl_files, work / "dedup", crawl_cfg,
+                                                          cfg.ray.dedup_partitions))  # fmt: skip
+        atomic_write_json(work / "dedup_counts.json", dedup_counts)
     times.add("dedup", t0)
 
     t0 = time.perf_counter()
-    if todo:
-        expected = {i: pq.read_metadata(crawl_files[i]).num_rows for i in todo}
-        # Each crawl shard is read by a light task into the object store. (`ray.data.read_parquet`
-        # probes fsspec's HTTP backend, which needs aiohttp, and asks a whole CPU per read task.)
-        read = ray.remote(num_cpus=0.05)(read_rows)
-        ds = ray.data.from_arrow_refs([read.remote(str(crawl_files[i])) for i in todo])
-        ds = stages.apply_stages(ds, cfg, dedup_path)
-        feature_dim = None
-        for sid, samples in group_by_shard(ds.iter_rows(), expected):
-            feature_dim = write_output_shard(out, sid, samples, config_hash, cfg.shards.write_rejected, feature_dim)
+    written = featurise(out, work, todo, cfg, config_hash) if todo else []
     times.add("featurise+shards", t0)
-    manifest = write_manifest(out / "shards", config_hash, cfg.to_dict())
-    if cfg.shards.write_rejected:
-        write_manifest(out / "rejected", config_hash, cfg.to_dict())
+    if cfg.shards.dest:
+        kept = sum(st["count"] for st in remote_completed(cfg.shards.dest).values())
+    else:
+        kept = write_manifest(out / "shards", config_hash, cfg.to_dict()).get("total_count", 0)
+        if cfg.shards.write_rejected:
+            write_manifest(out / "rejected", config_hash, cfg.to_dict())
 
     pretrain_summary: dict[str, Any] = {}
     if cfg.pretrain.enabled and cfg.pretrain.steps > 0:
@@ -215,19 +191,27 @@ def run_job(cfg: Any) -> dict[str, Any]:
         t0 = time.perf_counter()
         pretrain_summary = pretrain(out / "shards", out / "pretrain", cfg.pretrain)
         times.add("pretrain", t0)
-        save_json(out / "pretrain" / "summary.json", pretrain_summary)
+        atomic_write_json(out / "pretrain" / "summary.json", pretrain_summary)
 
     summary = {
         "out": str(out),
         "config_hash": config_hash,
-        "input_shards": len(page_shards),
-        "shards_written_now": len(todo),
-        "kept": manifest.get("total_count", 0),
+        "input_shards": len(input_shards),
+        "shards_written_now": len(written),
+        "kept": kept,
+        "shards_dest": cfg.shards.dest or str(out / "shards"),
         "stage_seconds": times.seconds,
         "pretrain": pretrain_summary,
+        "candidates_written_now": sum(w["kept"] + w["rejected"] for w in written),
+        "driver_received_bytes": RECEIVED.bytes - received_before,
     }
-    save_json(out / "run.json", summary)
+    atomic_write_json(out / "run.json", summary)
     return summary
+
+
+def completed(out: Path, dest: str) -> set[int]:
+    """Output shards already complete (the resume skip set), local or under `shards.dest`."""
+    return set(remote_completed(dest)) if dest else shardio.completed_shards(out / "shards")
 
 
 def check_same_job(out: Path, config_hash: str) -> None:
@@ -244,15 +228,49 @@ def check_same_job(out: Path, config_hash: str) -> None:
         )
 
 
-def _init_ray(cfg: Any) -> None:
+def init_ray(cfg: Any) -> None:
+    """Start or join the cluster named by `ray.address` (see `RayConfig`)."""
     import ray
 
     if ray.is_initialized():
         return
-    if cfg.ray.address == "local":
-        ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    else:
-        try:
-            ray.init(address=cfg.ray.address, log_to_driver=False)
-        except (ConnectionError, TimeoutError) as exc:
-            raise UserError(f"cannot reach the Ray cluster at {cfg.ray.address!r}: {exc}") from None
+    address = cfg.ray.address
+    env = faults.forwarded_env()
+    runtime_env = {"env_vars": env} if env else None
+    if address == "local":
+        # A fresh private cluster on loopback: address="local" never joins a cluster recorded in
+        # /tmp/ray/ray_current_cluster (alive or dead). Ray binds every process to the node IP
+        # only when it believes it is single-machine; this switch is how it is told so (it must
+        # also be in the environment the raylet and workers inherit).
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
+        # a private loopback cluster: Ray's notice that it enabled token auth would only be noise
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+        ray.init(address="local", num_cpus=cfg.ray.num_cpus, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False, runtime_env=runtime_env)  # fmt: skip
+        return
+    if address.startswith("ray://"):
+        _check_ray_client(address)
+    try:
+        ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
+    except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot reach the Ray cluster at {address!r}: {first}") from None
+
+
+def _check_ray_client(address: str, timeout: float = 5.0) -> None:
+    """Ray Client (`ray://host:port`): fail in one line, fast, when nothing listens there.
+
+    Without this, `ray.init` retries for about 30 s and then raises; the user learns the same.
+    """
+    import socket
+
+    hostport = address[len("ray://") :].split("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port or 10001)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot reach the Ray Client server at {address!r}: {exc}") from None

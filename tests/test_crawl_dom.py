@@ -302,9 +302,9 @@ def test_iter_url_rows_parquet_and_csv(tmp_path):
     (tmp_path / "list.csv").write_text("url,caption,page_url\nhttp://h.org/3.jpg,a blue kite,http://h.org/p\n")
     rows = list(readers.iter_url_rows(tmp_path))
     assert rows == [
-        {"url": "http://h.org/3.jpg", "caption": "a blue kite", "page_url": "http://h.org/p"},
-        {"url": "http://h.org/1.jpg", "caption": "a red kite", "page_url": ""},
-        {"url": "http://h.org/2.jpg", "caption": "", "page_url": ""},
+        {"url": "http://h.org/3.jpg", "caption": "a blue kite", "page_url": "http://h.org/p", "ref": "list.csv#0"},
+        {"url": "http://h.org/1.jpg", "caption": "a red kite", "page_url": "", "ref": "list.parquet#0"},
+        {"url": "http://h.org/2.jpg", "caption": "", "page_url": "", "ref": "list.parquet#2"},  # row 1 has no URL
     ]
     s = readers.sample_from_url_row(rows[0])
     assert [(str(t.source), t.text) for t in s.candidates] == [("list", "a blue kite")]

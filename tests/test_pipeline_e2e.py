@@ -102,17 +102,24 @@ def test_crash_mid_write_resumes_only_the_missing_shard(job) -> None:
 
 
 def test_url_list_input_runs_through_img2dataset(job, tmp_path) -> None:
-    """An img2dataset-style URL list (the synthetic web's urls.parquet) as the job's input."""
+    """An img2dataset-style URL list (the synthetic web's urls.parquet) as the job's input, with
+    its first rows listed twice: exact duplicate rows are verdicts (dup_url), not a crash."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from laitkit.datasets.synth import SynthServer
 
     _, out, _ = job
     web = out / "synth-web"
+    urls = pq.read_table(web / "urls.parquet")
+    listed = tmp_path / "urls-with-dups.parquet"
+    pq.write_table(pa.concat_tables([urls, urls.slice(0, 12)]), listed)
     with SynthServer(web, port=None, timeout_delay=2.0):
         cfg = load_config(
             None,
             {
                 "out": str(tmp_path / "urls-run"),
-                "input": {"kind": "urls", "path": str(web / "urls.parquet"), "pages_per_shard": 50},
+                "input": {"kind": "urls", "path": str(listed), "pages_per_shard": 50},
                 "pretrain.enabled": False,
             },
         )
@@ -120,5 +127,14 @@ def test_url_list_input_runs_through_img2dataset(job, tmp_path) -> None:
     report = build_report(tmp_path / "urls-run")
     assert report["kept"] > 0
     assert "download_error" in report["rejected_by_reason"]
-    samples = pl.scan_parquet(str(tmp_path / "urls-run" / "shards" / "*.parquet")).collect()
-    assert set(samples["caption_source"].to_list()) == {"list"}
+    run = tmp_path / "urls-run"
+    cols = ["key", "url", "status"]
+    samples = pl.concat([pl.scan_parquet(str(run / d / "*.parquet")).select(cols).collect()
+                         for d in ("shards", "rejected")])  # fmt: skip
+    assert samples.height == urls.num_rows + 12 and samples["key"].n_unique() == samples.height
+    kept = pl.scan_parquet(str(run / "shards" / "*.parquet")).collect()
+    assert set(kept["caption_source"].to_list()) == {"list"}
+    first = urls.slice(0, 12).to_pylist()
+    pairs = samples.filter(pl.col("url").is_in([r["url"] for r in first]))
+    dup = pairs.filter(pl.col("status") == "dup_url")
+    assert dup.height >= 1, pairs.select("url", "status")

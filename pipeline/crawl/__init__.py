@@ -50,10 +50,12 @@ __all__ = [
 ]
 
 
-def page_sample_key(img_url: str, page_url: str, index: int) -> str:
+def page_sample_key(img_url: str, page_url: str, index: int, ref: str = "") -> str:
     """Key of the `index`-th `<img>` of a page: unique even when one image and alt text recur on
-    many pages (a logo), stable across reruns of the same HTML."""
-    return make_key(img_url, f"{page_url}\n#{index}")
+    many pages (a logo), stable across reruns of the same input. `ref` is where the page sits in
+    the input (WARC file and record offset): the same page archived twice gives two samples (the
+    copy becomes a DUP_URL verdict in dedup) instead of two samples with one key."""
+    return make_key(img_url, page_url, str(index), ref)
 
 
 def page_samples(page: Page, cfg: CrawlConfig) -> list[Sample]:
@@ -67,7 +69,8 @@ def page_samples(page: Page, cfg: CrawlConfig) -> list[Sample]:
         main_threshold=cfg.main_threshold,
         surrounding_max_chars=cfg.surrounding_max_chars,
     ):
-        s = Sample(key=page_sample_key(c.url, page.url, c.index), url=c.url, page_url=page.url, candidates=c.texts)
+        key = page_sample_key(c.url, page.url, c.index, page.ref)
+        s = Sample(key=key, url=c.url, page_url=page.url, candidates=c.texts)
         if opt_out:
             s.reject("robots", Reason.ROBOTS_NOAI, opt_out)
         elif not c.is_main:

@@ -74,6 +74,7 @@ class Deduper:
     def __init__(self, *, phash_max_distance: int = 4, max_images_per_caption: int = 5) -> None:
         self.max_images_per_caption = max_images_per_caption
         self._caption_images: dict[str, set[str]] = {}
+        self._caption_counts: dict[str, int] | None = None
         self._urls: dict[str, str] = {}
         self._sha256: dict[str, str] = {}
         self._phash = PhashIndex(phash_max_distance)
@@ -94,8 +95,15 @@ class Deduper:
             if len(images) < cap:
                 images.add(s.sha256 or s.url)
 
+    def set_caption_counts(self, counts: dict[str, int]) -> None:
+        """Use caption counts computed elsewhere (the distributed dedup counts them by hash
+        partition) instead of pass 1; keys are `caption_key`s, missing ones count 0."""
+        self._caption_counts = dict(counts)
+
     def caption_images(self, caption: str) -> int:
         """How many distinct images carry `caption` (capped at K+1)."""
+        if self._caption_counts is not None:
+            return self._caption_counts.get(caption_key(caption), 0)
         return len(self._caption_images.get(caption_key(caption), ()))
 
     def apply(self, samples: Iterable[Sample]) -> None:

@@ -50,6 +50,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from laitkit.atomic import atomic_write_parquet
 from laitkit.datasets.schema import Reason, Sample
 
 log = logging.getLogger(__name__)
@@ -177,9 +178,7 @@ def run_img2dataset(urls: Sequence[str], cfg: Any, work_dir: str | Path) -> dict
     url_list = run_dir / "urls.parquet"
     if not url_list.exists():
         table = pa.table({"url": unique, ID_COL: [str(i) for i in range(len(unique))]})
-        tmp = run_dir / ".urls.parquet.tmp"
-        pq.write_table(table, tmp)
-        tmp.replace(url_list)
+        atomic_write_parquet(url_list, table)
     shards = math.ceil(len(unique) / cfg.urls_per_shard)
     if len(list(out_dir.glob("*_stats.json"))) < shards:
         log.info("img2dataset: %d URLs -> %s", len(unique), out_dir)

@@ -37,6 +37,7 @@ class Page:
     url: str
     html: str
     headers: dict[str, str] = field(default_factory=dict)
+    ref: str = ""  # where the page sits in the input ("file@offset"): part of its samples' keys
 
     def __post_init__(self) -> None:
         self.headers = normalise_headers(self.headers.items() if isinstance(self.headers, dict) else self.headers)
@@ -72,27 +73,66 @@ def decode_html(body: bytes, content_type: str = "") -> str:
         return body.decode("utf-8", errors="replace")
 
 
-def iter_warc(path: str | Path) -> Iterator[Page]:
-    """HTML `response` records of a WARC or WARC.gz, with their HTTP headers and target URI.
+def _html_response(record) -> bool:  # a warcio ArcWarcRecord
+    if record.rec_type != "response" or record.http_headers is None:
+        return False
+    ctype = record.http_headers.get_header("Content-Type") or ""
+    if ctype.split(";", 1)[0].strip().lower() not in HTML_TYPES:
+        return False
+    return (record.http_headers.get_statuscode() or "0").startswith("2")
 
-    Non-2xx responses (error pages) and non-HTML payloads (images stored in the same archive)
-    are skipped: they hold no candidate pairs.
-    """
+
+def _warc_records(path: str | Path, start: int = 0, end: int | None = None):
+    """(absolute offset, record) of the HTML 2xx responses whose record starts in [start, end)."""
     from warcio.archiveiterator import ArchiveIterator
 
-    with open(path, "rb") as fh:
-        for record in ArchiveIterator(fh):
-            if record.rec_type != "response" or record.http_headers is None:
-                continue
-            ctype = record.http_headers.get_header("Content-Type") or ""
-            if ctype.split(";", 1)[0].strip().lower() not in HTML_TYPES:
-                continue
-            status = record.http_headers.get_statuscode() or "0"
-            if not status.startswith("2"):
-                continue
-            url = record.rec_headers.get_header("WARC-Target-URI") or ""
-            body = record.content_stream().read()
-            yield Page(url=url, html=decode_html(body, ctype), headers=normalise_headers(record.http_headers.headers))
+    from laitkit.pipeline import storage
+
+    with storage.open_binary(str(path)) as fh:
+        if start:
+            fh.seek(start)  # a record boundary (each record is its own gzip member in a .warc.gz)
+        it = ArchiveIterator(fh)
+        for record in it:
+            # `it.offset` is where the current record starts (absolute: the iterator starts at
+            # fh.tell()); `get_record_offset()` would read the record to its end first.
+            offset = it.offset
+            offset = offset + start if offset < start else offset
+            if end is not None and offset >= end:
+                return
+            if _html_response(record):
+                yield offset, record
+
+
+def iter_warc(path: str | Path, start: int = 0, end: int | None = None) -> Iterator[Page]:
+    """HTML `response` records of a WARC or WARC.gz (local or any fsspec URI), with their HTTP
+    headers and target URI; with `start`/`end`, only records starting in that byte range.
+
+    Non-2xx responses (error pages) and non-HTML payloads (images stored in the same archive)
+    are skipped: they hold no candidate pairs. Each page's `ref` is "file name@record offset".
+    """
+    name = str(path).rstrip("/").rsplit("/", 1)[-1]
+    for offset, record in _warc_records(path, start, end):
+        ctype = record.http_headers.get_header("Content-Type") or ""
+        url = record.rec_headers.get_header("WARC-Target-URI") or ""
+        body = record.content_stream().read()
+        headers = normalise_headers(record.http_headers.headers)
+        yield Page(url=url, html=decode_html(body, ctype), headers=headers, ref=f"{name}@{offset}")
+
+
+def index_warc(path: str | Path, per_shard: int) -> list[tuple[int, int | None, int]]:
+    """Cut one WARC into ranges of `per_shard` HTML pages: [(start, end or None for EOF, count)].
+
+    Why ranges and not pages: the job's plan then holds a few integers per shard, and each Ray
+    task seeks to its own range and reads only that (Common Crawl's WARCs are ~1 GB each).
+    """
+    firsts: list[int] = []
+    counts: list[int] = []
+    for offset, _ in _warc_records(path):
+        if not counts or counts[-1] == per_shard:
+            firsts.append(offset)
+            counts.append(0)
+        counts[-1] += 1
+    return [(firsts[i], firsts[i + 1] if i + 1 < len(firsts) else None, counts[i]) for i in range(len(firsts))]
 
 
 def page_url_from_html(html: str) -> str:
@@ -114,7 +154,8 @@ def iter_html_files(files: Iterable[tuple[str | Path, str]]) -> Iterator[Page]:
     for f, url in files:
         p = Path(f)
         html = decode_html(p.read_bytes())
-        yield Page(url=url or page_url_from_html(html) or p.resolve().as_uri(), html=html, headers={})
+        page_url = url or page_url_from_html(html) or p.resolve().as_uri()
+        yield Page(url=page_url, html=html, headers={}, ref=p.name)
 
 
 def iter_html_dir(root: str | Path, base_url: str = "") -> Iterator[Page]:
@@ -129,18 +170,22 @@ def iter_html_dir(root: str | Path, base_url: str = "") -> Iterator[Page]:
     yield from iter_html_files((p, f"{base}/{p.relative_to(root).as_posix()}" if base else "") for p in files)
 
 
-def iter_url_rows(path: str | Path) -> Iterator[dict[str, str]]:
-    """Rows {url, caption, page_url} of an img2dataset-style URL list (parquet, csv, tsv, jsonl).
+def iter_url_rows(path: str | Path, start: int = 0, end: int | None = None) -> Iterator[dict[str, str]]:
+    """Rows {url, caption, page_url, ref} of an img2dataset-style URL list (parquet, csv, tsv, jsonl).
 
     A directory is read file by file in sorted order. Missing caption/page_url columns read as ''.
+    With `start`/`end` (one file only), rows [start, end) of it. `ref` is "file name#row".
     """
-    p = Path(path)
-    files = sorted(f for f in p.iterdir() if f.is_file() and _list_format(f)) if p.is_dir() else [p]
+    from laitkit.pipeline import storage
+
+    p = str(path)
+    files = [f for f in storage.list_files(p) if _list_format(Path(f))] if storage.isdir(p) else [p]
     for f in files:
-        table = _read_table(f)
+        table = _read_table(f, start, end)
         if "url" not in table.column_names:
             raise ValueError(f"{f}: a URL list needs a 'url' column (has {table.column_names})")
         cols = {c: table.column(c).to_pylist() if c in table.column_names else None for c in URL_LIST_COLUMNS}
+        name = storage.basename(f)
         for i, url in enumerate(cols["url"]):
             if not url:
                 continue
@@ -148,18 +193,33 @@ def iter_url_rows(path: str | Path) -> Iterator[dict[str, str]]:
                 "url": str(url),
                 "caption": str((cols["caption"] or [""] * len(cols["url"]))[i] or ""),
                 "page_url": str((cols["page_url"] or [""] * len(cols["url"]))[i] or ""),
+                "ref": f"{name}#{start + i}",
             }
+
+
+def count_url_rows(path: str) -> int:
+    """Rows in one URL-list file (a parquet footer read; other formats are read whole)."""
+    import pyarrow.parquet as pq
+
+    from laitkit.pipeline import storage
+
+    if _list_format(Path(path)) == "parquet":
+        with storage.open_binary(path) as fh:
+            return pq.ParquetFile(fh).metadata.num_rows
+    return _read_table(path).num_rows
 
 
 def sample_from_url_row(row: dict[str, str]) -> Sample:
     """An img2dataset-style row is already a candidate pair: its caption has source "list".
 
-    The key hashes the URL with the caption and page URL, so the same image listed with two
-    captions (or on two pages) is two samples.
+    The key hashes the URL with the caption, the page URL and the row's place in the input
+    (`ref`, "file#row"), so the same image listed with two captions (or on two pages) is two
+    samples, and an exact duplicate row is a second sample that dedup rejects as DUP_URL.
     """
     url, caption, page_url = row["url"], row.get("caption") or "", row.get("page_url") or ""
     texts = [TextCandidate(CaptionSource.LIST, caption)] if caption.strip() else []
-    return Sample(key=make_key(url, f"{caption}\n{page_url}"), url=url, page_url=page_url, candidates=texts)
+    key = make_key(url, caption, page_url, row.get("ref") or "")
+    return Sample(key=key, url=url, page_url=page_url, candidates=texts)
 
 
 def _list_format(f: Path) -> str:
@@ -170,18 +230,38 @@ def _list_format(f: Path) -> str:
     return ""
 
 
-def _read_table(f: Path):  # -> pa.Table
+def _read_table(f: str | Path, start: int = 0, end: int | None = None):  # -> pa.Table
+    """One URL-list file, or rows [start, end) of it (parquet: only the row groups that overlap)."""
     import pyarrow.csv as pacsv
     import pyarrow.json as pajson
     import pyarrow.parquet as pq
 
-    fmt = _list_format(f)
-    if fmt == "parquet":
-        return pq.read_table(f)
-    if fmt == "csv":
-        return pacsv.read_csv(f)
-    if fmt == "tsv":
-        return pacsv.read_csv(f, parse_options=pacsv.ParseOptions(delimiter="\t"))
-    if fmt in ("jsonl", "json"):
-        return pajson.read_json(f)
-    raise ValueError(f"{f}: unknown URL list format (parquet, csv, tsv or jsonl)")
+    from laitkit.pipeline import storage
+
+    fmt = _list_format(Path(str(f)))
+    with storage.open_binary(str(f)) as fh:
+        if fmt == "parquet":
+            pf = pq.ParquetFile(fh)
+            meta = pf.metadata
+            stop = meta.num_rows if end is None else min(end, meta.num_rows)
+            groups, first, row = [], None, 0
+            for g in range(meta.num_row_groups):
+                n = meta.row_group(g).num_rows
+                if row + n > start and row < stop:
+                    groups.append(g)
+                    first = row if first is None else first
+                row += n
+            if not groups:
+                return pf.schema_arrow.empty_table()
+            table = pf.read_row_groups(groups)
+            return table.slice(start - first, stop - start)
+        if fmt == "csv":
+            table = pacsv.read_csv(fh)
+        elif fmt == "tsv":
+            table = pacsv.read_csv(fh, parse_options=pacsv.ParseOptions(delimiter="\t"))
+        elif fmt in ("jsonl", "json"):
+            table = pajson.read_json(fh)
+        else:
+            raise ValueError(f"{f}: unknown URL list format (parquet, csv, tsv or jsonl)")
+    stop = table.num_rows if end is None else min(end, table.num_rows)
+    return table.slice(start, max(stop - start, 0))

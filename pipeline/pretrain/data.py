@@ -1,24 +1,43 @@
-"""From shard samples to masked pretraining batches (MLM, tags, SGP, MRM, ITM).
+"""Shard samples streamed into padded, length-bucketed pretraining batches, with a resumable position.
 
-Why the masking lives here and not in the model: which words are masked is the task. Random
-words give MLM (BERT/UNITER); the detector's object tags appended to the text and masked give
-Oscar's tag objective; masking exactly the token spans of scene-graph nodes (from the text
-stage) gives ERNIE-ViL's scene-graph prediction; zeroed region features regressed back give
-UNITER's MRFR; swapped captions give ITM. One collate function, seeded, so a run is repeatable.
+Why a streaming pipeline: a corpus for days of training does not fit in RAM (LXMERT's loader
+holds 207 GB of features with four workers). Each DataLoader worker here reads its own slice of
+the shards through webdataset's tar reader, shuffles through a bounded buffer, and packs batches
+of similar length under a token budget; memory is the buffer, not the corpus.
+
+Why positions rather than iterator state: every random choice of a worker is a pure function of
+(seed, slot, epoch, batch index), so a worker's place is two integers. The trainer records the
+place of the last batch it consumed from each worker; a resumed run restarts each worker at its
+epoch, replays (reads, does not train on) the batches before its place, and rotates worker ids so
+the DataLoader's round-robin hands out batches in the same order as an uninterrupted run.
+
+Splitting: shards are split by node (rank) and then by worker, as webdataset's `split_by_node` /
+`split_by_worker` do, but over a *logical* worker id (the rotation above), so they are written
+here. A slot with no shard (fewer shards than ranks x workers) splits samples instead of shards.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import random
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+import re
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+import webdataset as wds
 
+from laitkit.datasets.codec import decode_members
 from laitkit.datasets.schema import Sample
-from laitkit.pipeline.pretrain.vocab import CLS, MASK, PAD, SEP, Vocab, tokenize
+from laitkit.pipeline.pretrain.masking import Masker
+from laitkit.pipeline.pretrain.tokenizer import TextTokenizer, subword_words, word_char_spans
 
 GEOM_DIM = 7
 SGP_KINDS = ("object", "attribute", "relation")
@@ -26,166 +45,401 @@ SGP_KINDS = ("object", "attribute", "relation")
 
 @dataclass
 class Example:
-    """One sample reduced to what the model sees."""
+    """One sample reduced to what the model sees (sub-words, tags, region arrays)."""
 
     key: str
-    words: list[str]
-    graph_spans: list[tuple[str, int, int]]  # (kind, start, end) over `words`
-    tags: list[str]
+    caption_ids: list[int]
+    word_index: list[int]  # per caption sub-word: its text-stage token (or pre-tokenizer word), -1 none
+    graph_spans: list[tuple[int, int, int]]  # (kind id, start, end) over caption_ids
+    upos: list[str]  # per text-stage token, "" when the text stage did not run
+    tag_ids: list[int]
     features: np.ndarray  # (N, D) float32
     geometry: np.ndarray  # (N, 7) float32
+    obj_ids: np.ndarray  # (N,) detector labels
+
+    @property
+    def text_len(self) -> int:
+        return len(self.caption_ids) + len(self.tag_ids) + 3  # [CLS] caption [SEP] tags [SEP]
+
+    @property
+    def length(self) -> int:
+        return self.text_len + int(self.features.shape[0])
 
 
-def caption_words(sample: Sample) -> tuple[list[str], list[tuple[str, int, int]]]:
-    """Words of the caption, and scene-graph spans over them when the text stage ran."""
-    if sample.text is not None and sample.text.tokens:
-        words = [t.lower() for t in sample.text.tokens]
-        spans = [(n.kind, n.span[0], n.span[1]) for n in sample.text.graph if n.span[1] > n.span[0]]
-        return words, spans
-    return tokenize(sample.caption), []
+@dataclass(frozen=True, kw_only=True)
+class DataSpec:
+    """How samples become examples and batches; picklable so DataLoader workers rebuild it."""
+
+    shards: tuple[str, ...]
+    tokenizer_dir: str
+    feature_dim: int
+    seed: int = 0
+    batch_size: int = 32
+    token_budget: int = 0  # max sum of padded lengths in a batch; 0 = batch_size alone
+    shuffle_buffer: int = 1000
+    bucket_pool: int = 8  # batches' worth of examples sorted by length together
+    resampled: bool = False  # shards drawn with replacement per epoch (webdataset's resampled mode)
+    heldout_permille: int = 50
+    max_text: int = 64
+    max_tags: int = 16
+    max_regions: int = 50
+    masking: dict[str, Any] = field(default_factory=dict)
 
 
 def box_geometry(boxes: np.ndarray, h: int, w: int) -> np.ndarray:
     """UNITER's 7-d box position: normalised x1, y1, x2, y2, width, height, area."""
     b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    w, h = max(w, 1), max(h, 1)
     x1, y1, x2, y2 = (b[:, i] for i in range(4))
-    bw, bh = (x2 - x1) / max(w, 1), (y2 - y1) / max(h, 1)
-    return np.stack([x1 / max(w, 1), y1 / max(h, 1), x2 / max(w, 1), y2 / max(h, 1), bw, bh, bw * bh], 1)
+    bw, bh = (x2 - x1) / w, (y2 - y1) / h
+    return np.stack([x1 / w, y1 / h, x2 / w, y2 / h, bw, bh, bw * bh], 1).astype(np.float32)
 
 
-def to_example(sample: Sample) -> Example | None:
-    """None for samples the model cannot use (no regions or no caption)."""
+def is_heldout(key: str, permille: int) -> bool:
+    """The held-out split: a stable hash of the key, so every run and rank agrees without a list."""
+    return zlib.crc32(key.encode()) % 1000 < permille
+
+
+def to_example(sample: Sample, tok: TextTokenizer, spec: DataSpec) -> Example:
+    """Any sample becomes an example: no caption gives [CLS][SEP], no regions gives N = 0."""
     r = sample.regions
-    if r is None or r.num_boxes == 0 or not sample.caption.strip():
-        return None
-    words, spans = caption_words(sample)
-    tags: list[str] = []
-    for name in r.obj_names:
-        for w in tokenize(name):
-            if w not in tags:
-                tags.append(w)
-    return Example(
-        key=sample.key,
-        words=words,
-        graph_spans=spans,
-        tags=tags,
-        features=r.features.astype(np.float32),
-        geometry=box_geometry(r.boxes, r.image_h, r.image_w),
+    text = sample.text
+    return _example(
+        sample.key,
+        sample.caption or "",
+        list(text.tokens) if text is not None else [],
+        list(text.upos) if text is not None else [],
+        [(n.kind, n.span[0], n.span[1]) for n in text.graph] if text is not None else [],
+        list(r.obj_names) if r is not None else [],
+        r.arrays() if r is not None and r.num_boxes else None,
+        (r.image_h, r.image_w) if r is not None else (1, 1),
+        tok,
+        spec,
     )
 
 
-def vocab_from_examples(examples: Iterable[Example]) -> Vocab:
-    return Vocab.build(e.words + e.tags for e in examples)
+def example_from_members(members: dict[str, Any], tok: TextTokenizer, spec: DataSpec) -> Example:
+    """The same as `to_example(decode_members(...))`, reading only what the model needs (fast path)."""
+    meta = json.loads(members["json"])
+    text = meta.get("text") or {}
+    reg = meta.get("regions")
+    arrays = None
+    if reg is not None and reg.get("num_boxes") and members.get("npz"):
+        arrays = read_npz(members["npz"], ("boxes", "features", "obj_ids"))
+    return _example(
+        meta["key"],
+        meta.get("caption") or "",
+        list(text.get("tokens") or []),
+        list(text.get("upos") or []),
+        [(n["kind"], int(n["span"][0]), int(n["span"][1])) for n in text.get("graph") or []],
+        list(reg.get("obj_names") or []) if reg else [],
+        arrays,
+        (int(reg["image_h"]), int(reg["image_w"])) if reg else (1, 1),
+        tok,
+        spec,
+    )
 
 
-class Collator:
-    """Builds a padded, masked batch; every random choice comes from one seeded generator."""
+_NPY_HEADER = re.compile(rb"'descr':\s*'([^']+)'.*?'fortran_order':\s*(True|False).*?'shape':\s*\(([^)]*)\)", re.S)
+_LOCAL = b"PK\x03\x04"
+
+
+def read_npz(data: bytes, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Named arrays of an uncompressed npz (np.savez), read straight from the zip's local headers.
+
+    Why not np.load: it builds a zipfile directory and parses every header with `ast.literal_eval`;
+    for a loader that decodes thousands of samples per second that is most of its time. A stored
+    member's bytes are the .npy file, so the arrays are views of `data`. Anything unusual
+    (compression, Fortran order, an unexpected layout) falls back to np.load.
+    """
+    view = memoryview(data)
+    out: dict[str, np.ndarray] = {}
+    pos = 0
+    try:
+        while len(out) < len(names):
+            if bytes(view[pos : pos + 4]) != _LOCAL:
+                raise ValueError("not a local header")
+            method, = struct.unpack_from("<H", data, pos + 8)
+            nlen, xlen = struct.unpack_from("<HH", data, pos + 26)
+            name = bytes(view[pos + 30 : pos + 30 + nlen]).decode()
+            start = pos + 30 + nlen + xlen
+            if method != 0 or bytes(view[start : start + 6]) != b"\x93NUMPY":
+                raise ValueError("not a plain stored array")
+            hsize = 2 if data[start + 6] == 1 else 4
+            hlen = int.from_bytes(data[start + 8 : start + 8 + hsize], "little")
+            m = _NPY_HEADER.search(bytes(view[start + 8 + hsize : start + 8 + hsize + hlen]))
+            if m is None or m.group(2) == b"True":
+                raise ValueError("not a plain stored array")
+            dtype = np.dtype(m.group(1).decode())
+            shape = tuple(int(x) for x in m.group(3).split(b",") if x.strip())
+            body = start + 8 + hsize + hlen
+            count = int(np.prod(shape)) if shape else 1
+            if name[:-4] in names:
+                out[name[:-4]] = np.frombuffer(data, dtype=dtype, count=count, offset=body).reshape(shape)
+            nxt = data.find(_LOCAL, body + count * dtype.itemsize)
+            if nxt < 0:
+                break
+            pos = nxt
+        if len(out) < len(names):
+            raise ValueError("arrays missing")
+        return out
+    except (ValueError, struct.error, UnicodeDecodeError, IndexError):
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            return {k: z[k] for k in names}
+
+
+def _example(
+    key: str,
+    caption: str,
+    words: list[str],
+    upos: list[str],
+    nodes: list[tuple[str, int, int]],
+    obj_names: list[str],
+    arrays: dict[str, np.ndarray] | None,
+    hw: tuple[int, int],
+    tok: TextTokenizer,
+    spec: DataSpec,
+) -> Example:
+    enc = tok.encode(caption)
+    ids, offsets, word_index = enc.ids, enc.offsets, enc.word_ids
+    spans: list[tuple[int, int, int]] = []
+    if words:
+        char_spans = word_char_spans(caption, words)
+        word_index = subword_words(offsets, char_spans)
+        for kind, a, b in nodes:
+            if b <= a or not any(c is not None for c in char_spans[a:b]):
+                continue
+            hit = [i for i, w in enumerate(word_index) if a <= w < b]
+            if hit:
+                spans.append((SGP_KINDS.index(kind) if kind in SGP_KINDS else 0, hit[0], hit[-1] + 1))
+    tags = list(dict.fromkeys(n for n in obj_names if n))
+    tag_ids = tok.encode_words(tags)[: spec.max_tags]
+    keep = max(spec.max_text - 3 - len(tag_ids), 0)
+    ids, word_index = ids[:keep], word_index[:keep]
+    spans = [(k, a, min(b, keep)) for k, a, b in spans if a < keep]
+    if arrays is not None and len(arrays["boxes"]):
+        n = min(len(arrays["boxes"]), spec.max_regions)
+        feats = arrays["features"][:n].astype(np.float32)
+        geom = box_geometry(arrays["boxes"][:n], hw[0], hw[1])
+        obj = arrays["obj_ids"][:n].astype(np.int64)
+    else:
+        feats = np.zeros((0, spec.feature_dim), np.float32)
+        geom = np.zeros((0, GEOM_DIM), np.float32)
+        obj = np.zeros((0,), np.int64)
+    if feats.shape[1] != spec.feature_dim:
+        raise ValueError(f"sample {key}: feature dim {feats.shape[1]}, the corpus has {spec.feature_dim}")
+    return Example(key, list(ids), list(word_index), spans, upos, tag_ids, feats, geom, obj)
+
+
+def find_shards(shards_dir: Path) -> list[Path]:
+    """Every completed shard's tar under `shards_dir`.
+
+    `datasets.shards.list_shard_files` decides where a layout keeps its tars (flat, or `tar/`
+    beside the stats files) when this laitkit has it; otherwise, or when it finds none (a folder
+    of tars from elsewhere), tars are found recursively, skipping crash leftovers: a tar whose
+    folder (or its parent) keeps stats files but none for this shard.
+    """
+    root = Path(shards_dir)
+    if root.is_file():
+        return [root]
+    try:
+        from laitkit.datasets.shards import list_shard_files  # type: ignore[attr-defined]
+    except ImportError:
+        list_shard_files = None
+    if list_shard_files is not None and root.is_dir():
+        found = list_shard_files(root, "tar")
+        if found:
+            return list(found)
+    done = []
+    for p in sorted(p for p in root.rglob("*.tar") if not p.name.startswith(".")):
+        stats_name = p.name[: -len(".tar")] + "_stats.json"
+        homes = [d for d in (p.parent, p.parent.parent) if any(d.glob("*_stats.json"))]
+        if not homes or any((d / stats_name).exists() for d in homes):
+            done.append(p)
+    return done
+
+
+def iter_members(paths: list[str]) -> Iterator[dict[str, Any]]:
+    """Raw `json` and `npz` members per sample through webdataset's tar reader (image and txt skipped)."""
+    src = [{"url": p} for p in paths]
+    for raw in wds.tarfile_samples(src, select_files=lambda name: name.endswith((".json", ".npz"))):
+        if "json" in raw:
+            yield raw
+
+
+def iter_samples(paths: list[str]) -> Iterator[Sample]:
+    """Decoded samples of tars in order (image bytes are not read)."""
+    for raw in iter_members(paths):
+        yield decode_members({k: v for k, v in raw.items() if not k.startswith("__")})
+
+
+def corpus_feature_dim(paths: list[Path]) -> int:
+    """D of the region features: the manifest's when present, else the first sample with regions."""
+    for p in paths[:1]:
+        for man in (p.parent / "manifest.json", p.parent.parent / "manifest.json"):
+            if man.exists():
+                d = json.loads(man.read_text()).get("feature_dim")
+                if d:
+                    return int(d)
+    for s in iter_samples([str(p) for p in paths]):
+        if s.regions is not None and s.regions.num_boxes:
+            return s.regions.feature_dim
+    return 1
+
+
+def _rng(*parts: int) -> random.Random:
+    return random.Random(hashlib.sha256(repr(parts).encode()).digest())
+
+
+class ShardStream(torch.utils.data.IterableDataset):
+    """Infinite stream of masked batches for one rank; each batch carries its worker's position."""
 
     def __init__(
-        self, vocab: Vocab, *, seed: int, mask_prob: float = 0.15, sgp_prob: float = 0.5, itm_neg: float = 0.5
+        self,
+        spec: DataSpec,
+        *,
+        rank: int = 0,
+        world: int = 1,
+        num_workers: int = 1,
+        start: dict[int, tuple[int, int]] | None = None,
+        rotation: int = 0,
     ) -> None:
-        self.vocab = vocab
-        self.rng = random.Random(seed)
-        self.mask_prob = mask_prob
-        self.sgp_prob = sgp_prob
-        self.itm_neg = itm_neg
+        super().__init__()
+        self.spec = spec
+        self.rank, self.world = rank, world
+        self.num_workers = max(num_workers, 1)
+        self.start = dict(start or {})
+        self.rotation = rotation
+        self._tok: TextTokenizer | None = None
 
-    def __call__(self, examples: list[Example]) -> dict[str, torch.Tensor]:
-        rng = self.rng
-        n = len(examples)
-        texts: list[list[str]] = []
-        spans_per: list[list[tuple[str, int, int]]] = []
-        matched: list[int] = []
-        for i, ex in enumerate(examples):
-            j = i
-            if n > 1 and rng.random() < self.itm_neg:
-                j = rng.choice([k for k in range(n) if examples[k].words != ex.words] or [i])
-            matched.append(int(j == i))
-            texts.append(examples[j].words)
-            spans_per.append(examples[j].graph_spans)
+    @property
+    def tok(self) -> TextTokenizer:
+        if self._tok is None:
+            self._tok = TextTokenizer.load(Path(self.spec.tokenizer_dir))
+        return self._tok
 
-        max_t = max(len(t) + len(ex.tags) + 3 for t, ex in zip(texts, examples, strict=True))
-        max_r = max(ex.features.shape[0] for ex in examples)
-        feat_dim = examples[0].features.shape[1]
-        ids = torch.full((n, max_t), PAD, dtype=torch.long)
-        segment = torch.zeros((n, max_t), dtype=torch.long)
-        mlm_labels = torch.full((n, max_t), -100, dtype=torch.long)
-        tag_labels = torch.full((n, max_t), -100, dtype=torch.long)
-        sgp_labels = torch.full((n, max_t), -100, dtype=torch.long)
-        sgp_kind = torch.full((n, max_t), -1, dtype=torch.long)
-        feats = torch.zeros((n, max_r, feat_dim))
-        geom = torch.zeros((n, max_r, GEOM_DIM))
-        region_mask = torch.zeros((n, max_r), dtype=torch.bool)
-        mrm_mask = torch.zeros((n, max_r), dtype=torch.bool)
-        mrm_target = torch.zeros((n, max_r, feat_dim))
+    def logical_worker(self) -> int:
+        info = torch.utils.data.get_worker_info()
+        phys = info.id if info is not None else 0
+        return (phys + self.rotation) % self.num_workers
 
-        for i, ex in enumerate(examples):
-            words, tags = texts[i], ex.tags
-            seq = [CLS, *self.vocab.encode(words), SEP, *self.vocab.encode(tags), SEP]
-            ids[i, : len(seq)] = torch.tensor(seq)
-            segment[i, len(words) + 2 : len(seq)] = 1
-            nr = ex.features.shape[0]
-            feats[i, :nr] = torch.from_numpy(ex.features)
-            geom[i, :nr] = torch.from_numpy(ex.geometry)
-            region_mask[i, :nr] = True
-            if not matched[i]:
-                continue  # as in UNITER, masked modelling only on matched pairs
-            use_sgp = bool(spans_per[i]) and rng.random() < self.sgp_prob
-            if use_sgp:
-                for kind, a, b in spans_per[i]:
-                    if rng.random() < 0.3:
-                        for p in range(a + 1, min(b, len(words)) + 1):  # +1: [CLS]
-                            sgp_labels[i, p] = ids[i, p]
-                            sgp_kind[i, p] = SGP_KINDS.index(kind) if kind in SGP_KINDS else 0
-                            ids[i, p] = MASK
-            else:
-                for p in range(1, len(words) + 1):
-                    if rng.random() < self.mask_prob:
-                        mlm_labels[i, p] = ids[i, p]
-                        ids[i, p] = MASK
-            for p in range(len(words) + 2, len(seq) - 1):
-                if rng.random() < self.mask_prob:
-                    tag_labels[i, p] = ids[i, p]
-                    ids[i, p] = MASK
-            for r in range(nr):
-                if rng.random() < self.mask_prob:
-                    mrm_mask[i, r] = True
-                    mrm_target[i, r] = feats[i, r]
-                    feats[i, r] = 0.0
-        return {
-            "input_ids": ids,
-            "segment": segment,
-            "text_mask": ids != PAD,
-            "features": feats,
-            "geometry": geom,
-            "region_mask": region_mask,
-            "mlm_labels": mlm_labels,
-            "tag_labels": tag_labels,
-            "sgp_labels": sgp_labels,
-            "sgp_kind": sgp_kind,
-            "mrm_mask": mrm_mask,
-            "mrm_target": mrm_target,
-            "itm_labels": torch.tensor(matched, dtype=torch.long),
-        }
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        worker = self.logical_worker()
+        slot, slots = self.rank * self.num_workers + worker, self.world * self.num_workers
+        epoch, skip = self.start.get(worker, (0, 0))
+        masker = Masker(self.tok, **self.spec.masking)
+        while True:
+            produced = 0
+            for idx, examples in enumerate(self.epoch_batches(epoch, slot, slots)):
+                produced += 1
+                if idx < skip:
+                    continue  # replay: read, never trained on twice
+                rng = np.random.default_rng([self.spec.seed, slot, epoch, idx])
+                batch = masker(examples, rng, self.spec.feature_dim)
+                batch["position"] = torch.tensor([worker, epoch, idx + 1])
+                yield batch
+            if produced == 0:
+                raise ValueError(
+                    f"rank {self.rank} worker {worker}: no training sample in {len(self.spec.shards)} shard(s) "
+                    "(all held out, or the corpus is smaller than one batch per worker)"
+                )
+            epoch, skip = epoch + 1, 0
+
+    def epoch_shards(self, epoch: int, slot: int, slots: int) -> tuple[list[str], int, int]:
+        """(shards, sample stride, sample offset) of one slot for one epoch."""
+        shards = sorted(self.spec.shards)
+        if self.spec.resampled:
+            rng = _rng(self.spec.seed, epoch, slot)
+            count = max(1, len(shards) // slots)
+            return [rng.choice(shards) for _ in range(count)], 1, 0
+        _rng(self.spec.seed, epoch).shuffle(shards)
+        if len(shards) >= slots:
+            by_node = shards[self.rank :: self.world]  # split_by_node
+            return by_node[slot % self.num_workers :: self.num_workers], 1, 0  # split_by_worker
+        return shards, slots, slot  # too few shards: split samples instead
+
+    def epoch_examples(self, epoch: int, slot: int, slots: int) -> Iterator[Example]:
+        paths, stride, offset = self.epoch_shards(epoch, slot, slots)
+        spec = self.spec
+        samples = (  # the tar key is the sample key: filter before decoding anything
+            s
+            for i, s in enumerate(iter_members(paths))
+            if i % stride == offset and not is_heldout(s["__key__"].rsplit("/", 1)[-1], spec.heldout_permille)
+        )
+        rng = _rng(spec.seed, epoch, slot, 1)
+        for raw in wds.filters._shuffle(samples, bufsize=spec.shuffle_buffer, initial=spec.shuffle_buffer, rng=rng):
+            yield example_from_members(raw, self.tok, spec)
+
+    def epoch_batches(self, epoch: int, slot: int, slots: int) -> Iterator[list[Example]]:
+        """Pools of examples sorted by length, cut into batches under the token budget, shuffled."""
+        spec = self.spec
+        rng = _rng(spec.seed, epoch, slot, 2)
+        pool: list[Example] = []
+        tail: list[Example] = []
+        for ex in self.epoch_examples(epoch, slot, slots):
+            pool.append(ex)
+            if len(pool) >= spec.batch_size * spec.bucket_pool:
+                batches, tail = self._cut(pool)
+                rng.shuffle(batches)
+                yield from batches
+                pool = tail
+        batches, tail = self._cut(pool)
+        rng.shuffle(batches)
+        yield from batches
+        if tail and len(tail) >= max(2, spec.batch_size // 4):
+            yield tail  # an epoch's ragged tail trains only if it is not a near-empty step
+
+    def _cut(self, pool: list[Example]) -> tuple[list[list[Example]], list[Example]]:
+        spec = self.spec
+        pool = sorted(pool, key=lambda e: (e.length, e.key))
+        batches: list[list[Example]] = []
+        cur: list[Example] = []
+        for ex in pool:
+            longest = max([e.text_len for e in cur] + [ex.text_len]) + max(
+                [e.features.shape[0] for e in cur] + [ex.features.shape[0]]
+            )
+            full = len(cur) >= spec.batch_size or (spec.token_budget and longest * (len(cur) + 1) > spec.token_budget)
+            if cur and full:
+                batches.append(cur)
+                cur = []
+            cur.append(ex)
+        return batches, cur
 
 
-def iter_examples(
-    shard_paths: list[Path], *, seed: int, epoch: int, rank: int = 0, world: int = 1
-) -> Iterator[Example]:
-    """Stream examples from WebDataset shards: split by node, shuffled with seed + epoch.
+def heldout_examples(spec: DataSpec, limit: int) -> list[Example]:
+    """Up to `limit` held-out examples with regions and a caption, in shard order (bounded memory)."""
+    tok = TextTokenizer.load(Path(spec.tokenizer_dir))
+    out: list[Example] = []
+    for s in iter_samples(sorted(spec.shards)):
+        if not is_heldout(s.key, spec.heldout_permille):
+            continue
+        if s.regions is None or not s.regions.num_boxes or not (s.caption or "").strip():
+            continue
+        out.append(to_example(s, tok, spec))
+        if len(out) >= limit:
+            break
+    return out
 
-    Splitting is explicit and fails loudly when a rank would see no shard (webdataset's
-    `split_by_node` + `check_empty`), instead of silently training on nothing.
-    """
-    from laitkit.datasets.shards import iter_tar
 
-    mine = sorted(shard_paths)[rank::world]
-    if not mine:
-        raise ValueError(f"rank {rank}/{world} got no shards out of {len(shard_paths)}")
-    order = list(mine)
-    random.Random(seed + epoch).shuffle(order)
-    for path in order:
-        for sample in iter_tar(path):
-            ex = to_example(sample)
-            if ex is not None:
-                yield ex
+def make_loader(
+    spec: DataSpec,
+    *,
+    rank: int,
+    world: int,
+    workers: int,
+    position: dict[int, tuple[int, int]],
+    batches_done: int,
+    pin_memory: bool,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader over a `ShardStream` that starts where `position` says (see module docstring)."""
+    n = max(workers, 1)
+    ds = ShardStream(spec, rank=rank, world=world, num_workers=n, start=position, rotation=batches_done % n)
+    return torch.utils.data.DataLoader(
+        ds,
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=False,
+        generator=torch.Generator().manual_seed(spec.seed),  # never draws from the global RNG
+    )

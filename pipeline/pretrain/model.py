@@ -1,8 +1,11 @@
-"""A single-stream vision-language transformer (UNITER/Oscar style) with its pretraining heads.
+"""Encoders over (caption sub-words, region features + boxes) and the pretraining model around them.
 
-Why single-stream: words, object tags and region features share one encoder, which is what
-UNITER, Oscar and VisualBERT do and what lets every task here be a head on the same states.
-Sizes are small by default so the demo trains on a laptop CPU; the same code scales on a GPU.
+Why an `Encoder` interface: the systems laitkit reproduces differ mostly in the encoder (one
+stream over [text; regions] as UNITER/VisualBERT/Oscar, or two streams with cross-attention as
+LXMERT/ViLBERT) and in the objectives. Any module that maps a batch to `EncoderOutput` (text
+states, region states, pooled state) plugs into `PretrainModel`; objectives only read that output
+(see objectives.py). Attention is `scaled_dot_product_attention`, so PyTorch picks flash or
+memory-efficient kernels on a GPU and a plain kernel on CPU.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from laitkit.pipeline.pretrain.data import GEOM_DIM
+from laitkit.pipeline.pretrain.masking import GEOM_DIM
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -23,11 +26,64 @@ class ModelConfig:
     hidden: int = 128
     layers: int = 2
     heads: int = 4
-    max_text: int = 128
+    max_text: int = 64
     dropout: float = 0.1
+    encoder: str = "single-stream"
+
+    def num_params_estimate(self) -> int:
+        """Transformer-layer parameters (12 h^2 per layer): what MFU counts as model FLOPs."""
+        return 12 * self.hidden * self.hidden * self.layers
 
 
-class VLEncoder(nn.Module):
+@dataclass
+class EncoderOutput:
+    text: torch.Tensor  # (B, T, H)
+    regions: torch.Tensor  # (B, R, H)
+    pooled: torch.Tensor  # (B, H): the [CLS] state, used by ITM
+
+
+class Block(nn.Module):
+    """A pre-norm transformer layer whose attention is `F.scaled_dot_product_attention`."""
+
+    def __init__(self, hidden: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(hidden)
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.proj = nn.Linear(hidden, hidden)
+        self.norm2 = nn.LayerNorm(hidden)
+        self.mlp = nn.Sequential(nn.Linear(hidden, 4 * hidden), nn.GELU(), nn.Linear(4 * hidden, hidden))
+        self.dropout = dropout
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
+        b, length, h = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, length, 3, self.heads, h // self.heads).unbind(2)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        drop = self.dropout if self.training else 0.0
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attend[:, None, None, :], dropout_p=drop)
+        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, length, h)))
+        return x + self.drop(self.mlp(self.norm2(x)))
+
+
+class RegionEmbedding(nn.Module):
+    """Feature and 7-d box, each projected and LayerNormed, summed (UNITER's image embedder)."""
+
+    def __init__(self, feature_dim: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.feat = nn.Linear(feature_dim, hidden)
+        self.geom = nn.Linear(GEOM_DIM, hidden)
+        self.norm_feat, self.norm_geom, self.norm = nn.LayerNorm(hidden), nn.LayerNorm(hidden), nn.LayerNorm(hidden)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, features: torch.Tensor, geometry: torch.Tensor, type_embedding: torch.Tensor) -> torch.Tensor:
+        x = self.norm_feat(self.feat(features)) + self.norm_geom(self.geom(geometry))
+        return self.drop(self.norm(x + type_embedding))
+
+
+class SingleStreamEncoder(nn.Module):
+    """One transformer over [caption; tags; regions] (UNITER, VisualBERT, Oscar)."""
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         h = cfg.hidden
@@ -35,53 +91,65 @@ class VLEncoder(nn.Module):
         self.word = nn.Embedding(cfg.vocab_size, h)
         self.position = nn.Embedding(cfg.max_text, h)
         self.segment = nn.Embedding(3, h)  # 0 caption, 1 tags, 2 regions
-        self.region_feat = nn.Linear(cfg.feature_dim, h)
-        self.region_geom = nn.Linear(GEOM_DIM, h)
         self.norm_text = nn.LayerNorm(h)
-        self.norm_region = nn.LayerNorm(h)
-        layer = nn.TransformerEncoderLayer(h, cfg.heads, 4 * h, cfg.dropout, batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.regions = RegionEmbedding(cfg.feature_dim, h, cfg.dropout)
+        self.blocks = nn.ModuleList(Block(h, cfg.heads, cfg.dropout) for _ in range(cfg.layers))
         self.final_norm = nn.LayerNorm(h)
-        self.mlm_head = nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.LayerNorm(h), nn.Linear(h, cfg.vocab_size))
-        self.mrm_head = nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.LayerNorm(h), nn.Linear(h, cfg.feature_dim))
-        self.itm_head = nn.Linear(h, 2)
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        ids = batch["input_ids"][:, : self.cfg.max_text]
-        seg = batch["segment"][:, : self.cfg.max_text]
-        pos = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0)
-        text = self.norm_text(self.word(ids) + self.position(pos) + self.segment(seg))
-        regions = self.region_feat(batch["features"]) + self.region_geom(batch["geometry"])
-        regions = self.norm_region(regions + self.segment.weight[2])
+    def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+        t = min(batch["input_ids"].shape[1], self.cfg.max_text)
+        ids, seg = batch["input_ids"][:, :t], batch["segment"][:, :t]
+        pos = torch.arange(t, device=ids.device).unsqueeze(0)
+        text = self.drop(self.norm_text(self.word(ids) + self.position(pos) + self.segment(seg)))
+        regions = self.regions(batch["features"], batch["geometry"], self.segment.weight[2])
         x = torch.cat([text, regions], dim=1)
-        pad = torch.cat([~batch["text_mask"][:, : self.cfg.max_text], ~batch["region_mask"]], dim=1)
-        states = self.final_norm(self.encoder(x, src_key_padding_mask=pad))
-        return states[:, : ids.shape[1]], states[:, ids.shape[1] :]
+        attend = torch.cat([batch["text_mask"][:, :t], batch["region_mask"]], dim=1)
+        for block in self.blocks:
+            x = block(x, attend)
+        x = self.final_norm(x)
+        return EncoderOutput(text=x[:, :t], regions=x[:, t:], pooled=x[:, 0])
 
 
-def pretraining_losses(
-    model: VLEncoder, batch: dict[str, torch.Tensor], tasks: tuple[str, ...]
-) -> dict[str, torch.Tensor]:
-    """One loss per task that has targets in this batch; their sum is what we optimise."""
-    text_states, region_states = model(batch)
-    t = text_states.shape[1]
-    losses: dict[str, torch.Tensor] = {}
+ENCODERS: dict[str, type[nn.Module]] = {"single-stream": SingleStreamEncoder}
 
-    def token_loss(labels: torch.Tensor) -> torch.Tensor | None:
-        labels = labels[:, :t]
-        sel = labels != -100
-        if not sel.any():
-            return None
-        return F.cross_entropy(model.mlm_head(text_states[sel]), labels[sel])
 
-    for task, key in (("mlm", "mlm_labels"), ("tags", "tag_labels"), ("sgp", "sgp_labels")):
-        if task in tasks:
-            loss = token_loss(batch[key])
+class Heads(nn.Module):
+    """Prediction heads shared by objectives: word/tag/node sub-words, region features, match."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        h = cfg.hidden
+        self.token = nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.LayerNorm(h), nn.Linear(h, cfg.vocab_size))
+        self.region = nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.LayerNorm(h), nn.Linear(h, cfg.feature_dim))
+        self.itm = nn.Linear(h, 2)
+
+
+class PretrainModel(nn.Module):
+    """Encoder + heads; `forward` returns one loss per objective that has targets in the batch."""
+
+    def __init__(self, cfg: ModelConfig, tasks: tuple[str, ...]) -> None:
+        super().__init__()
+        from laitkit.pipeline.pretrain.objectives import build_objectives
+
+        if cfg.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {cfg.encoder!r}; known: {', '.join(ENCODERS)}")
+        self.cfg = cfg
+        self.encoder = ENCODERS[cfg.encoder](cfg)
+        self.heads = Heads(cfg)
+        self.objectives = build_objectives(tasks)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = self.encoder(batch)
+        losses: dict[str, torch.Tensor] = {}
+        for name, objective in self.objectives.items():
+            loss = objective.loss(self.heads, out, batch)
             if loss is not None:
-                losses[task] = loss
-    if "mrm" in tasks and batch["mrm_mask"].any():
-        sel = batch["mrm_mask"]
-        losses["mrm"] = F.mse_loss(model.mrm_head(region_states[sel]), batch["mrm_target"][sel])
-    if "itm" in tasks:
-        losses["itm"] = F.cross_entropy(model.itm_head(text_states[:, 0]), batch["itm_labels"])
-    return losses
+                losses[name] = loss
+        return losses
+
+    @torch.no_grad()
+    def itm_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """log p(match) per pair: the retrieval score (UNITER ranks candidates by it)."""
+        out = self.encoder(batch)
+        return torch.log_softmax(self.heads.itm(out.pooled).float(), dim=-1)[:, 1]

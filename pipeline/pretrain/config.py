@@ -1,0 +1,107 @@
+"""The `pretrain:` section of a job config, with its optional list of stages.
+
+Why stages: ImageBERT trains first on large noisy web shards, then on clean ones; each stage has
+its own shards, steps and learning rate, and a run resumes across stage boundaries. Without
+`stages` the section is one stage over the run's shards with the top-level `steps` and `lr`.
+Stages arrive from YAML as mappings (jobs/config.py turns lists into tuples); `__post_init__`
+turns each into a `StageConfig`, so unknown keys are named, not ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from laitkit.pipeline.pretrain.objectives import TASKS
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageConfig:
+    name: str = ""
+    shards: str = ""  # folder of shards; "" = the shards the stage runner was given
+    steps: int = 0
+    lr: float = 0.0  # 0 = the section's lr
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.lr < 0:
+            raise ValueError(f"stage {self.name!r}: steps and lr must be >= 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PretrainConfig:
+    enabled: bool = True
+    steps: int = 30
+    batch_size: int = 8
+    token_budget: int = 0  # max padded (text + regions) length x batch; 0 = off
+    hidden: int = 128
+    layers: int = 2
+    heads: int = 4
+    dropout: float = 0.1
+    lr: float = 3e-4
+    warmup: int = 5
+    decay: str = "cosine"  # cosine | linear | constant
+    min_lr_ratio: float = 0.0
+    weight_decay: float = 0.01
+    grad_accum: int = 1
+    clip: float = 1.0
+    device: str = "auto"
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+    compile: bool = False
+    seed: int = 0
+    tasks: tuple[str, ...] = TASKS
+    loader_workers: int = 0
+    threads: int = 0  # torch intra-op threads per trainer process; 0 = torch's default
+    shuffle_buffer: int = 1000
+    resampled: bool = False
+    heldout_permille: int = 50
+    max_text: int = 64
+    max_regions: int = 50
+    vocab: str = ""  # a BERT vocab.txt / tokenizer folder; "" = train WordPiece on the shards
+    vocab_size: int = 8000
+    checkpoint_every: int = 100
+    max_seconds: float = 0.0  # stop (after a checkpoint) once training ran this long; 0 = off; --resume goes on
+    eval_every: int = 0  # 0 = only at the end
+    eval_pool: int = 50
+    log_every: int = 10
+    progress: bool = True
+    workers: int = 1  # Ray Train workers (DDP); 1 = this process
+    stages: tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = set(self.tasks) - set(TASKS)
+        if unknown:
+            raise ValueError(f"unknown pretraining task(s) {sorted(unknown)}; known: {', '.join(TASKS)}")
+        if self.steps < 0 or self.batch_size < 1 or self.grad_accum < 1 or self.workers < 1:
+            raise ValueError("steps must be >= 0; batch_size, grad_accum and workers >= 1")
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"precision must be auto, bf16 or fp32 (got {self.precision!r})")
+        if self.decay not in ("cosine", "linear", "constant"):
+            raise ValueError(f"decay must be cosine, linear or constant (got {self.decay!r})")
+        stages = []
+        names = {f.name for f in fields(StageConfig)}
+        for i, st in enumerate(self.stages):
+            if isinstance(st, StageConfig):
+                stages.append(st)
+                continue
+            if not isinstance(st, dict):
+                raise ValueError(f"stages[{i}] must be a mapping")
+            bad = sorted(set(st) - names)
+            if bad:
+                raise ValueError(f"stages[{i}]: unknown key(s) {', '.join(bad)} (known: {', '.join(sorted(names))})")
+            stages.append(StageConfig(**{"name": f"stage{i}", **st}))
+        object.__setattr__(self, "stages", tuple(stages))
+
+    def stage_list(self) -> tuple[StageConfig, ...]:
+        """The stages to run, each with steps and lr filled in."""
+        if not self.stages:
+            return (StageConfig(name="main", steps=self.steps, lr=self.lr),)
+        return tuple(
+            StageConfig(name=s.name, shards=s.shards, steps=s.steps or self.steps, lr=s.lr or self.lr)
+            for s in self.stages
+        )
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.steps for s in self.stage_list())
