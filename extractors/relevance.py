@@ -1,8 +1,11 @@
-"""Image-text relevance: a small two-tower model whose score cuts mismatched pairs (LAIT step).
+"""Image-text relevance: the score that cuts mismatched pairs (LAIT step), and the older scorer.
 
-Why a model of our own: ImageBERT's LAIT scores every (image, text) pair with a weakly trained
-relevance model and drops pairs below a threshold. No CLIP weights can be fetched, and a crawl
-recipe must not depend on them anyway, so laitkit ships a tiny trainable scorer: a 4-layer CNN
+Two scorers (`RelevanceConfig.scorer`): "vse" (default) is the visual-semantic embedding over the
+regions stage's features with a threshold calibrated at training time (`extractors/vse_*`,
+`laitkit relevance ...`); "tiny-cnn" is the earlier classifier below, kept for runs without region
+features. Why the older one was a model of our own: ImageBERT's LAIT scores every (image, text)
+pair with a weakly trained relevance model and drops pairs below a threshold. No CLIP weights can be
+fetched, and a crawl recipe must not depend on them anyway, so laitkit ships a tiny trainable scorer: a 4-layer CNN
 (strided stem) over a 64x64 thumbnail and a hashed bag-of-words text tower (no vocabulary file to ship), joined
 by a bilinear score and trained with binary cross-entropy on matched vs shuffled pairs. A user
 retrains it on their own pairs (`laitkit crawl train-relevance`) or points `weights` elsewhere.
@@ -28,16 +31,29 @@ THUMB = 64
 _WORD = re.compile(r"[a-z]+")
 
 
+SCORERS = ("vse", "tiny-cnn")
+TINY_CNN_THRESHOLD = 0.2
+
+
 @dataclass(frozen=True, kw_only=True)
 class RelevanceConfig:
-    weights: str = BUILTIN  # "builtin": extractors/weights/relevance_tiny.pt (trained on the synthetic web)
-    # operating point of the built-in model on the synthetic web: at 0.2 it cuts 10 of 11 shuffled
-    # captions and 5 of 117 true ones (at 0.5: 10 of 11 and 12 of 117); retune for your own weights
-    threshold: float = 0.2
+    scorer: str = "vse"  # "vse" (region-feature embedding) | "tiny-cnn" (thumbnail classifier, no regions needed)
+    # "builtin": extractors/weights/relevance_vse.pt for "vse", relevance_tiny.pt for "tiny-cnn"
+    # (both trained on the synthetic web only); or a path (a `laitkit relevance train` model for "vse")
+    weights: str = BUILTIN
+    # None: the threshold calibrated with the model ("vse"), or 0.2 ("tiny-cnn": on the synthetic web
+    # it cuts 10 of 11 shuffled captions and 5 of 117 true ones); a number overrides it
+    threshold: float | None = None
     batch_size: int = 64
     buckets: int = 4096
     dim: int = 64
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        from laitkit.errors import UserError
+
+        if self.scorer not in SCORERS:
+            raise UserError(f"relevance: scorer must be one of {SCORERS}, got {self.scorer!r}")
 
 
 def text_ids(text: str, buckets: int) -> list[int]:
@@ -87,8 +103,10 @@ def builtin_weights() -> Path:
 class RelevanceScorer:
     """Loads the model once (one per Ray actor) and scores batches of (image bytes, caption)."""
 
-    def __init__(self, cfg: RelevanceConfig = RelevanceConfig()) -> None:
+    def __init__(self, cfg: RelevanceConfig = RelevanceConfig(scorer="tiny-cnn")) -> None:
         self.cfg = cfg
+        self.threshold = TINY_CNN_THRESHOLD if cfg.threshold is None else float(cfg.threshold)
+        self.needs_regions = False
         path = builtin_weights() if cfg.weights == BUILTIN else Path(cfg.weights)
         state = torch.load(path, map_location="cpu", weights_only=True)
         self.model = RelevanceModel(int(state["buckets"]), int(state["dim"]))
@@ -113,6 +131,23 @@ class RelevanceScorer:
             logits = self.model(x, [captions[i] for i in idx])
             out[idx] = torch.sigmoid(logits).double().cpu().numpy()
         return out
+
+    def score_samples(self, samples: Sequence) -> tuple[np.ndarray, list[str]]:
+        """The `VSEScorer` interface: scores, and why a sample could not be scored."""
+        out = self.score([s.image for s in samples], [s.caption for s in samples])
+        return out, ["image could not be decoded" if np.isnan(v) else "" for v in out]
+
+
+def make_scorer(cfg: RelevanceConfig) -> object:
+    """The configured scorer: `.score_samples(samples)`, `.threshold`, `.needs_regions`."""
+    if cfg.scorer == "tiny-cnn":
+        return RelevanceScorer(cfg)
+    from laitkit.extractors.vse_scorer import VSEScorer, builtin_vse
+
+    scorer = VSEScorer(builtin_vse() if cfg.weights == BUILTIN else cfg.weights, cfg.device)
+    if cfg.threshold is not None:
+        scorer.threshold = float(cfg.threshold)
+    return scorer
 
 
 def train_relevance(

@@ -15,7 +15,7 @@ import sys
 from laitkit import __version__
 from laitkit.errors import UserError
 
-COMMANDS = ("synth", "crawl", "regions", "text", "shards", "pretrain", "run", "report", "bench", "demo")
+COMMANDS = ("synth", "crawl", "relevance", "regions", "text", "shards", "pretrain", "run", "report", "bench", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ BENCHES = {
     "pretrain": ("laitkit.jobs.bench_pretrain", "run_pretrain_bench"),
     "regions-selection": ("laitkit.jobs.bench_regions", "run_selection_bench"),
     "crawl": ("laitkit.jobs.bench_crawl", "run_crawl_bench"),
+    "relevance": ("laitkit.jobs.bench_relevance", "run_relevance_bench"),
     "scale": ("laitkit.jobs.bench_scale", "run_scale_bench"),
 }
 

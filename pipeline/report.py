@@ -108,6 +108,11 @@ def build_report(out: Path) -> dict[str, Any]:
         report["pretrain_plot"] = str(png.relative_to(out))
     if synth is not None:
         report["truth"] = truth_agreement(out, out / "synth-web" / "truth.parquet")
+    config = _read_json(out / "config.json")
+    if config is not None and "relevance" in config:
+        from laitkit.pipeline.relevance_report import relevance_section
+
+        report["relevance"] = relevance_section(out, config.get("relevance") or {})
     return report
 
 
@@ -136,6 +141,10 @@ def render_markdown(r: dict[str, Any]) -> str:
         for exp, d in truth["per_expected"].items():
             got = ", ".join(f"{k}: {v}" for k, v in d["got"].items())
             lines.append(f"| {exp} | {d['n']} | {d['correct']} | {got} |")
+    if r.get("relevance"):
+        from laitkit.pipeline.relevance_report import render
+
+        lines += render(r["relevance"])
     p = r.get("pretrain") or {}
     if p:
         lines += ["", f"## Pretraining: {p.get('steps')} steps on {p.get('device')} in {p.get('seconds')} s", ""]

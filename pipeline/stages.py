@@ -1,7 +1,7 @@
 """The Ray Data part of a job: which stages run, in which order, with how many actors.
 
-Why one function: the order is the recipe (dedup before relevance before the expensive models),
-and the actor counts are the one thing a cluster user tunes; both belong in one readable place.
+Why one function: the order is the recipe (dedup before the expensive models; relevance after
+regions, whose boxes its scorer reads), and the actor counts are the one thing a cluster user tunes; both belong in one readable place.
 Configs are built here from the job's plain dicts, so an unknown key is rejected before Ray starts.
 """
 
@@ -105,8 +105,9 @@ def _write_cls() -> type:
 # regions defaults (one actor per GPU, else per core but one) are filled in by `regions_resources`.
 STAGES: tuple[StageSpec, ...] = (
     StageSpec("dedup", _dedup_cls, lambda cfg, ctx: {"verdicts_dir": ctx["dedup_dir"]}, num_cpus=0.1),
-    StageSpec("relevance", _relevance_cls, lambda cfg, ctx: {"cfg": relevance_config(cfg.relevance)}, num_cpus=0.3),
     StageSpec("regions", _regions_cls, lambda cfg, ctx: {"cfg": regions_config(cfg.regions)}, num_cpus=1.0),
+    # Relevance after regions: the default `vse` scorer reads the boxes the regions stage stored.
+    StageSpec("relevance", _relevance_cls, lambda cfg, ctx: {"cfg": relevance_config(cfg.relevance)}, num_cpus=0.3),
     StageSpec("text", _text_cls, lambda cfg, ctx: {"cfg": text_config(cfg.text)}, num_cpus=0.3),
     StageSpec("write", _write_cls, lambda cfg, ctx: {
         "out": ctx["out"], "config_hash": ctx["config_hash"], "write_rejected": cfg.shards.write_rejected,
