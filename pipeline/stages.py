@@ -1,7 +1,8 @@
 """The Ray Data part of a job: which stages run, in which order, with how many actors.
 
 Why one function: the order is the recipe (dedup before the expensive models; relevance after
-regions, whose boxes its scorer reads), and the actor counts are the one thing a cluster user tunes; both belong in one readable place.
+regions, whose boxes its scorer reads), and the actor counts are the one thing a cluster user
+tunes; both belong in one readable place.
 Configs are built here from the job's plain dicts, so an unknown key is rejected before Ray starts.
 """
 
