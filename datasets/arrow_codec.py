@@ -113,7 +113,7 @@ def _optional_columns(regions: list[Regions | None]) -> dict[str, pa.Array]:
         ("regions_soft_probs", "soft_probs", np.float16, pa.float16()),
     ):
         vals = [getattr(r, attr) if r is not None else None for r in regions]
-        mask = pa.array([v is None for v in vals])
+        mask = pa.array([v is None for v in vals], type=pa.bool_())
         parts = [np.asarray(v, dtype=dtype) for v in vals if v is not None]
         if attr == "box_conf":
             counts = np.array([len(v) if v is not None else 0 for v in vals], dtype=np.int32)

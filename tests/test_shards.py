@@ -455,3 +455,14 @@ def test_cli_inspect_and_validate(tmp_path: Path, capsys: pytest.CaptureFixture[
 
     assert cli_main(["shards", "validate", str(tmp_path / "nope")]) == 2
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_an_empty_shard_is_written_and_reads_back_empty(tmp_path: Path) -> None:
+    """A shard whose samples were all rejected upstream still gets its files and stats: the
+    optional region columns must not infer a null-typed mask from an empty list."""
+    from laitkit.datasets import shards as shardio
+
+    info = shardio.write_shard(tmp_path, 3, [], config_hash="h", feature_dim=16)
+    assert info.count == 0 and shardio.completed_shards(tmp_path) == {3}
+    assert pq.read_table(info.parquet).num_rows == 0
+    assert list(shardio.iter_tar(info.tar)) == []
