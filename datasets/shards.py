@@ -98,10 +98,7 @@ class ShardInfo:
 
 
 # --- atomic files -------------------------------------------------------------------------------
-# One helper for the whole project (`laitkit.atomic`); these names stay for existing callers.
-
-_tmp_path = tmp_path
-_fsync_dir = fsync_dir
+# One helper for the whole project (`laitkit.atomic`), re-exported here for existing callers.
 
 
 def sha256_file(path: Path) -> str:
@@ -209,7 +206,7 @@ def write_shard(
     # A shard rewritten in the other layout must not leave its old files behind as a second copy.
     stale = [p for p in (out / tar_name(shard_id), out / parquet_name(shard_id), out / "tar" / tar_name(shard_id),
                          out / "parquet" / parquet_name(shard_id)) if p not in (final_tar, final_pq)]
-    tmp_tar, tmp_pq = _tmp_path(final_tar), _tmp_path(final_pq)
+    tmp_tar, tmp_pq = tmp_path(final_tar), tmp_path(final_pq)
     try:
         written = _write_tar(tmp_tar, samples)
         d = infer_feature_dim(written) if feature_dim is None else max(int(feature_dim), 1)
@@ -219,7 +216,7 @@ def write_shard(
             dup = next(k for k, c in Counter(keys).items() if c > 1)
             raise ValueError(f"shard {shard_id}: duplicate key {dup!r}")
         final_stats.unlink(missing_ok=True)  # un-mark first: the old marker must not vouch for new files
-        _fsync_dir(out)
+        fsync_dir(out)
         for p in stale:
             p.unlink(missing_ok=True)
         os.replace(tmp_tar, final_tar)
@@ -229,7 +226,7 @@ def write_shard(
         tmp_pq.unlink(missing_ok=True)
         raise
     for folder in {out, final_tar.parent, final_pq.parent}:
-        _fsync_dir(folder)
+        fsync_dir(folder)
     tar_bytes, pq_bytes = final_tar.stat().st_size, final_pq.stat().st_size
     stats = {
         "shard": shard_id,
@@ -354,7 +351,7 @@ def clean_partial(out_dir: str | os.PathLike[str]) -> list[Path]:
             p.unlink(missing_ok=True)
             removed.append(p)
     for folder in {p.parent for p in removed}:
-        _fsync_dir(folder)
+        fsync_dir(folder)
     return removed
 
 
