@@ -42,6 +42,31 @@ class EncoderOutput:
     pooled: torch.Tensor  # (B, H): the [CLS] state, used by ITM
 
 
+@dataclass
+class Embedded:
+    """The encoder's input embeddings, before any transformer layer.
+
+    Why a separate step: adversarial training (VILLA, FreeLB) perturbs exactly these tensors and
+    runs the layers again, so every encoder exposes `embed` and `encode` and `forward` is both.
+    """
+
+    text: torch.Tensor  # (B, T, H)
+    regions: torch.Tensor  # (B, R, H)
+
+
+class Encoder(nn.Module):
+    """Base of every encoder: `forward(batch) == encode(embed(batch), batch)`."""
+
+    def embed(self, batch: dict[str, torch.Tensor]) -> Embedded:
+        raise NotImplementedError
+
+    def encode(self, emb: Embedded, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+        raise NotImplementedError
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+        return self.encode(self.embed(batch), batch)
+
+
 class Block(nn.Module):
     """A pre-norm transformer layer whose attention is `F.scaled_dot_product_attention`."""
 
@@ -81,7 +106,7 @@ class RegionEmbedding(nn.Module):
         return self.drop(self.norm(x + type_embedding))
 
 
-class SingleStreamEncoder(nn.Module):
+class SingleStreamEncoder(Encoder):
     """One transformer over [caption; tags; regions] (UNITER, VisualBERT, Oscar)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -97,13 +122,17 @@ class SingleStreamEncoder(nn.Module):
         self.blocks = nn.ModuleList(Block(h, cfg.heads, cfg.dropout) for _ in range(cfg.layers))
         self.final_norm = nn.LayerNorm(h)
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+    def embed(self, batch: dict[str, torch.Tensor]) -> Embedded:
         t = min(batch["input_ids"].shape[1], self.cfg.max_text)
         ids, seg = batch["input_ids"][:, :t], batch["segment"][:, :t]
         pos = torch.arange(t, device=ids.device).unsqueeze(0)
         text = self.drop(self.norm_text(self.word(ids) + self.position(pos) + self.segment(seg)))
         regions = self.regions(batch["features"], batch["geometry"], self.segment.weight[2])
-        x = torch.cat([text, regions], dim=1)
+        return Embedded(text=text, regions=regions)
+
+    def encode(self, emb: Embedded, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+        t = emb.text.shape[1]
+        x = torch.cat([emb.text, emb.regions], dim=1)
         attend = torch.cat([batch["text_mask"][:, :t], batch["region_mask"]], dim=1)
         for block in self.blocks:
             x = block(x, attend)
@@ -111,7 +140,7 @@ class SingleStreamEncoder(nn.Module):
         return EncoderOutput(text=x[:, :t], regions=x[:, t:], pooled=x[:, 0])
 
 
-ENCODERS: dict[str, type[nn.Module]] = {"single-stream": SingleStreamEncoder}
+ENCODERS: dict[str, type[Encoder]] = {"single-stream": SingleStreamEncoder}
 
 
 class Heads(nn.Module):
@@ -137,13 +166,13 @@ class PretrainModel(nn.Module):
         self.cfg = cfg
         self.encoder = ENCODERS[cfg.encoder](cfg)
         self.heads = Heads(cfg)
-        self.objectives = build_objectives(tasks)
+        self.objectives = build_objectives(tasks, cfg)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = self.encoder(batch)
         losses: dict[str, torch.Tensor] = {}
         for name, objective in self.objectives.items():
-            loss = objective.loss(self.heads, out, batch)
+            loss = objective.loss(self, out, batch)
             if loss is not None:
                 losses[name] = loss
         return losses

@@ -8,18 +8,30 @@ targets are absent from a batch returns None and contributes nothing.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from laitkit.pipeline.pretrain.masking import IGNORE
-from laitkit.pipeline.pretrain.model import EncoderOutput, Heads
+from laitkit.pipeline.pretrain.model import EncoderOutput, ModelConfig
+
+if TYPE_CHECKING:
+    from laitkit.pipeline.pretrain.model import PretrainModel
 
 
 class Objective(nn.Module):
+    """One pretraining task. It gets the model (shared heads `model.heads`, the encoder for extra
+    passes) and may own heads of its own, built in `__init__` from the model config."""
+
     name = ""
 
-    def loss(self, heads: Heads, out: EncoderOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def loss(self, model: PretrainModel, out: EncoderOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         raise NotImplementedError
 
 
@@ -28,12 +40,12 @@ class TokenPrediction(Objective):
 
     label_key = ""
 
-    def loss(self, heads: Heads, out: EncoderOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    def loss(self, model: PretrainModel, out: EncoderOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         labels = batch[self.label_key][:, : out.text.shape[1]]
         sel = labels != IGNORE
         if not sel.any():
             return None
-        return F.cross_entropy(heads.token(out.text[sel]).float(), labels[sel])
+        return F.cross_entropy(model.heads.token(out.text[sel]).float(), labels[sel])
 
 
 class MLM(TokenPrediction):
@@ -53,11 +65,11 @@ class MRFR(Objective):
 
     name = "mrm"
 
-    def loss(self, heads: Heads, out: EncoderOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    def loss(self, model: PretrainModel, out: EncoderOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         sel = batch["mrm_mask"]
         if not sel.any():
             return None
-        return F.mse_loss(heads.region(out.regions[sel]).float(), batch["mrm_target"][sel].float())
+        return F.mse_loss(model.heads.region(out.regions[sel]).float(), batch["mrm_target"][sel].float())
 
 
 class ITM(Objective):
@@ -65,20 +77,20 @@ class ITM(Objective):
 
     name = "itm"
 
-    def loss(self, heads: Heads, out: EncoderOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    def loss(self, model: PretrainModel, out: EncoderOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         labels = batch["itm_labels"]
         sel = labels != IGNORE
         if not sel.any():
             return None
-        return F.cross_entropy(heads.itm(out.pooled[sel]).float(), labels[sel])
+        return F.cross_entropy(model.heads.itm(out.pooled[sel]).float(), labels[sel])
 
 
 OBJECTIVES: dict[str, type[Objective]] = {c.name: c for c in (MLM, MRFR, ITM, TagMLM, SceneGraphPrediction)}
 TASKS = tuple(OBJECTIVES)
 
 
-def build_objectives(tasks: tuple[str, ...]) -> nn.ModuleDict:
+def build_objectives(tasks: tuple[str, ...], cfg: ModelConfig) -> nn.ModuleDict:
     unknown = [t for t in tasks if t not in OBJECTIVES]
     if unknown:
         raise ValueError(f"unknown pretraining task(s) {unknown}; known: {', '.join(OBJECTIVES)}")
-    return nn.ModuleDict({t: OBJECTIVES[t]() for t in tasks})
+    return nn.ModuleDict({t: OBJECTIVES[t](cfg) for t in tasks})
