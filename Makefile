@@ -13,7 +13,7 @@ DETECTRON2 ?= pypi
 DEMO_OUT ?= out/demo
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test bench lint clean chromium
 
 setup: $(STAMP)
 
@@ -28,7 +28,15 @@ else
 	$(BIN)/python scripts/install_detectron2.py --cache .cache
 endif
 	$(BIN)/python -c "import laitkit.jobs.cli, detectron2.modeling, spacy, ray, img2dataset, webdataset"
+	@$(MAKE) --no-print-directory chromium
 	@touch $(STAMP)
+
+# The HTML report's browser test runs headless Chromium (Debian package `chromium`); installed
+# once when missing (as root here and on CI; elsewhere through sudo when it is there).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
 demo: setup
 	$(BIN)/laitkit demo --out $(DEMO_OUT)

@@ -17,7 +17,6 @@ import io
 import re
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -26,34 +25,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-BUILTIN = "builtin"
+from laitkit.extractors.relevance_config import BUILTIN, SCORERS, TINY_CNN_THRESHOLD, RelevanceConfig
+
+__all__ = ["BUILTIN", "SCORERS", "TINY_CNN_THRESHOLD", "RelevanceConfig", "make_scorer", "text_ids"]
+
 THUMB = 64
 _WORD = re.compile(r"[a-z]+")
-
-
-SCORERS = ("vse", "tiny-cnn")
-TINY_CNN_THRESHOLD = 0.2
-
-
-@dataclass(frozen=True, kw_only=True)
-class RelevanceConfig:
-    scorer: str = "vse"  # "vse" (region-feature embedding) | "tiny-cnn" (thumbnail classifier, no regions needed)
-    # "builtin": extractors/weights/relevance_vse.pt for "vse", relevance_tiny.pt for "tiny-cnn"
-    # (both trained on the synthetic web only); or a path (a `laitkit relevance train` model for "vse")
-    weights: str = BUILTIN
-    # None: the threshold calibrated with the model ("vse"), or 0.2 ("tiny-cnn": on the synthetic web
-    # it cuts 10 of 11 shuffled captions and 5 of 117 true ones); a number overrides it
-    threshold: float | None = None
-    batch_size: int = 64
-    buckets: int = 4096
-    dim: int = 64
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        from laitkit.errors import UserError
-
-        if self.scorer not in SCORERS:
-            raise UserError(f"relevance: scorer must be one of {SCORERS}, got {self.scorer!r}")
 
 
 def text_ids(text: str, buckets: int) -> list[int]:

@@ -2,8 +2,14 @@
 
 Why here and not in each stage: each stage takes only its own frozen config (`CrawlConfig`,
 `RegionsConfig`, `TextConfig`, ...), and this module is the one place that turns a user's YAML
-into those objects, so a typo such as `regoins:` or `max_boxs:` is one clear error before any
-work starts, never a silently ignored key.
+into those objects, so a typo such as `regoins:` or `max_boxs:` is one clear error (naming the
+closest valid key) before any work starts, never a silently ignored key. The sections are stdlib
+dataclasses (the stage ones live in their stage modules and grow there); pydantic validates them
+all through `laitkit.config_util`, so a value is coerced or refused at load time (`"1e-4"` for a
+float is 0.0001; `abc` for an int is an error), not deep inside a Ray task.
+
+Loading imports no torch, Ray or spaCy: `laitkit config show` answers at once and a config error
+comes back in well under a second.
 """
 
 from __future__ import annotations
@@ -11,25 +17,32 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
-from laitkit.config_util import build_dataclass
+from laitkit.config_util import json_schema, validate
 from laitkit.errors import UserError
-from laitkit.pipeline.pretrain.train import PretrainConfig
+from laitkit.extractors.regions import RegionsConfig
+from laitkit.extractors.relevance_config import RelevanceConfig
+from laitkit.extractors.text import TextConfig
+from laitkit.pipeline.crawl.config import CrawlConfig
+from laitkit.pipeline.pretrain.config import PretrainConfig
 
 DEFAULT_CONFIG = "demo.yaml"
+
+InputKind = Literal["synth", "warc", "html", "urls"]
+INPUT_KINDS: tuple[str, ...] = ("synth", "warc", "html", "urls")
 
 
 @dataclass(frozen=True, kw_only=True)
 class InputConfig:
     """What to crawl: a WARC file, a folder of HTML pages, a URL list, or a synthetic web."""
 
-    kind: str = "synth"  # synth | warc | html | urls
+    kind: InputKind = "synth"
     # file, folder, or (warc) a `warc.paths` file; local or any fsspec URI (s3://bucket/...).
     # For synth, the folder made by `laitkit synth`.
     path: str = ""
@@ -37,10 +50,8 @@ class InputConfig:
     pages_per_shard: int = 64
 
     def __post_init__(self) -> None:
-        if self.kind not in ("synth", "warc", "html", "urls"):
-            raise UserError(f"input.kind must be one of synth, warc, html, urls (got {self.kind!r})")
         if self.pages_per_shard < 1:
-            raise UserError("input.pages_per_shard must be >= 1")
+            raise ValueError(f"must be >= 1, got pages_per_shard={self.pages_per_shard}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +63,22 @@ class SynthConfig:
     port: int = 0  # 0: pick a free port
     timeout_delay: float = 6.0
 
+    def __post_init__(self) -> None:
+        if self.pages < 1 or not 0 <= self.port <= 65535 or self.timeout_delay < 0:
+            raise ValueError("need pages >= 1, 0 <= port <= 65535 and timeout_delay >= 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageResources:
+    """`ray.stages.<name>`: what one Ray Data stage's actors ask for (unset: the stage's default)."""
+
+    num_cpus: float | None = None
+    num_gpus: float | None = None
+    actors: int | None = None
+
+    def overrides(self) -> dict[str, float]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
 
 @dataclass(frozen=True, kw_only=True)
 class RayConfig:
@@ -62,13 +89,21 @@ class RayConfig:
     num_cpus: int | None = None  # for `local` only
     object_store_memory_mb: int = 0  # Ray Data streaming budget (0: Ray's default)
     dedup_partitions: int = 0  # hash partitions of the distributed dedup (0: one per shard, <= 16)
+    connect_timeout: float = 10.0  # seconds to reach a remote `address` before failing in one line
     # per-stage resources, e.g. {"regions": {"actors": 4, "num_gpus": 1, "num_cpus": 2}}
-    stages: dict[str, Any] = field(default_factory=dict)
+    stages: dict[str, StageResources] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.num_cpus is not None and self.num_cpus < 1:
+            raise ValueError(f"num_cpus must be >= 1 (or unset), got {self.num_cpus}")
+        if self.connect_timeout <= 0:
+            raise ValueError("connect_timeout must be > 0")
 
 
 @dataclass(frozen=True, kw_only=True)
 class ShardsConfig:
-    samples_per_shard: int = 1000
+    """Output shards. Output shard i holds the samples of input shard i (`input.pages_per_shard`)."""
+
     write_rejected: bool = True
     # where workers put the shards: "" is `out/shards` (and `out/rejected`); an fsspec URI such as
     # s3://bucket/prefix gets `shards/` and `rejected/` under it (object PUTs, stats file last)
@@ -77,37 +112,54 @@ class ShardsConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class JobConfig:
-    """The whole job. Stage sections hold plain dicts until the stage module builds its config."""
+    """The whole job, every section typed; stage sections are the stage modules' own configs."""
 
     out: str = "out/run"
     input: InputConfig = field(default_factory=InputConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     ray: RayConfig = field(default_factory=RayConfig)
-    crawl: dict[str, Any] = field(default_factory=dict)
-    relevance: dict[str, Any] = field(default_factory=dict)
-    regions: dict[str, Any] = field(default_factory=dict)
-    text: dict[str, Any] = field(default_factory=dict)
+    crawl: CrawlConfig = field(default_factory=CrawlConfig)
+    relevance: RelevanceConfig = field(default_factory=RelevanceConfig)
+    regions: RegionsConfig = field(default_factory=RegionsConfig)
+    text: TextConfig = field(default_factory=TextConfig)
     shards: ShardsConfig = field(default_factory=ShardsConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The resolved config (every default filled in), as JSON-ready plain data."""
+        return json.loads(json.dumps(dataclasses.asdict(self), default=str))
 
     def config_hash(self) -> str:
-        """Hash of everything that changes the output (not where it goes)."""
+        """Hash of everything that changes the output (not where it goes, nor where it runs)."""
         d = self.to_dict()
         d.pop("out", None)
         d.pop("ray", None)
-        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return _hash(d)
+
+    def stage_hash(self, stage: str) -> str:
+        """Hash of the sections that stage `stage` depends on (see `STAGE_SECTIONS`): a change
+        elsewhere leaves that stage's output valid, so a rerun reuses it."""
+        d = self.to_dict()
+        return _hash({k: _pick(d, k) for k in STAGE_SECTIONS[stage]})
 
 
-_SECTIONS = {
-    "input": InputConfig,
-    "synth": SynthConfig,
-    "ray": RayConfig,
-    "shards": ShardsConfig,
-    "pretrain": PretrainConfig,
+# What each resumable step of a job reads from the config (dotted: one key of a section).
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "crawl": ("input.kind", "input.paths_base", "input.pages_per_shard", "synth.pages", "synth.seed", "crawl"),
+    "dedup": ("crawl",),
+    "shards": ("crawl", "relevance", "regions", "text", "shards"),
+    "pretrain": ("pretrain",),
 }
+
+
+def _pick(d: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        d = d[part]
+    return d
+
+
+def _hash(d: Any) -> str:
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> JobConfig:
@@ -119,36 +171,38 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         p = Path(path)
         if not p.is_file():
             raise UserError(f"config file not found: {p}")
-        text = p.read_text()
+        try:
+            text = p.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read config {p}: {exc}") from None
         where = str(p)
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise UserError(f"{where}: not valid YAML ({exc})") from None
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(f"{where}: not valid YAML ({first})") from None
     if not isinstance(raw, dict):
         raise UserError(f"{where}: top level must be a mapping")
     for dotted, value in (overrides or {}).items():
         node = raw
         *parents, last = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
+        for i, part in enumerate(parents):
+            child = node.setdefault(part, {})
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise UserError(f"--set {dotted}: {'.'.join(parents[: i + 1])} is not a section")
+            node = child
         node[last] = value
     return config_from_dict(raw, where)
 
 
 def config_from_dict(raw: dict[str, Any], where: str = "config") -> JobConfig:
-    top = {f.name for f in fields(JobConfig)}
-    unknown = sorted(set(raw) - top)
-    if unknown:
-        raise UserError(f"unknown config key(s) in {where}: {', '.join(unknown)} (known: {', '.join(sorted(top))})")
-    kwargs: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key in _SECTIONS:
-            kwargs[key] = build_dataclass(_SECTIONS[key], value, f"{where}: {key}")
-        elif key == "out":
-            kwargs[key] = str(value)
-        else:
-            if value is not None and not isinstance(value, dict):
-                raise UserError(f"{where}: {key} must be a mapping")
-            kwargs[key] = dict(value or {})
-    return JobConfig(**kwargs)
+    """Validate plain data into a `JobConfig`; every problem is one line of one `UserError`."""
+    raw = {k: ({} if v is None and k != "out" else v) for k, v in raw.items()}
+    return validate(JobConfig, raw)
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema of a job config (`laitkit config schema`)."""
+    return json_schema(JobConfig)

@@ -6,7 +6,8 @@ folders; local paths or any fsspec URI such as `s3://…`), one Ray task per fil
 into ranges of `pages_per_shard` pages (WARC: byte offsets of records; URL lists: row ranges;
 HTML folders: runs of files), and the driver stores the small descriptors in `work/plan.json`.
 Crawl task i later opens exactly its range. The plan is written atomically and reused on rerun,
-so a resumed job sees the same shards, and input shard i always becomes output shard i.
+so a resumed job sees the same shards, and input shard i always becomes output shard i; an
+added, removed or rewritten input file changes the listing and the plan is cut again.
 """
 
 from __future__ import annotations
@@ -89,10 +90,21 @@ def list_input_files(kind: str, path: str, paths_base: str = "") -> list[str]:
 
 def cut_file(kind: str, uri: str, per_shard: int) -> list[dict[str, Any]]:
     """Ray task body: the input shards of one file (WARC records or URL-list rows)."""
+    try:
+        return _cut_file(kind, uri, per_shard)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure on this file is the file's fault: say which
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"cannot read the {kind} input {uri}: {first}") from None
+
+
+def _cut_file(kind: str, uri: str, per_shard: int) -> list[dict[str, Any]]:
     from laitkit.pipeline.crawl import readers
 
     if kind == "warc":
         return [InputShard("warc", uri, s, e, n).to_dict() for s, e, n in readers.index_warc(uri, per_shard)]
+    next(readers.iter_url_rows(uri, 0, 1), None)  # a list without a `url` column fails here, by name
     rows = readers.count_url_rows(uri)
     return [
         InputShard("urls", uri, s, min(s + per_shard, rows), min(per_shard, rows - s)).to_dict()
@@ -101,10 +113,16 @@ def cut_file(kind: str, uri: str, per_shard: int) -> list[dict[str, Any]]:
 
 
 def build_plan(kind: str, path: str, per_shard: int, plan_path: Path, paths_base: str = "") -> list[InputShard]:
-    """List and cut the input (Ray tasks, one per file); reuse `plan_path` when it exists."""
-    if plan_path.exists():
-        return [InputShard.from_dict(d) for d in json.loads(plan_path.read_text())["shards"]]
+    """List and cut the input (Ray tasks, one per file); reuse `plan_path` while the listing
+    (file names, sizes, modification times) and `per_shard` are what it was cut from."""
+    from laitkit.pipeline.fingerprint import digest, listing_stamp
+
     files = list_input_files(kind, path, paths_base)
+    stamp = digest(kind, per_shard, listing_stamp(files))
+    if plan_path.exists():
+        saved = json.loads(plan_path.read_text())
+        if saved.get("listing") == stamp:
+            return [InputShard.from_dict(d) for d in saved["shards"]]
     if kind == "html":
         shards = [InputShard("html", path, count=len(c), files=tuple(c)) for c in _chunks(files, per_shard)]
     else:
@@ -115,7 +133,8 @@ def build_plan(kind: str, path: str, per_shard: int, plan_path: Path, paths_base
                   for d in part]  # fmt: skip
     if not shards:
         raise UserError("the input holds no page or URL to crawl")
-    atomic_write_json(plan_path, {"input": path, "kind": kind, "shards": [s.to_dict() for s in shards]}, indent=None)
+    saved = {"input": path, "kind": kind, "listing": stamp, "shards": [s.to_dict() for s in shards]}
+    atomic_write_json(plan_path, saved, indent=None)
     return shards
 
 

@@ -32,8 +32,10 @@ def truth_agreement(out: Path, truth_path: Path) -> dict[str, Any] | None:
     if not truth_path.exists():
         return None
     actual: dict[tuple[str, str], str] = {}
+    from laitkit.datasets.shards import list_shard_files
+
     for sub in ("shards", "rejected"):
-        for f in sorted((out / sub).glob("*.parquet")):
+        for f in list_shard_files(out / sub, "parquet") if (out / sub).is_dir() else []:
             for row in pq.read_table(f, columns=["page_url", "url", "status"]).to_pylist():
                 actual.setdefault((row["page_url"], row["url"]), row["status"])
     truth = pq.read_table(truth_path, columns=["page_url", "img_url", "expected"]).to_pylist()
@@ -103,6 +105,10 @@ def build_report(out: Path) -> dict[str, Any]:
         "stage_seconds": run.get("stage_seconds", {}),
         "pretrain": _read_json(out / "pretrain" / "summary.json") or {},
     }
+    plan_file = _read_json(out / "work" / "plan.json") or {}
+    report["pages"] = sum(int(sh.get("count", 0)) for sh in plan_file.get("shards", []))
+    report["reused"] = run.get("reused", {})
+    report["warnings"] = corpus_warnings(report, _read_json(out / "config.json") or {})
     png = plot_pretrain_losses(out / "pretrain")
     if png is not None:
         report["pretrain_plot"] = str(png.relative_to(out))
@@ -116,6 +122,27 @@ def build_report(out: Path) -> dict[str, Any]:
     return report
 
 
+# Below this many kept samples per batch, a pretraining run sees each sample dozens of times: its
+# falling loss curve is memorisation, not evidence, and the report says so.
+MIN_BATCHES_TO_TRAIN = 8
+
+
+def corpus_warnings(report: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """What a reader must know before trusting the numbers: a corpus too small to train on."""
+    pre = config.get("pretrain") or {}
+    kept = int(report.get("kept") or 0)
+    if not pre.get("enabled", True) or not pre.get("steps"):
+        return []
+    batch = int(pre.get("batch_size") or 1)
+    if kept == 0:
+        return ["no sample was kept: nothing to pretrain on (see the rejections below)"]
+    if kept < batch * MIN_BATCHES_TO_TRAIN:
+        epochs = int(pre["steps"]) * batch / kept
+        return [f"tiny corpus: {kept} kept samples (fewer than {MIN_BATCHES_TO_TRAIN} batches of {batch}); "
+                f"pretraining saw each about {epochs:.0f} times, so its loss curves show memorisation, not learning"]
+    return []
+
+
 def render_markdown(r: dict[str, Any]) -> str:
     lines = [
         "# laitkit run report",
@@ -124,6 +151,7 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"- kept samples: **{r['kept']}** in {r['shards']} shard(s) at `{r['shards_dir']}`",
         f"- region feature dim: {r['feature_dim']}",
         f"- rejected samples: **{r['rejected']}** at `{r['rejected_dir']}`",
+        *(f"- **warning:** {w}" for w in r.get("warnings", [])),
         "",
         "## Rejections by reason",
         "",
@@ -165,9 +193,13 @@ def render_markdown(r: dict[str, Any]) -> str:
 
 
 def write_report(out: Path) -> Path:
-    """Write `report.json` and `report.md` into `out`; return the markdown path."""
+    """Write `report.json`, `report.md` and `report.html` into `out`; return the markdown path."""
+    from laitkit.atomic import atomic_write_text
+    from laitkit.pipeline.report_html import write_html
+
     r = build_report(out)
-    (out / "report.json").write_text(json.dumps(r, indent=2, sort_keys=True))
+    atomic_write_text(out / "report.json", json.dumps(r, indent=2, sort_keys=True))
     md = out / "report.md"
-    md.write_text(render_markdown(r))
+    atomic_write_text(md, render_markdown(r))
+    write_html(out, r)
     return md

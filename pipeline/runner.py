@@ -112,7 +112,9 @@ def featurise(out: Path, work: Path, todo: list[int], cfg: Any, config_hash: str
     import ray
 
     from laitkit.pipeline import stages
+    from laitkit.pipeline.progress import quiet_ray_data
 
+    quiet_ray_data()
     ctx = ray.data.DataContext.get_current()
     ctx.target_max_block_size = None  # one block per shard: never split, so each stage sees it whole
     if cfg.ray.object_store_memory_mb:
@@ -124,79 +126,165 @@ def featurise(out: Path, work: Path, todo: list[int], cfg: Any, config_hash: str
                         batch_format="numpy")  # fmt: skip
     ds = stages.apply_stages(ds, cfg, {"dedup_dir": str(work / "dedup"), "out": str(out),
                                        "config_hash": config_hash, "expected": expected})  # fmt: skip
-    return [RECEIVED.add({k: int(v) for k, v in row.items()}) for row in ds.iter_rows()]
+    rows = []
+    with _progress(len(todo), "featurise+write", "shard") as pbar:
+        for row in ds.iter_rows():
+            rows.append(RECEIVED.add({k: int(v) for k, v in row.items()}))
+            pbar.update(1)
+    return rows
+
+
+MARKER = ".laitkit-run"
+
+
+def claim_out(out: Path) -> None:
+    """Make `out` this job's folder, or refuse in one line: never write into (or later delete
+    from) a folder that holds someone else's files. `.laitkit-run` proves a laitkit run made it."""
+    try:
+        if out.exists() and not out.is_dir():
+            raise UserError(f"the output path {out} is a file, not a folder")
+        if out.is_dir() and not (out / MARKER).exists() and any(out.iterdir()):
+            legacy = out / "config.json"
+            if not (legacy.exists() and "config_hash" in legacy.read_text()):
+                raise UserError(f"{out} is not empty and is not a laitkit run folder (no {MARKER} file); "
+                                "choose a new or empty output folder")  # fmt: skip
+        out.mkdir(parents=True, exist_ok=True)
+        (out / MARKER).write_text("laitkit run folder: laitkit may rewrite and delete what it made here\n")
+    except OSError as exc:
+        raise UserError(f"cannot write the output folder {out}: {exc.strerror or exc}") from None
+
+
+def _drop_shard(out: Path, shard: int) -> None:
+    """Remove an output shard this job wrote (stale: its input is gone); stats first, then files."""
+    for sub in ("shards", "rejected"):
+        (out / sub / shardio.stats_name(shard)).unlink(missing_ok=True)
+        shardio.clean_partial(out / sub)
+
+
+def _progress(total: int, desc: str, unit: str) -> Any:
+    from laitkit.pipeline.progress import bar
+
+    return bar(total=total, desc=desc, unit=unit)
+
+
+def _gather(refs: list[Any], desc: str, unit: str) -> list[Any]:
+    """`ray.get` with a progress bar: results in the order of `refs`."""
+    import ray
+
+    index = {r: i for i, r in enumerate(refs)}
+    results: list[Any] = [None] * len(refs)
+    pending = list(refs)
+    with _progress(len(refs), desc, unit) as pbar:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for r in done:
+                results[index[r]] = ray.get(r)
+                pbar.update(1)
+    return results
 
 
 def run_job(cfg: Any) -> dict[str, Any]:
-    """Run (or resume) the whole job described by a `JobConfig`; return the run summary."""
-    import ray
+    """Run (or resume) the whole job described by a `JobConfig`; return the run summary.
 
+    Resume by fingerprints (`pipeline/fingerprint.py`): each input shard's crawl, the dedup, each
+    output shard and the pretraining are redone exactly when the config sections they read or
+    their inputs changed, and reused otherwise; `summary["reused"]` says which.
+    """
+    from laitkit.pipeline import fingerprint as fpr
     from laitkit.pipeline import stages
 
     out = Path(cfg.out)
     work = out / "work"
     if cfg.shards.dest and cfg.pretrain.enabled and cfg.pretrain.steps > 0:
         raise UserError("pretraining reads local shards: with shards.dest set, set pretrain.enabled: false")
+    if cfg.pretrain.enabled and cfg.pretrain.steps > 0:
+        try:
+            cfg.pretrain.check_tasks()  # before any crawl: the config loader does not import torch
+        except ValueError as exc:
+            raise UserError(f"pretrain.tasks: {exc}") from None
+    if cfg.input.kind != "synth" and not storage.exists(cfg.input.path or "."):
+        raise UserError(f"input.path does not exist: {cfg.input.path}")  # before a cluster starts
+    claim_out(out)
     for d in (work / "crawl", work / "dedup", out / "shards", out / "rejected"):
         d.mkdir(parents=True, exist_ok=True)
     for d in (out / "shards", out / "rejected"):
         shardio.clean_partial(d)  # leftovers of a crashed run; no writer is running yet
     config_hash = cfg.config_hash()
-    check_same_job(out, config_hash)
-    atomic_write_json(out / "config.json", {"config_hash": config_hash, **cfg.to_dict()})
+    shards_hash = cfg.stage_hash("shards")
+    atomic_write_json(out / "config.json", {"config_hash": config_hash, "stage_hashes": {
+        k: cfg.stage_hash(k) for k in ("crawl", "dedup", "shards", "pretrain")}, **cfg.to_dict()})  # fmt: skip
+    record = fpr.Record(work)
     times = StageTimes()
     crawl_cfg = stages.crawl_config(cfg.crawl)
-    if cfg.input.kind != "synth" and not storage.exists(cfg.input.path or "."):
-        raise UserError(f"input.path does not exist: {cfg.input.path}")  # before a cluster starts
     init_ray(cfg)
     received_before = RECEIVED.bytes
+    reused: dict[str, Any] = {}
 
     with sources.open_input(cfg, out) as inp:
         t0 = time.perf_counter()
         input_shards = plan.build_plan(inp.kind, inp.path, cfg.input.pages_per_shard, work / "plan.json",
                                        inp.paths_base)  # fmt: skip
         RECEIVED.add([s.to_dict() for s in input_shards])  # what the cutting tasks sent back
+        n = len(input_shards)
+        crawl_fp = {str(i): fpr.digest(cfg.stage_hash("crawl"), fpr.input_shard_stamp(s))
+                    for i, s in enumerate(input_shards)}  # fmt: skip
         times.add("input", t0)
-        done_out = completed(out, cfg.shards.dest)
-        todo = [i for i in range(len(input_shards)) if i not in done_out]
-        crawl_todo = [i for i in todo if not crawl_path(work, i).exists()]
+        crawl_todo = [i for i in range(n) if record.crawl.get(str(i)) != crawl_fp[str(i)]
+                      or not crawl_path(work, i).exists()]  # fmt: skip
+        reused["crawl"] = f"{n - len(crawl_todo)}/{n} input shards"
         t0 = time.perf_counter()
         if crawl_todo:
-            task = ray.remote(num_cpus=1)(crawl_input_shard)
-            RECEIVED.add(ray.get([task.remote(i, input_shards[i].to_dict(), crawl_cfg, str(work)) for i in crawl_todo]))
+            task = ray_remote(crawl_input_shard)
+            refs = [task.remote(i, input_shards[i].to_dict(), crawl_cfg, str(work)) for i in crawl_todo]
+            RECEIVED.add(_gather(refs, "crawl", "shard"))
+        record.crawl = crawl_fp
+        record.save()
         times.add("crawl", t0)
 
-    crawl_files = [crawl_path(work, i) for i in range(len(input_shards))]
+    for stale in sorted(set(shardio.completed_shards(out / "shards")) - set(range(n))):
+        _drop_shard(out, stale)  # the input shrank: its shard would mix into the corpus
+        record.shards.pop(str(stale), None)
+    crawl_files = [crawl_path(work, i) for i in range(n)]
     t0 = time.perf_counter()
-    if todo and (crawl_todo or not dist_dedup.dedup_done(work / "dedup", len(crawl_files))):
+    dedup_fp = fpr.digest(cfg.stage_hash("dedup"), [crawl_fp[str(i)] for i in range(n)])
+    if record.dedup != dedup_fp or not dist_dedup.dedup_done(work / "dedup", n):
         dedup_counts = RECEIVED.add(dist_dedup.run_dedup(crawl_files, work / "dedup", crawl_cfg,
                                                           cfg.ray.dedup_partitions))  # fmt: skip
         atomic_write_json(work / "dedup_counts.json", dedup_counts)
+        record.dedup = dedup_fp
+        record.save()
+        reused["dedup"] = False
+    else:
+        reused["dedup"] = True
     times.add("dedup", t0)
 
+    shard_fp = {str(i): fpr.digest(shards_hash, crawl_fp[str(i)], fpr.file_hash(dist_dedup.verdict_path(
+        work / "dedup", i))) for i in range(n)}  # fmt: skip
+    done_out = completed(out, cfg.shards.dest)
+    todo = [i for i in range(n) if i not in done_out or record.shards.get(str(i)) != shard_fp[str(i)]]
+    reused["shards"] = f"{n - len(todo)}/{n} output shards"
     t0 = time.perf_counter()
-    written = featurise(out, work, todo, cfg, config_hash) if todo else []
+    written = featurise(out, work, todo, cfg, shards_hash) if todo else []
+    for w in written:
+        record.shards[str(w["shard_id"])] = shard_fp[str(w["shard_id"])]
+    record.save()
     times.add("featurise+shards", t0)
     if cfg.shards.dest:
         kept = sum(st["count"] for st in remote_completed(cfg.shards.dest).values())
     else:
-        kept = write_manifest(out / "shards", config_hash, cfg.to_dict()).get("total_count", 0)
+        kept = write_manifest(out / "shards", shards_hash, cfg.to_dict()).get("total_count", 0)
         if cfg.shards.write_rejected:
-            write_manifest(out / "rejected", config_hash, cfg.to_dict())
+            write_manifest(out / "rejected", shards_hash, cfg.to_dict())
 
     pretrain_summary: dict[str, Any] = {}
     if cfg.pretrain.enabled and cfg.pretrain.steps > 0:
-        from laitkit.pipeline.pretrain.train import pretrain
-
-        t0 = time.perf_counter()
-        pretrain_summary = pretrain(out / "shards", out / "pretrain", cfg.pretrain)
-        times.add("pretrain", t0)
-        atomic_write_json(out / "pretrain" / "summary.json", pretrain_summary)
+        pretrain_summary, reused["pretrain"] = run_pretrain(out, cfg, fpr.digest(
+            cfg.stage_hash("pretrain"), sorted(record.shards.items())), record, times)  # fmt: skip
 
     summary = {
         "out": str(out),
         "config_hash": config_hash,
-        "input_shards": len(input_shards),
+        "input_shards": n,
         "shards_written_now": len(written),
         "kept": kept,
         "shards_dest": cfg.shards.dest or str(out / "shards"),
@@ -204,28 +292,47 @@ def run_job(cfg: Any) -> dict[str, Any]:
         "pretrain": pretrain_summary,
         "candidates_written_now": sum(w["kept"] + w["rejected"] for w in written),
         "driver_received_bytes": RECEIVED.bytes - received_before,
+        "reused": reused,
     }
     atomic_write_json(out / "run.json", summary)
     return summary
 
 
+def ray_remote(fn: Any) -> Any:
+    import ray
+
+    return ray.remote(num_cpus=1)(fn)
+
+
+def run_pretrain(out: Path, cfg: Any, fp: str, record: Any, times: StageTimes) -> tuple[dict[str, Any], bool]:
+    """Pretrain unless a complete run of the same fingerprint is there (then reuse its summary).
+
+    A run of another fingerprint (config or shards changed) is moved out of the way and training
+    starts over; a run of the same fingerprint killed midway resumes from its checkpoint.
+    """
+    import shutil
+
+    from laitkit.pipeline.pretrain.train import pretrain
+
+    folder = out / "pretrain"
+    summary_path = folder / "summary.json"
+    if record.pretrain == fp and summary_path.exists() and (folder / "model.pt").exists():
+        log.info("pretraining reused: %s holds a complete run of this config and corpus", folder)
+        return json.loads(summary_path.read_text()), True
+    if record.pretrain and record.pretrain != fp and folder.exists():
+        shutil.rmtree(folder)  # made by this job (out/ carries the marker): a run of another config
+    record.pretrain = fp
+    record.save()
+    t0 = time.perf_counter()
+    summary = pretrain(out / "shards", folder, cfg.pretrain)
+    times.add("pretrain", t0)
+    atomic_write_json(summary_path, summary)
+    return summary, False
+
+
 def completed(out: Path, dest: str) -> set[int]:
     """Output shards already complete (the resume skip set), local or under `shards.dest`."""
     return set(remote_completed(dest)) if dest else shardio.completed_shards(out / "shards")
-
-
-def check_same_job(out: Path, config_hash: str) -> None:
-    """Refuse to resume into a folder whose shards came from another config (mixed corpora)."""
-    previous = out / "config.json"
-    if not previous.exists():
-        return
-    old = json.loads(previous.read_text()).get("config_hash")
-    has_work = any((out / "work" / "crawl").glob("*.parquet")) or bool(shardio.completed_shards(out / "shards"))
-    if old != config_hash and has_work:
-        raise UserError(
-            f"{out} holds a run of another config (hash {old}, now {config_hash}); "
-            "resume with the same config, or choose another --out"
-        )
 
 
 def init_ray(cfg: Any) -> None:
@@ -234,7 +341,10 @@ def init_ray(cfg: Any) -> None:
 
     if ray.is_initialized():
         return
+    from laitkit.pipeline.progress import quiet_env
+
     address = cfg.ray.address
+    os.environ.update(quiet_env())  # inherited by the raylet and workers a local cluster starts
     env = faults.forwarded_env()
     runtime_env = {"env_vars": env} if env else None
     if address == "local":
@@ -252,7 +362,9 @@ def init_ray(cfg: Any) -> None:
                  configure_logging=False, runtime_env=runtime_env)  # fmt: skip
         return
     if address.startswith("ray://"):
-        _check_ray_client(address)
+        _check_ray_client(address, cfg.ray.connect_timeout)
+    elif address != "auto":
+        _check_reachable(address, cfg.ray.connect_timeout)
     try:
         ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
@@ -274,3 +386,19 @@ def _check_ray_client(address: str, timeout: float = 5.0) -> None:
             pass
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot reach the Ray Client server at {address!r}: {exc}") from None
+
+
+def _check_reachable(address: str, timeout: float) -> None:
+    """`host:port` of a cluster's GCS: one line within `timeout` seconds when nothing listens
+    there (Ray itself retries for minutes before it gives up)."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"ray.address must be 'local', 'auto', 'host:port' or 'ray://host:port', got {address!r}")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot reach the Ray cluster at {address!r} within {timeout:g} s: "
+                        f"{exc.strerror or exc}") from None

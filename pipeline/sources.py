@@ -9,12 +9,15 @@ lifetime (its WARC is the input; its images are what the crawl downloads).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from laitkit.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,15 @@ def open_input(cfg: Any, out: Path) -> Iterator[Input]:
             log.info("generating synthetic web (%d pages, seed %d) in %s", cfg.synth.pages, cfg.synth.seed, web)
             meta = generate(web, pages=cfg.synth.pages, seed=cfg.synth.seed, base_url=f"http://127.0.0.1:{port}")
         port = int(meta["base_url"].rsplit(":", 1)[1].rstrip("/"))
-        with SynthServer(web, port=port, timeout_delay=cfg.synth.timeout_delay) as server:
+        try:
+            server_cm = SynthServer(web, port=port, timeout_delay=cfg.synth.timeout_delay)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UserError(f"synth.port {port} is already in use on 127.0.0.1 (the synthetic web in {web} "
+                                "was generated for it); free the port, or remove that folder and set "
+                                "synth.port: 0") from None  # fmt: skip
+            raise
+        with server_cm as server:
             log.info("serving synthetic web at %s", server.base_url)
             yield Input(kind="warc", path=str((web / "pages.warc.gz").resolve()))
         return

@@ -28,7 +28,7 @@ def crawl_config(data: dict[str, Any]) -> Any:
 
 
 def relevance_config(data: dict[str, Any]) -> Any:
-    from laitkit.extractors.relevance import RelevanceConfig
+    from laitkit.extractors.relevance_config import RelevanceConfig
 
     return _build(RelevanceConfig, data, "relevance")
 
@@ -128,7 +128,8 @@ def stage_resources(spec: StageSpec, cfg: Any, cluster: dict[str, float]) -> dic
                                 cpu_actors=max(1, int(cluster.get("CPU", 1)) - 1))  # fmt: skip
         res = {"num_cpus": kw["num_cpus"], "num_gpus": kw.get("num_gpus", 0), "actors": kw["compute"].max_size,
                "num_threads": kw["fn_constructor_kwargs"]["num_threads"]}  # fmt: skip
-    overrides = dict((getattr(cfg.ray, "stages", None) or {}).get(spec.name) or {})
+    given = (getattr(cfg.ray, "stages", None) or {}).get(spec.name) or {}
+    overrides = dict(given.overrides() if hasattr(given, "overrides") else given)  # typed or a plain dict
     unknown = sorted(set(overrides) - set(RESOURCE_KEYS))
     if unknown:
         known = ", ".join(RESOURCE_KEYS)

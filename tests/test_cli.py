@@ -31,7 +31,7 @@ def test_each_subcommand_has_help(name: str, capsys) -> None:
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["run", "{cfg_bad_key}"], "unknown config key(s) in"),
+        (["run", "{cfg_bad_key}"], "unknown key 'regions.max_boxs' (did you mean 'regions.max_boxes'?)"),
         (["run", "{missing}"], "config file not found"),
         (["report", "{missing}"], "not a laitkit run folder"),
         (["shards", "validate", "{missing}"], "no such"),
@@ -50,3 +50,51 @@ def test_user_errors_are_one_line_without_traceback(argv, needle, tmp_path, caps
     assert len(err) == 1, err
     assert needle.lower() in err[0].lower()
     assert "Traceback" not in err[0]
+
+
+def _all_parsers(parser, path=("laitkit",)):
+    """(command path, parser) for the top parser and every subcommand at any depth."""
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _all_parsers(sub, (*path, name))
+
+
+def test_every_option_has_help_and_shows_its_default(capsys) -> None:
+    import argparse
+
+    from laitkit.jobs.cli import build_parser
+
+    missing = []
+    for path, parser in _all_parsers(build_parser()):
+        text = parser.format_help()
+        assert text.startswith("usage: "), path
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction | argparse._VersionAction | argparse._SubParsersAction):
+                continue
+            if not action.help:
+                missing.append(f"{' '.join(path)} {action.dest}: no help")
+            elif action.option_strings and "default" not in parser._get_formatter()._get_help_string(action):
+                missing.append(f"{' '.join(path)} {action.option_strings[0]}: no default shown")
+    assert not missing, missing
+
+
+def test_set_says_it_repeats_and_run_help_lists_input_kinds(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert "repeat" in out
+    for kind in ("synth", "warc", "html", "urls"):
+        assert f"  {kind}  " in out, kind
+
+
+def test_readme_names_every_subcommand() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name in COMMANDS:
+        assert f"`laitkit {name}" in readme, name
+    assert "laitkit config show" in readme and "laitkit config schema" in readme

@@ -9,6 +9,7 @@ seed and base URL give byte-identical outputs, and a change to one page does not
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -393,6 +394,17 @@ def generate(out_dir: Path, pages: int, seed: int, base_url: str = DEFAULT_BASE_
     if not base_url.startswith(("http://", "https://")):
         raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
     _prepare(out_dir)
+    # Atomic: build in a hidden sibling and swap it in at the end, so a kill midway leaves the
+    # target as it was (absent, empty or the previous output), never a half-written site.
+    final, out_dir = out_dir, out_dir.parent / f".{out_dir.name}.synth-tmp-{os.getpid()}"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    (out_dir / "site").mkdir(parents=True)
+    info = _build(out_dir, pages, seed, base_url)
+    _swap_in(out_dir, final)
+    return info
+
+
+def _build(out_dir: Path, pages: int, seed: int, base_url: str) -> dict:
     b = _SiteBuilder(out_dir, pages, seed, base_url)
     plans = plan_site(pages, b.rng(1))
     title_rng = b.rng(8)
@@ -427,8 +439,22 @@ def generate(out_dir: Path, pages: int, seed: int, base_url: str = DEFAULT_BASE_
 
 
 def _prepare(out_dir: Path) -> None:
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not (out_dir / "synth.json").exists():
-            raise FileExistsError(f"{out_dir} is not empty and holds no synth.json; refusing to overwrite it")
-        shutil.rmtree(out_dir / "site", ignore_errors=True)
-    (out_dir / "site").mkdir(parents=True, exist_ok=True)
+    """Refuse a target that holds anything but an earlier synth output; drop dead staging folders."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} is a file, not a folder")
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "synth.json").exists():
+        raise FileExistsError(f"{out_dir} is not empty and holds no synth.json; refusing to overwrite it")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.parent.glob(f".{out_dir.name}.synth-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if not (pid.isdigit() and Path(f"/proc/{pid}").exists()):
+            shutil.rmtree(stale, ignore_errors=True)  # staging of a killed generation
+
+
+def _swap_in(staging: Path, final: Path) -> None:
+    """Replace `final` (absent, empty, or an earlier synth output) by the finished `staging`."""
+    old = final.parent / f".{final.name}.synth-old-{os.getpid()}"
+    if final.exists():
+        os.replace(final, old)
+    os.replace(staging, final)
+    shutil.rmtree(old, ignore_errors=True)

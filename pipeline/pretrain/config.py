@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from laitkit.pipeline.pretrain.objectives import TASKS
+# The default task list, written out so that reading a config imports no torch (objectives.py
+# does). `check_tasks` compares names with the objectives registry when a run starts.
+DEFAULT_TASKS = ("mlm", "mrm", "itm", "tags", "sgp")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,7 +50,7 @@ class PretrainConfig:
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
     compile: bool = False
     seed: int = 0
-    tasks: tuple[str, ...] = TASKS
+    tasks: tuple[str, ...] = DEFAULT_TASKS
     loader_workers: int = 0
     threads: int = 0  # torch intra-op threads per trainer process; 0 = torch's default
     shuffle_buffer: int = 1000
@@ -68,9 +70,6 @@ class PretrainConfig:
     stages: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
-        unknown = set(self.tasks) - set(TASKS)
-        if unknown:
-            raise ValueError(f"unknown pretraining task(s) {sorted(unknown)}; known: {', '.join(TASKS)}")
         if self.steps < 0 or self.batch_size < 1 or self.grad_accum < 1 or self.workers < 1:
             raise ValueError("steps must be >= 0; batch_size, grad_accum and workers >= 1")
         if self.hidden % self.heads:
@@ -92,6 +91,14 @@ class PretrainConfig:
                 raise ValueError(f"stages[{i}]: unknown key(s) {', '.join(bad)} (known: {', '.join(sorted(names))})")
             stages.append(StageConfig(**{"name": f"stage{i}", **st}))
         object.__setattr__(self, "stages", tuple(stages))
+
+    def check_tasks(self) -> None:
+        """Task names against the objectives registry (imports torch: call it when a run starts)."""
+        from laitkit.pipeline.pretrain.objectives import TASKS
+
+        unknown = sorted(set(self.tasks) - set(TASKS))
+        if unknown:
+            raise ValueError(f"unknown pretraining task(s) {unknown}; known: {', '.join(TASKS)}")
 
     def stage_list(self) -> tuple[StageConfig, ...]:
         """The stages to run, each with steps and lr filled in."""

@@ -469,6 +469,7 @@ def pretrain(
     `resume`: True continues from `out_dir/checkpoint.pt`, False starts over, None (the job
     runner) resumes only a run of the same config. `workers` > 1 runs on Ray Train (DDP).
     """
+    cfg.check_tasks()  # the config itself is read without torch, so task names are checked here
     job = prepare(Path(shards_dir), Path(out_dir), cfg, resume)
     n = workers or cfg.workers
     if n > 1:
