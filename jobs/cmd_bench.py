@@ -33,5 +33,5 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks; the last line is one JSON object")
-    p.add_argument("name", choices=[*BENCHES, "all"])
+    p.add_argument("name", choices=[*BENCHES, "all"], help="which benchmark (all: every one)")
     p.set_defaults(func=run)

