@@ -216,6 +216,7 @@ def run_job(cfg: Any) -> dict[str, Any]:
     record = fpr.Record(work)
     times = StageTimes()
     crawl_cfg = stages.crawl_config(cfg.crawl)
+    sources.check_synth_port(cfg, out)
     init_ray(cfg)
     received_before = RECEIVED.bytes
     reused: dict[str, Any] = {}
@@ -277,7 +278,9 @@ def run_job(cfg: Any) -> dict[str, Any]:
             write_manifest(out / "rejected", shards_hash, cfg.to_dict())
 
     pretrain_summary: dict[str, Any] = {}
-    if cfg.pretrain.enabled and cfg.pretrain.steps > 0:
+    if cfg.pretrain.enabled and cfg.pretrain.steps > 0 and kept == 0:
+        log.warning("no sample was kept: pretraining skipped (the report lists the rejections)")
+    elif cfg.pretrain.enabled and cfg.pretrain.steps > 0:
         pretrain_summary, reused["pretrain"] = run_pretrain(out, cfg, fpr.digest(
             cfg.stage_hash("pretrain"), sorted(record.shards.items())), record, times)  # fmt: skip
 

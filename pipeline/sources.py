@@ -31,6 +31,31 @@ class Input:
     paths_base: str = ""
 
 
+def check_synth_port(cfg: Any, out: Path) -> None:
+    """Fail in one line, before a cluster starts, when the synthetic web's port is taken."""
+    import socket
+
+    if cfg.input.kind != "synth":
+        return
+    web = Path(cfg.input.path) if cfg.input.path else out / "synth-web"
+    meta_path = web / "synth.json"
+    port = cfg.synth.port
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("pages") == cfg.synth.pages and meta.get("seed") == cfg.synth.seed:
+            port = int(str(meta["base_url"]).rsplit(":", 1)[1].rstrip("/"))
+    if not port:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UserError(f"synth.port {port} is already in use on 127.0.0.1; free it or set synth.port: 0 "
+                                "(a free port; for an existing web, regenerate it)") from None  # fmt: skip
+            raise
+
+
 @contextlib.contextmanager
 def open_input(cfg: Any, out: Path) -> Iterator[Input]:
     """Name the configured input; for `synth`, generate the web if needed and serve it."""
