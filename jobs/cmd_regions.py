@@ -137,8 +137,12 @@ def run_extract(args: argparse.Namespace) -> int:
     ok = failed = 0
     errors: dict[str, str] = {}
     chunk = max(1, args.batch_size) * 8
+    from laitkit.pipeline.progress import bar
+
+    pbar = bar(len(files), "regions", "img")
     for start in range(0, len(files), chunk):
         part = files[start : start + chunk]
+        pbar.update(len(part))
         for path, res in zip(part, ext.extract([f.read_bytes() for f in part]), strict=True):
             if isinstance(res, str):
                 failed += 1
@@ -148,6 +152,7 @@ def run_extract(args: argparse.Namespace) -> int:
             (args.out / f"{path.stem}.npz").write_bytes(encode_npz(res.arrays()))
             (args.out / f"{path.stem}.json").write_text(json.dumps(res.meta()) + "\n", encoding="utf-8")
             ok += 1
+    pbar.close()
     print(json.dumps({"detector": ext.detector, "images": len(files), "ok": ok, "failed": failed,
                       "out": str(args.out)}))
     return 0 if ok or not files else 1

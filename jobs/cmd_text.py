@@ -67,13 +67,18 @@ def run_scene_graph(args: argparse.Namespace) -> int:
             writer = csv.DictWriter(fout, fieldnames=out_fields)
             writer.writeheader()
             chunk: list[dict[str, str]] = []
-            for row in reader:
-                chunk.append(row)
-                if len(chunk) >= CHUNK_ROWS:
+            from laitkit.pipeline.progress import bar
+
+            with bar(None, "captions", "caption") as pbar:  # total unknown: the CSV is streamed
+                for row in reader:
+                    chunk.append(row)
+                    if len(chunk) >= CHUNK_ROWS:
+                        n += _write_chunk(chunk, ex, writer, args, graph_to_factual)
+                        pbar.update(len(chunk))
+                        chunk = []
+                if chunk:
                     n += _write_chunk(chunk, ex, writer, args, graph_to_factual)
-                    chunk = []
-            if chunk:
-                n += _write_chunk(chunk, ex, writer, args, graph_to_factual)
+                    pbar.update(len(chunk))
     log.info("wrote %d rows to %s", n, dst)
     return 0
 

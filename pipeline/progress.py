@@ -26,9 +26,10 @@ def bar(total: int | None, desc: str, unit: str = "it") -> Any:
 
     force = os.environ.get("LAITKIT_PROGRESS")
     disable = None if force is None else force == "0"  # None: only on a terminal
+    fmt = None if total is None else ("{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                                      "[{elapsed}<{remaining}, {rate_fmt}]")
     return tqdm(total=total, desc=desc, unit=unit, disable=disable, dynamic_ncols=True, leave=True,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {unit} "
-                           "[{elapsed}<{remaining}, {rate_fmt}]")  # fmt: skip
+                bar_format=fmt)  # fmt: skip
 
 
 def quiet_ray_data() -> None:
