@@ -264,6 +264,15 @@ def run_job(cfg: Any) -> dict[str, Any]:
     done_out = completed(out, cfg.shards.dest)
     todo = [i for i in range(n) if i not in done_out or record.shards.get(str(i)) != shard_fp[str(i)]]
     reused["shards"] = f"{n - len(todo)}/{n} output shards"
+    if not cfg.shards.dest:
+        # Record the new fingerprints before the writers start, so a crash midway keeps the shards
+        # finished before it; a stale shard loses its stats file (its completion marker) first, so
+        # it cannot pass for one of the new fingerprint until it is rewritten.
+        for i in todo:
+            if i in done_out:
+                _drop_shard(out, i)
+            record.shards[str(i)] = shard_fp[str(i)]
+        record.save()
     t0 = time.perf_counter()
     written = featurise(out, work, todo, cfg, shards_hash) if todo else []
     for w in written:
