@@ -138,8 +138,9 @@ def corpus_warnings(report: dict[str, Any], config: dict[str, Any]) -> list[str]
         return ["no sample was kept: nothing to pretrain on (see the rejections below)"]
     if kept < batch * MIN_BATCHES_TO_TRAIN:
         epochs = int(pre["steps"]) * batch / kept
-        return [f"tiny corpus: {kept} kept samples (fewer than {MIN_BATCHES_TO_TRAIN} batches of {batch}); "
-                f"pretraining saw each about {epochs:.0f} times, so its loss curves show memorisation, not learning"]
+        return [f"tiny corpus: {kept} kept samples (fewer than {MIN_BATCHES_TO_TRAIN} batches of {batch}) is too "
+                f"small to pretrain on: {pre['steps']} steps saw each sample about {epochs:.0f} times, so the loss "
+                "curves say nothing about what a model would learn from this data"]
     return []
 
 
