@@ -10,6 +10,7 @@ import argparse
 import errno
 import importlib
 import logging
+import os
 import sys
 
 from laitkit import __version__
@@ -74,7 +75,9 @@ def quiet_logging(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s" if verbose else "%(levelname)s %(message)s",
     )
-    if not verbose:
+    if verbose:
+        os.environ["LAITKIT_VERBOSE"] = "1"  # read by pipeline.progress: Ray Data bars and worker logs on
+    else:
         for name in ("ray", "urllib3", "filelock", "fsspec", "asyncio", "PIL", "matplotlib", "numba"):
             logging.getLogger(name).setLevel(logging.WARNING)
 

@@ -353,7 +353,7 @@ def init_ray(cfg: Any) -> None:
 
     if ray.is_initialized():
         return
-    from laitkit.pipeline.progress import quiet_env
+    from laitkit.pipeline.progress import quiet_env, verbose
 
     address = cfg.ray.address
     os.environ.update(quiet_env())  # inherited by the raylet and workers a local cluster starts
@@ -370,7 +370,7 @@ def init_ray(cfg: Any) -> None:
         ray_constants.ENABLE_RAY_CLUSTER = False
         # a private loopback cluster: Ray's notice that it enabled token auth would only be noise
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-        ray.init(address="local", num_cpus=cfg.ray.num_cpus, include_dashboard=False, log_to_driver=False,
+        ray.init(address="local", num_cpus=cfg.ray.num_cpus, include_dashboard=False, log_to_driver=verbose(),
                  configure_logging=False, runtime_env=runtime_env)  # fmt: skip
         return
     if address.startswith("ray://"):
@@ -378,7 +378,7 @@ def init_ray(cfg: Any) -> None:
     elif address != "auto":
         _check_reachable(address, cfg.ray.connect_timeout)
     try:
-        ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
+        ray.init(address=address, log_to_driver=verbose(), runtime_env=runtime_env)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot reach the Ray cluster at {address!r}: {first}") from None
