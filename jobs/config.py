@@ -29,16 +29,18 @@ DEFAULT_CONFIG = "demo.yaml"
 class InputConfig:
     """What to crawl: a WARC file, a folder of HTML pages, a URL list, or a synthetic web."""
 
-    kind: str = "synth"  # synth | warc | html | urls
+    kind: str = "synth"  # synth | warc | wat | html | urls
     # file, folder, or (warc) a `warc.paths` file; local or any fsspec URI (s3://bucket/...).
     # For synth, the folder made by `laitkit synth`.
     path: str = ""
     paths_base: str = ""  # prefix for relative lines of a warc.paths file (default: its folder)
+    # html: the URL the folder was saved from; a page's URL is base_url + its path in the folder
+    base_url: str = ""
     pages_per_shard: int = 64
 
     def __post_init__(self) -> None:
-        if self.kind not in ("synth", "warc", "html", "urls"):
-            raise UserError(f"input.kind must be one of synth, warc, html, urls (got {self.kind!r})")
+        if self.kind not in ("synth", "warc", "wat", "html", "urls"):
+            raise UserError(f"input.kind must be one of synth, warc, wat, html, urls (got {self.kind!r})")
         if self.pages_per_shard < 1:
             raise UserError("input.pages_per_shard must be >= 1")
 

@@ -63,7 +63,7 @@ import pyarrow.parquet as pq
 
 from laitkit.atomic import atomic_write_parquet
 from laitkit.datasets.schema import Reason, Sample
-from laitkit.pipeline.crawl import netguard
+from laitkit.pipeline.crawl import measure_writer, netguard
 from laitkit.pipeline.crawl.image_normalise import NormalisingResizer
 from laitkit.pipeline.crawl.robots_txt import RobotsCache
 
@@ -94,6 +94,8 @@ class Fetched:
     orig_width: int = 0
     orig_height: int = 0
     sha256: str = ""
+    #: the stored image's measurements taken in the worker (measure_writer), None if not taken
+    measured: measure_writer.Measured | None = None
 
     @property
     def ok(self) -> bool:
@@ -162,12 +164,14 @@ def _guarded_downloader_class():
 
         class _Guarded(Downloader):
             """img2dataset's Downloader that installs the guarded urllib opener in its worker first,
-            and whose resizer sees EXIF-rotated, 8-bit images (image_normalise.py)."""
+            whose resizer sees EXIF-rotated, 8-bit images (image_normalise.py), and whose writer
+            measures each stored image in the worker (measure_writer.py)."""
 
             def __init__(self, *args: Any, guard_limits: netguard.FetchLimits, **kwargs: Any) -> None:
                 super().__init__(*args, **kwargs)
                 self.guard_limits = guard_limits
                 self.resizer = NormalisingResizer(self.resizer)
+                self.sample_writer_class = functools.partial(measure_writer.MeasuringWriter, self.sample_writer_class)
 
             def __call__(self, row: Any) -> Any:
                 netguard.install(self.guard_limits)
@@ -233,6 +237,7 @@ def run_img2dataset(urls: Sequence[str], cfg: Any, work_dir: str | Path) -> dict
         return {}
     settings = img2dataset_kwargs(cfg, Path(), Path())
     settings = {k: v for k, v in settings.items() if k not in ("url_list", "output_folder")}
+    settings["laitkit_measure"] = measure_writer.VERSION
     key = json.dumps({"urls": unique, "settings": settings}, sort_keys=True, default=str)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     run_dir = Path(work_dir) / "img2dataset" / digest
@@ -258,6 +263,8 @@ def read_img2dataset_output(out_dir: Path, urls: Sequence[str]) -> dict[str, Fet
         table = pq.read_table(f)
         data = {c: table.column(c).to_pylist() for c in cols}
         images = table.column("jpg").to_pylist() if "jpg" in table.column_names else [None] * table.num_rows
+        measured = [measure_writer.measured_from_row(r) for r in table.select(
+            [c for c in measure_writer.NAMES if c in table.column_names]).to_pylist()]  # fmt: skip
         for i in range(table.num_rows):
             by_id[str(data[ID_COL][i])] = Fetched(
                 status=data["status"][i] or "",
@@ -268,13 +275,17 @@ def read_img2dataset_output(out_dir: Path, urls: Sequence[str]) -> dict[str, Fet
                 orig_width=int(data["original_width"][i] or 0),
                 orig_height=int(data["original_height"][i] or 0),
                 sha256=data["sha256"][i] or "",
+                measured=measured[i],
             )
     missing = Fetched(status="missing", error="img2dataset wrote no row for this URL (its shard failed)")
     return {url: by_id.get(str(i), missing) for i, url in enumerate(urls)}
 
 
-def download_samples(samples: Sequence[Sample], cfg: Any, work_dir: str | Path) -> None:
+def download_samples(samples: Sequence[Sample], cfg: Any, work_dir: str | Path) -> dict[str, Any]:
     """Download every still-kept sample's image and record the outcome on it (in place).
+
+    Returns the measurements the workers took of the stored images (`measure_writer.Measured`),
+    by sample key, for `image_step`.
 
     Rejected samples are not downloaded. Without a request: a URL whose scheme is not http(s) is
     rejected (urllib would happily read file:// paths named by a URL list), a host that resolves
@@ -318,12 +329,16 @@ def download_samples(samples: Sequence[Sample], cfg: Any, work_dir: str | Path) 
                 allowed_fetch.append(s)
         fetch = allowed_fetch
     results = run_img2dataset([s.url for s in fetch], cfg, work_dir)
+    measured: dict[str, Any] = {}
     for s in fetch:
         r = results[s.url]
         if r.ok:
+            if r.measured is not None:
+                measured[s.key] = r.measured
             s.image, s.width, s.height, s.sha256 = r.image, r.width, r.height, r.sha256
             s.orig_width, s.orig_height = r.orig_width, r.orig_height
             s.accept(STAGE, f"{r.orig_width}x{r.orig_height} -> {r.width}x{r.height}")
         else:
             reason = reason_for(r.status, r.error) if r.status != "success" else Reason.DECODE_ERROR
             s.reject(STAGE, reason, f"{r.status}: {r.error}" if r.error else r.status)
+    return measured
