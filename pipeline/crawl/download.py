@@ -260,7 +260,7 @@ def read_img2dataset_output(out_dir: Path, urls: Sequence[str]) -> dict[str, Fet
     by_id: dict[str, Fetched] = {}
     cols = [ID_COL, "status", "error_message", "width", "height", "original_width", "original_height", "sha256"]
     for f in sorted(out_dir.glob("*.parquet")):
-        table = pq.read_table(f)
+        table = pq.read_table(f, memory_map=True)  # local files; the image column is most of the bytes
         data = {c: table.column(c).to_pylist() for c in cols}
         images = table.column("jpg").to_pylist() if "jpg" in table.column_names else [None] * table.num_rows
         measured = [measure_writer.measured_from_row(r) for r in table.select(
