@@ -34,10 +34,17 @@ fetched. So a redirect from a public host to 169.254.169.254 fails in the worker
 connection (its error starts with "blocked_address"), and `timeout` is a *total* deadline per
 image with a byte cap (`max_download_bytes`), not img2dataset's per-read timeout.
 
+Image measurements (unnatural heuristic, phash) are taken in the same workers: `GuardedDownloader`
+wraps img2dataset's sample writer with `measure_writer.MeasuringWriter`, which adds them as
+columns of the shard parquet; the parent reads them back instead of decoding every image again.
+
 On 127.0.0.1: img2dataset fetches with urllib and a Firefox user agent (plus our token), honours
 `http_proxy`/`no_proxy` from the environment, and times out per request after `timeout` seconds.
-Its multiprocessing distributor *spawns* workers: each imports img2dataset (torch, albumentations,
-~5 s), so one call costs ~10-15 s of fixed overhead — batch all URLs of a shard into one call.
+Its multiprocessing distributor *spawns* workers: each imports img2dataset, whose writer module
+imports webdataset, which imports torch (plus wandb, ray, albumentations: ~7 s on a quiet
+machine), so one call costs ~10-15 s of fixed overhead — batch all URLs of a shard into one
+call. That import chain is img2dataset's own (img2dataset alone pays it too); nothing of ours
+adds to it (laitkit.pipeline.crawl.download imports in ~0.3 s).
 Spawning also re-imports the caller's `__main__`: scripts must guard with `if __name__ == "__main__"`.
 """
 
