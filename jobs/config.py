@@ -34,8 +34,8 @@ from laitkit.pipeline.pretrain.config import PretrainConfig
 
 DEFAULT_CONFIG = "demo.yaml"
 
-InputKind = Literal["synth", "warc", "html", "urls"]
-INPUT_KINDS: tuple[str, ...] = ("synth", "warc", "html", "urls")
+InputKind = Literal["synth", "warc", "wat", "html", "urls"]
+INPUT_KINDS: tuple[str, ...] = ("synth", "warc", "wat", "html", "urls")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +47,8 @@ class InputConfig:
     # For synth, the folder made by `laitkit synth`.
     path: str = ""
     paths_base: str = ""  # prefix for relative lines of a warc.paths file (default: its folder)
+    # html: the URL the folder was saved from; a page's URL is base_url + its path in the folder
+    base_url: str = ""
     pages_per_shard: int = 64
 
     def __post_init__(self) -> None:

@@ -24,6 +24,7 @@ from laitkit.errors import UserError
 from laitkit.pipeline import storage
 
 WARC_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz")
+WAT_SUFFIXES = (".wat", ".wat.gz")  # Common Crawl names them *.warc.wat.gz
 PATHS_SUFFIXES = (".paths", ".paths.gz", ".txt")
 URL_SUFFIXES = (".parquet", ".csv", ".tsv", ".jsonl", ".json")
 
@@ -33,12 +34,13 @@ class InputShard:
     """One input shard by reference. WARC: records starting in bytes [start, end) (end None: EOF);
     URL list: rows [start, end); HTML: the listed `files`. `count` is pages or rows in it."""
 
-    kind: str  # warc | urls | html
+    kind: str  # warc | wat | urls | html
     path: str = ""
     start: int = 0
     end: int | None = None
     count: int = 0
     files: tuple[str, ...] = field(default_factory=tuple)
+    base_url: str = ""  # html: the URL of folder `path`; a page's URL is base_url + its relative path
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,9 +69,10 @@ def list_input_files(kind: str, path: str, paths_base: str = "") -> list[str]:
     """The input files of a job, in a fixed (sorted or listed) order."""
     if not storage.exists(path):
         raise UserError(f"input.path does not exist: {path}")
-    if kind == "warc":
+    if kind in ("warc", "wat"):
+        suffixes = WARC_SUFFIXES if kind == "warc" else WAT_SUFFIXES
         if storage.isdir(path):
-            files = [f for f in storage.list_files(path) if f.lower().endswith(WARC_SUFFIXES)]
+            files = [f for f in storage.list_files(path) if f.lower().endswith(suffixes)]
         elif path.lower().endswith(PATHS_SUFFIXES):
             files = _read_paths_file(path, paths_base or storage.dirname(path))
         else:
@@ -104,6 +107,11 @@ def _cut_file(kind: str, uri: str, per_shard: int) -> list[dict[str, Any]]:
 
     if kind == "warc":
         return [InputShard("warc", uri, s, e, n).to_dict() for s, e, n in readers.index_warc(uri, per_shard)]
+    if kind == "wat":  # WAT files are WARC files of metadata records: cut the same way
+        from laitkit.pipeline.crawl.wat import is_wat_metadata
+
+        cuts = readers.index_warc(uri, per_shard, want=is_wat_metadata)
+        return [InputShard("wat", uri, s, e, n).to_dict() for s, e, n in cuts]
     next(readers.iter_url_rows(uri, 0, 1), None)  # a list without a `url` column fails here, by name
     rows = readers.count_url_rows(uri)
     return [
@@ -112,19 +120,22 @@ def _cut_file(kind: str, uri: str, per_shard: int) -> list[dict[str, Any]]:
     ]
 
 
-def build_plan(kind: str, path: str, per_shard: int, plan_path: Path, paths_base: str = "") -> list[InputShard]:
+def build_plan(
+    kind: str, path: str, per_shard: int, plan_path: Path, paths_base: str = "", base_url: str = ""
+) -> list[InputShard]:
     """List and cut the input (Ray tasks, one per file); reuse `plan_path` while the listing
     (file names, sizes, modification times) and `per_shard` are what it was cut from."""
     from laitkit.pipeline.fingerprint import digest, listing_stamp
 
     files = list_input_files(kind, path, paths_base)
-    stamp = digest(kind, per_shard, listing_stamp(files))
+    stamp = digest(kind, per_shard, base_url, listing_stamp(files))
     if plan_path.exists():
         saved = json.loads(plan_path.read_text())
         if saved.get("listing") == stamp:
             return [InputShard.from_dict(d) for d in saved["shards"]]
     if kind == "html":
-        shards = [InputShard("html", path, count=len(c), files=tuple(c)) for c in _chunks(files, per_shard)]
+        shards = [InputShard("html", path, count=len(c), files=tuple(c), base_url=base_url)
+                  for c in _chunks(files, per_shard)]  # fmt: skip
     else:
         import ray
 
@@ -150,4 +161,19 @@ def read_shard(shard: InputShard) -> tuple[str, list[Any]]:
         return "pages", list(readers.iter_warc(shard.path, shard.start, shard.end))
     if shard.kind == "urls":
         return "urls", list(readers.iter_url_rows(shard.path, shard.start, shard.end))
-    return "pages", list(readers.iter_html_files((f, "") for f in shard.files))
+    if shard.kind == "wat":  # image links with their alt: rows like a URL list's, marked source "wat"
+        from laitkit.pipeline.crawl.wat import iter_wat_rows
+
+        return "urls", list(iter_wat_rows(shard.path, None, shard.start, shard.end))
+    return "pages", list(readers.iter_html_files((f, html_page_url(shard, f)) for f in shard.files))
+
+
+def html_page_url(shard: InputShard, file: str) -> str:
+    """The URL of a saved page: `base_url` + its path below the input folder; '' without a
+    base_url (the reader then uses the page's canonical URL, else file://, and relative images
+    of such a page get the `no_base_url` verdict)."""
+    if not shard.base_url:
+        return ""
+    root = shard.path.rstrip("/") + "/"
+    rel = file[len(root):] if file.startswith(root) else file.rstrip("/").rsplit("/", 1)[-1]
+    return f"{shard.base_url.rstrip('/')}/{rel.lstrip('/')}"

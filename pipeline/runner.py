@@ -224,7 +224,7 @@ def run_job(cfg: Any) -> dict[str, Any]:
     with sources.open_input(cfg, out) as inp:
         t0 = time.perf_counter()
         input_shards = plan.build_plan(inp.kind, inp.path, cfg.input.pages_per_shard, work / "plan.json",
-                                       inp.paths_base)  # fmt: skip
+                                       inp.paths_base, base_url=inp.base_url)  # fmt: skip
         RECEIVED.add([s.to_dict() for s in input_shards])  # what the cutting tasks sent back
         n = len(input_shards)
         crawl_fp = {str(i): fpr.digest(cfg.stage_hash("crawl"), fpr.input_shard_stamp(s))

@@ -24,11 +24,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Input:
-    """What the plan cuts: `kind` is warc | urls | html, `path` a file, folder, paths file or URI."""
+    """What the plan cuts: `kind` is warc | wat | urls | html, `path` a file, folder, paths file or URI."""
 
     kind: str
     path: str
     paths_base: str = ""
+    base_url: str = ""  # html: the URL of the folder's root (see plan.read_shard)
 
 
 def check_synth_port(cfg: Any, out: Path) -> None:
@@ -83,7 +84,7 @@ def open_input(cfg: Any, out: Path) -> Iterator[Input]:
             log.info("serving synthetic web at %s", server.base_url)
             yield Input(kind="warc", path=str((web / "pages.warc.gz").resolve()))
         return
-    kind = {"urls": "urls", "warc": "warc", "html": "html"}[kind]
+    kind = {"urls": "urls", "warc": "warc", "wat": "wat", "html": "html"}[kind]
     local = "://" not in path
     yield Input(kind=kind, path=str(Path(path).resolve()) if local and path else path,
-                paths_base=cfg.input.paths_base)  # fmt: skip
+                paths_base=cfg.input.paths_base, base_url=getattr(cfg.input, "base_url", "") or "")  # fmt: skip

@@ -243,3 +243,27 @@ def test_phash_index_agrees_with_brute_force():
             assert hit[1] <= 4
     with pytest.raises(ValueError):
         PhashIndex(64)
+
+
+def test_worker_measurements_agree_with_the_parent_analysis_and_feed_image_step() -> None:
+    """What img2dataset's workers store (measure_writer) is what `analyse` would say: same
+    verdict, scores within decoder rounding, pHash within a bit or two; a sample measured in a
+    worker is not decoded again, and undecodable bytes give the decode error either way."""
+    from laitkit.pipeline.crawl import measure_writer
+    from laitkit.pipeline.crawl.image_filters import analyse
+
+    for img in (photo(3), chart()):
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=92)
+        got = measure_writer.measured_from_row(measure_writer.measure(buf.getvalue()))
+        want = analyse(buf.getvalue())
+        assert got is not None and got[0] == "" and abs(got[1] - want[1]) < 0.02
+        assert (got[1] >= 0.6) == (want[1] >= 0.6)
+        assert (int(got[4], 16) ^ int(want[4], 16)).bit_count() <= 2
+    assert measure_writer.measured_from_row(measure_writer.measure(None)) is None  # a failed download
+    broken = measure_writer.measured_from_row(measure_writer.measure(b"\xff\xd8 not a jpeg"))
+    assert broken is not None and broken[0].startswith("stored image does not decode")
+    s = Sample(key="k", url="http://h/a.jpg", page_url="", image=b"never decoded", orig_width=640, orig_height=480)
+    s.accept("download")
+    image_step([s], CrawlConfig(), {"k": ("", 0.2, "unnatural 0.20 (worker)", float("nan"), "00ff00ff00ff00ff")})
+    assert s.kept and s.phash == "00ff00ff00ff00ff" and s.verdicts[-1].detail == "unnatural 0.20 (worker)"

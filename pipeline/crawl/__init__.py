@@ -18,7 +18,7 @@ Relevance scoring is a later stage; `relevance_score` stays NaN here.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from laitkit.datasets.schema import Reason, Sample, make_key
@@ -135,20 +135,26 @@ def nsfw_step(samples: Iterable[Sample], cfg: CrawlConfig) -> None:
             s.accept("nsfw", f"score {s.nsfw_score:.2f}")
 
 
-def image_step(samples: Iterable[Sample], cfg: CrawlConfig) -> None:
+def image_step(samples: Iterable[Sample], cfg: CrawlConfig, measured: Mapping[str, tuple] | None = None) -> None:
     """Decode the stored image; phash and unnatural score for every decodable one, then the first
     failing check of TOO_SMALL → BAD_ASPECT → UNNATURAL → NSFW (image classifier, when configured)
     decides. A configured unnatural classifier replaces the heuristic's score; its score is stored.
 
-    The measurements run in parallel (`image_filters.analyse_many`: this step was the crawl's
-    largest cost over img2dataset alone); verdicts are then given in order.
+    `measured` (by sample key) holds the measurements img2dataset's workers already took of the
+    stored images (measure_writer.py; this step in the parent was the crawl's largest cost over
+    img2dataset alone). Samples without one, and all samples when a classifier is configured, are
+    measured here in threads (`image_filters.analyse_many`); verdicts are then given in order.
     """
     unnatural_clf = image_filters.load_classifier(cfg.unnatural_classifier)
     nsfw_clf = image_filters.load_classifier(cfg.nsfw_image_classifier)
     todo = [s for s in samples if s.kept and s.image]
+    known = {} if unnatural_clf is not None or nsfw_clf is not None else dict(measured or {})
+    missing = [s for s in todo if s.key not in known]
     workers = max(1, min(8, os.cpu_count() or 1))
-    results = image_filters.analyse_many([s.image for s in todo], workers, unnatural_clf, nsfw_clf)
-    for s, (error, unnatural, unnatural_detail, nsfw_image, phash) in zip(todo, results, strict=True):
+    fresh = image_filters.analyse_many([s.image for s in missing], workers, unnatural_clf, nsfw_clf)
+    known.update({s.key: r for s, r in zip(missing, fresh, strict=True)})
+    for s in todo:
+        error, unnatural, unnatural_detail, nsfw_image, phash = known[s.key]
         if error:
             s.reject("image", Reason.DECODE_ERROR, error)
             continue
@@ -183,8 +189,8 @@ def crawl_samples(samples: list[Sample], cfg: CrawlConfig, work_dir: str | Path)
     caption_step(samples, cfg)
     lang_step(samples, cfg)
     nsfw_step(samples, cfg)
-    download_samples(samples, cfg, work_dir)
-    image_step(samples, cfg)
+    measured = download_samples(samples, cfg, work_dir)
+    image_step(samples, cfg, measured)
     if cfg.dedup:
         dedup_step(samples, cfg)
     return samples

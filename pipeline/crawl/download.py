@@ -34,10 +34,17 @@ fetched. So a redirect from a public host to 169.254.169.254 fails in the worker
 connection (its error starts with "blocked_address"), and `timeout` is a *total* deadline per
 image with a byte cap (`max_download_bytes`), not img2dataset's per-read timeout.
 
+Image measurements (unnatural heuristic, phash) are taken in the same workers: `GuardedDownloader`
+wraps img2dataset's sample writer with `measure_writer.MeasuringWriter`, which adds them as
+columns of the shard parquet; the parent reads them back instead of decoding every image again.
+
 On 127.0.0.1: img2dataset fetches with urllib and a Firefox user agent (plus our token), honours
 `http_proxy`/`no_proxy` from the environment, and times out per request after `timeout` seconds.
-Its multiprocessing distributor *spawns* workers: each imports img2dataset (torch, albumentations,
-~5 s), so one call costs ~10-15 s of fixed overhead — batch all URLs of a shard into one call.
+Its multiprocessing distributor *spawns* workers: each imports img2dataset, whose writer module
+imports webdataset, which imports torch (plus wandb, ray, albumentations: ~7 s on a quiet
+machine), so one call costs ~10-15 s of fixed overhead — batch all URLs of a shard into one
+call. That import chain is img2dataset's own (img2dataset alone pays it too); nothing of ours
+adds to it (laitkit.pipeline.crawl.download imports in ~0.3 s).
 Spawning also re-imports the caller's `__main__`: scripts must guard with `if __name__ == "__main__"`.
 """
 
@@ -63,7 +70,7 @@ import pyarrow.parquet as pq
 
 from laitkit.atomic import atomic_write_parquet
 from laitkit.datasets.schema import Reason, Sample
-from laitkit.pipeline.crawl import netguard
+from laitkit.pipeline.crawl import measure_writer, netguard
 from laitkit.pipeline.crawl.image_normalise import NormalisingResizer
 from laitkit.pipeline.crawl.robots_txt import RobotsCache
 
@@ -94,6 +101,8 @@ class Fetched:
     orig_width: int = 0
     orig_height: int = 0
     sha256: str = ""
+    #: the stored image's measurements taken in the worker (measure_writer), None if not taken
+    measured: measure_writer.Measured | None = None
 
     @property
     def ok(self) -> bool:
@@ -162,12 +171,14 @@ def _guarded_downloader_class():
 
         class _Guarded(Downloader):
             """img2dataset's Downloader that installs the guarded urllib opener in its worker first,
-            and whose resizer sees EXIF-rotated, 8-bit images (image_normalise.py)."""
+            whose resizer sees EXIF-rotated, 8-bit images (image_normalise.py), and whose writer
+            measures each stored image in the worker (measure_writer.py)."""
 
             def __init__(self, *args: Any, guard_limits: netguard.FetchLimits, **kwargs: Any) -> None:
                 super().__init__(*args, **kwargs)
                 self.guard_limits = guard_limits
                 self.resizer = NormalisingResizer(self.resizer)
+                self.sample_writer_class = functools.partial(measure_writer.MeasuringWriter, self.sample_writer_class)
 
             def __call__(self, row: Any) -> Any:
                 netguard.install(self.guard_limits)
@@ -233,6 +244,7 @@ def run_img2dataset(urls: Sequence[str], cfg: Any, work_dir: str | Path) -> dict
         return {}
     settings = img2dataset_kwargs(cfg, Path(), Path())
     settings = {k: v for k, v in settings.items() if k not in ("url_list", "output_folder")}
+    settings["laitkit_measure"] = measure_writer.VERSION
     key = json.dumps({"urls": unique, "settings": settings}, sort_keys=True, default=str)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     run_dir = Path(work_dir) / "img2dataset" / digest
@@ -255,9 +267,11 @@ def read_img2dataset_output(out_dir: Path, urls: Sequence[str]) -> dict[str, Fet
     by_id: dict[str, Fetched] = {}
     cols = [ID_COL, "status", "error_message", "width", "height", "original_width", "original_height", "sha256"]
     for f in sorted(out_dir.glob("*.parquet")):
-        table = pq.read_table(f)
+        table = pq.read_table(f, memory_map=True)  # local files; the image column is most of the bytes
         data = {c: table.column(c).to_pylist() for c in cols}
         images = table.column("jpg").to_pylist() if "jpg" in table.column_names else [None] * table.num_rows
+        measured = [measure_writer.measured_from_row(r) for r in table.select(
+            [c for c in measure_writer.NAMES if c in table.column_names]).to_pylist()]  # fmt: skip
         for i in range(table.num_rows):
             by_id[str(data[ID_COL][i])] = Fetched(
                 status=data["status"][i] or "",
@@ -268,13 +282,17 @@ def read_img2dataset_output(out_dir: Path, urls: Sequence[str]) -> dict[str, Fet
                 orig_width=int(data["original_width"][i] or 0),
                 orig_height=int(data["original_height"][i] or 0),
                 sha256=data["sha256"][i] or "",
+                measured=measured[i],
             )
     missing = Fetched(status="missing", error="img2dataset wrote no row for this URL (its shard failed)")
     return {url: by_id.get(str(i), missing) for i, url in enumerate(urls)}
 
 
-def download_samples(samples: Sequence[Sample], cfg: Any, work_dir: str | Path) -> None:
+def download_samples(samples: Sequence[Sample], cfg: Any, work_dir: str | Path) -> dict[str, Any]:
     """Download every still-kept sample's image and record the outcome on it (in place).
+
+    Returns the measurements the workers took of the stored images (`measure_writer.Measured`),
+    by sample key, for `image_step`.
 
     Rejected samples are not downloaded. Without a request: a URL whose scheme is not http(s) is
     rejected (urllib would happily read file:// paths named by a URL list), a host that resolves
@@ -318,12 +336,16 @@ def download_samples(samples: Sequence[Sample], cfg: Any, work_dir: str | Path) 
                 allowed_fetch.append(s)
         fetch = allowed_fetch
     results = run_img2dataset([s.url for s in fetch], cfg, work_dir)
+    measured: dict[str, Any] = {}
     for s in fetch:
         r = results[s.url]
         if r.ok:
+            if r.measured is not None:
+                measured[s.key] = r.measured
             s.image, s.width, s.height, s.sha256 = r.image, r.width, r.height, r.sha256
             s.orig_width, s.orig_height = r.orig_width, r.orig_height
             s.accept(STAGE, f"{r.orig_width}x{r.orig_height} -> {r.width}x{r.height}")
         else:
             reason = reason_for(r.status, r.error) if r.status != "success" else Reason.DECODE_ERROR
             s.reject(STAGE, reason, f"{r.status}: {r.error}" if r.error else r.status)
+    return measured

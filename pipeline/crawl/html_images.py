@@ -648,7 +648,7 @@ def extract_images(
         if not url:
             local = image_source(img, base, ("file",))[0] if file_page else ""
             if local:  # a relative URL on a saved page with no http(s) URL: say why, do not drop it
-                why = f"relative image URL on a page known only as {base[:80]}: give the pages a base URL"
+                why = f"relative image URL on a page known only as {base[:80]}: set input.base_url"
                 found.append((ImageCandidate(url=local, index=index, is_main=False, score=0.0, signals=[why],
                                              texts=image_texts(img, local, og_images, og_description,
                                                                surrounding_max_chars),

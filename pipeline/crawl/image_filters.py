@@ -53,35 +53,77 @@ class UnnaturalParts:
 
 def decode_image(data: bytes) -> Image.Image:
     """Fully decoded RGB image; raises OSError/ValueError (incl. Pillow's bomb error) on bad bytes."""
-    with Image.open(io.BytesIO(data)) as img:
-        img.load()
-        return img.convert("RGB")
+    img = Image.open(io.BytesIO(data))  # not `with`: closing would invalidate the pixels kept below
+    img.load()
+    return img if img.mode == "RGB" else img.convert("RGB")  # no copy for the common RGB JPEG
 
 
-def unnatural_parts(img: Image.Image) -> UnnaturalParts:
-    """Measure flatness, dominant colours and colour entropy of an RGB image (see module doc)."""
-    a = np.asarray(img.convert("RGB"), dtype=np.int16)
+def decode_array(data: bytes) -> np.ndarray:
+    """The stored image as a uint8 array (OpenCV, BGR): the measurements' input, no PIL object or
+    copy in between. Raises ValueError on bytes OpenCV cannot decode (its pixel cap included)."""
+    import cv2
+
+    a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if a is None:
+        raise ValueError("not a decodable image")
+    return a
+
+
+def _pixels(img: Image.Image | np.ndarray) -> np.ndarray:
+    """uint8 H x W x 3 array of an image (channel order does not matter to the measurements)."""
+    if isinstance(img, np.ndarray):
+        return img if img.ndim == 3 else np.repeat(img[..., None], 3, axis=2)
+    return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
+
+
+def _channel_max(a: np.ndarray) -> np.ndarray:
+    """Largest of the three channels, per pixel. Why not `a.max(axis=2)`: NumPy reduces a length-3
+    inner axis ~25x slower than two element-wise maxima (6 ms against 0.2 ms at 320x240)."""
+    return np.maximum(np.maximum(a[..., 0], a[..., 1]), a[..., 2])
+
+
+def unnatural_parts(img: Image.Image | np.ndarray) -> UnnaturalParts:
+    """Measure flatness, dominant colours and colour entropy of an image (see module doc).
+
+    Done in uint8 with OpenCV's absdiff and 3-D histogram: the same numbers as int16 NumPy
+    arithmetic at a fraction of the cost (it runs once per downloaded image)."""
+    import cv2
+
+    a = _pixels(img)
     step = max(1, math.ceil(max(a.shape[0], a.shape[1]) / ANALYSIS_MAX_SIDE))
-    a = a[::step, ::step]
+    a = np.ascontiguousarray(a[::step, ::step])
     if a.shape[0] < 2 or a.shape[1] < 2:
         return UnnaturalParts(1.0, 1.0, 1.0)
-    dx = np.abs(np.diff(a, axis=1)).max(axis=2)[:-1, :]
-    dy = np.abs(np.diff(a, axis=0)).max(axis=2)[:, :-1]
-    flat = float((np.maximum(dx, dy) <= 1).mean())
-    q = (a >> 4).reshape(-1, 3)
-    counts = np.bincount((q[:, 0] << 8) | (q[:, 1] << 4) | q[:, 2], minlength=4096).astype(np.float64)
+    base = np.ascontiguousarray(a[:-1, :-1])
+    dx = _channel_max(cv2.absdiff(np.ascontiguousarray(a[:-1, 1:]), base))
+    dy = _channel_max(cv2.absdiff(np.ascontiguousarray(a[1:, :-1]), base))
+    flat = np.count_nonzero(np.maximum(dx, dy) <= 1) / dx.size
+    counts = cv2.calcHist([a], [0, 1, 2], None, [16, 16, 16], [0, 256, 0, 256, 0, 256]).ravel().astype(np.float64)
     total = counts.sum()
-    dominant = float(np.sort(counts)[-4:].sum() / total)
+    dominant = float(np.partition(counts, counts.size - 4)[-4:].sum() / total)
     p = counts[counts > 0] / total
     entropy_bits = float(-(p * np.log2(p)).sum())
-    return UnnaturalParts(flat, dominant, float(max(0.0, 1.0 - entropy_bits / 6.0)))
+    return UnnaturalParts(float(flat), dominant, float(max(0.0, 1.0 - entropy_bits / 6.0)))
 
 
-def phash_hex(img: Image.Image) -> str:
-    """64-bit DCT perceptual hash (imagehash.phash) as 16 hex digits."""
-    import imagehash
+def phash_hex(img: Image.Image | np.ndarray) -> str:
+    """64-bit DCT perceptual hash as 16 hex digits: imagehash.phash's definition (32x32 grey
+    thumbnail, 2-D DCT-II, the 8x8 lowest frequencies against their median, bits row-major)
+    with OpenCV's area-averaging thumbnail instead of Pillow's Lanczos (which cost more than all
+    other measurements together); near copies still land within a few bits (see tests)."""
+    import cv2
+    import scipy.fftpack
 
-    return str(imagehash.phash(img))
+    if isinstance(img, np.ndarray):
+        grey = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    else:
+        grey = cv2.cvtColor(_pixels(img), cv2.COLOR_RGB2GRAY)  # PIL images are RGB, arrays BGR
+    thumb = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float64)
+    low = scipy.fftpack.dct(scipy.fftpack.dct(thumb, axis=0), axis=1)[:8, :8]
+    value = 0
+    for bit in (low > np.median(low)).ravel():
+        value = (value << 1) | int(bit)
+    return f"{value:016x}"
 
 
 def size_reason(orig_width: int, orig_height: int, min_side: int = 300) -> str:

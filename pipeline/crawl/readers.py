@@ -85,10 +85,11 @@ def _html_response(record) -> bool:  # a warcio ArcWarcRecord
 BAD_RECORD_HEADER = "x-laitkit-bad-record"  # pseudo-header of the Page standing for a corrupt record
 
 
-def _warc_records(path: str | Path, start: int = 0, end: int | None = None):
-    """(absolute offset, record) of the HTML 2xx responses whose record starts in [start, end),
-    and (offset, BadRecord) for each corrupt stretch, after which reading resumes at the next
-    record start (warc_tolerant.py: one bad gzip member must not lose the rest of the file)."""
+def _warc_records(path: str | Path, start: int = 0, end: int | None = None, want=_html_response):
+    """(absolute offset, record) of the records `want`ed (default: HTML 2xx responses) that start
+    in [start, end), and (offset, BadRecord) for each corrupt stretch, after which reading resumes
+    at the next record start (warc_tolerant.py: one bad gzip member must not lose the rest of the
+    file). WAT files are WARC files too (`want` picks their metadata records, see wat.py)."""
     from warcio.archiveiterator import ArchiveIterator
 
     from laitkit.pipeline import storage
@@ -112,7 +113,7 @@ def _warc_records(path: str | Path, start: int = 0, end: int | None = None):
                     if end is not None and offset >= end:
                         return
                     last = offset
-                    if _html_response(record):
+                    if want(record):
                         yield offset, record
                 return
             except Exception as exc:  # noqa: BLE001 - warcio/zlib raise many types; each means "bad bytes here"
@@ -157,15 +158,16 @@ def iter_warc(path: str | Path, start: int = 0, end: int | None = None) -> Itera
         yield Page(url=url, html=decode_html(body, ctype), headers=headers, ref=ref)
 
 
-def index_warc(path: str | Path, per_shard: int) -> list[tuple[int, int | None, int]]:
-    """Cut one WARC into ranges of `per_shard` HTML pages: [(start, end or None for EOF, count)].
+def index_warc(path: str | Path, per_shard: int, want=_html_response) -> list[tuple[int, int | None, int]]:
+    """Cut one WARC into ranges of `per_shard` HTML pages (or other `want`ed records, such as a
+    WAT file's metadata records): [(start, end or None for EOF, count)].
 
     Why ranges and not pages: the job's plan then holds a few integers per shard, and each Ray
     task seeks to its own range and reads only that (Common Crawl's WARCs are ~1 GB each).
     """
     firsts: list[int] = []
     counts: list[int] = []
-    for offset, _ in _warc_records(path):
+    for offset, _ in _warc_records(path, want=want):
         if not counts or counts[-1] == per_shard:
             firsts.append(offset)
             counts.append(0)
@@ -254,6 +256,10 @@ def sample_from_url_row(row: dict[str, str]) -> Sample:
     (`ref`, "file#row"), so the same image listed with two captions (or on two pages) is two
     samples, and an exact duplicate row is a second sample that dedup rejects as DUP_URL.
     """
+    if row.get("source") == "wat":  # a WAT image link travels as a row too (wat.iter_wat_rows)
+        from laitkit.pipeline.crawl.wat import sample_from_wat_row
+
+        return sample_from_wat_row(row)
     url, caption, page_url = row["url"], row.get("caption") or "", row.get("page_url") or ""
     texts = [TextCandidate(CaptionSource.LIST, caption)] if caption.strip() else []
     key = make_key(url, caption, page_url, row.get("ref") or "")
