@@ -24,6 +24,7 @@ from typing import Any
 BLOCK = 512
 _SKIP_META = re.compile(r"__[^/]*__($|/)")
 _REGULAR = (b"0", b"\0", b"7")
+_COMPRESSED = (b"\x1f\x8b", b"BZ", b"\xfd7", b"(\xb5")  # gzip, bzip2, xz, zstd
 
 
 class _Unsupported(Exception):
@@ -76,8 +77,12 @@ def tar_files(path: str, select: Callable[[str], bool]) -> Iterator[tuple[str, b
         first = True
         while True:
             hdr = f.read(BLOCK)
-            if len(hdr) < BLOCK or hdr == bytes(BLOCK):
-                return  # end of archive (two zero blocks; a short read is a truncated tail)
+            if not hdr or hdr == bytes(BLOCK):
+                return  # end of archive: zero blocks, or the end of the file at a block boundary
+            if first and (len(hdr) < BLOCK or hdr[:2] in _COMPRESSED):
+                raise _Unsupported(path)  # small or compressed: webdataset's reader decides
+            if len(hdr) < BLOCK:
+                raise ValueError(f"{path}: truncated tar (a header cut at byte {f.tell() - len(hdr)})")
             if not _checksum_ok(hdr):
                 if first:
                     raise _Unsupported(path)
