@@ -26,9 +26,9 @@ def _tar(path: Path, members: list[tuple[str, bytes]], fmt: int = tarfile.PAX_FO
 
 MEMBERS = [
     ("a.json", b"{}"),
-    ("BZ.json", b"a name that starts like a bzip2 magic"),
     ("a.npz", b"\x00" * 700),
     ("a.jpg", b"jpeg"),
+    ("BZ.json", b"a name that starts like a bzip2 magic"),
     ("sub.dir/b.JSON", b'{"x": 1}'),  # a dot in the folder, an upper-case extension
     ("sub.dir/b.seg.npz", b"z" * 513),
     ("__meta__", b"skipped by webdataset"),
