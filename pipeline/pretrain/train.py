@@ -101,6 +101,7 @@ def data_spec(job: TrainJob, stage: int) -> DataSpec:
         heldout_permille=c.heldout_permille,
         max_text=c.max_text,
         max_regions=c.max_regions,
+        masking={"itm_share": c.itm_share, "itm_hard": c.itm_hard},
     )
 
 
