@@ -133,10 +133,14 @@ def _run(shards: Path, out: Path, vocab: str = "", **kw):
     return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_compile_on_cpu_matches_eager(small_shards: Path, tmp_path: Path, caplog) -> None:
+def test_compile_on_cpu_matches_eager(small_shards: Path, tmp_path: Path, caplog, monkeypatch) -> None:
     """`pretrain.compile: true` with inductor on CPU (a C++ compiler is there): the losses of two
     steps equal the eager run's (same tokenizer, no dropout) up to float reassociation."""
+    import torch._inductor.config as inductor_config
+
     from laitkit.pipeline.pretrain.train import cxx_compiler
+
+    monkeypatch.setattr(inductor_config, "compile_threads", 1)  # no compile worker pool to start on 2 cores
 
     assert cxx_compiler() is not None, "this machine has g++: the compiled path must be tested, not the fallback"
     eager = _run(small_shards, tmp_path / "eager")
