@@ -186,11 +186,11 @@ def test_pretraining_lowers_each_loss_and_checkpoint_loads(shards: Path, tok_dir
     assert 0.0 <= summary["eval"]["i2t_r1"] <= 1.0
 
 
-def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def _cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     import os
 
     return subprocess.run(
-        [sys.executable, "-m", "laitkit.jobs.cli", *args], capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "laitkit.jobs.cli", *args], capture_output=True, text=True, timeout=timeout,
         env={**os.environ, **(env or {})},
     )
 
@@ -273,7 +273,7 @@ def test_two_ray_train_workers_on_cpu(shards: Path, tok_dir: Path, tmp_path) -> 
     r = _cli(
         "pretrain", str(shards), "--out", str(out), "--workers", "2", "--steps", "3", "--batch-size", "6",
         "--hidden", "32", "--layers", "1", "--heads", "2", "--device", "cpu", "--vocab", str(tok_dir),
-        "--checkpoint-every", "3",
+        "--checkpoint-every", "3", timeout=900,  # a loaded host: Ray start-up alone can take minutes
     )
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads(r.stdout.splitlines()[-1])

@@ -58,6 +58,8 @@ class PretrainConfig:
     heldout_permille: int = 50
     max_text: int = 64
     max_regions: int = 50
+    itm_share: float = 0.5  # share of samples that are ITM pairs (unmasked) instead of masked-modelling ones
+    itm_hard: float = 0.5  # share of ITM negatives that take the in-batch caption sharing most sub-words
     vocab: str = ""  # a BERT vocab.txt / tokenizer folder; "" = train WordPiece on the shards
     vocab_size: int = 8000
     checkpoint_every: int = 100

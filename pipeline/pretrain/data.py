@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import random
 import re
 import struct
@@ -37,6 +38,7 @@ import webdataset as wds
 from laitkit.datasets.codec import decode_members
 from laitkit.datasets.schema import Sample
 from laitkit.pipeline.pretrain.masking import Masker
+from laitkit.pipeline.pretrain.tarread import tar_samples
 from laitkit.pipeline.pretrain.tokenizer import TextTokenizer, subword_words, word_char_spans
 
 GEOM_DIM = 7
@@ -90,9 +92,11 @@ def box_geometry(boxes: np.ndarray, h: int, w: int) -> np.ndarray:
     """UNITER's 7-d box position: normalised x1, y1, x2, y2, width, height, area."""
     b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     w, h = max(w, 1), max(h, 1)
-    x1, y1, x2, y2 = (b[:, i] for i in range(4))
-    bw, bh = (x2 - x1) / w, (y2 - y1) / h
-    return np.stack([x1 / w, y1 / h, x2 / w, y2 / h, bw, bh, bw * bh], 1).astype(np.float32)
+    out = np.empty((len(b), GEOM_DIM), np.float32)
+    np.divide(b, np.array([w, h, w, h], np.float32), out=out[:, :4])
+    np.subtract(out[:, 2:4], out[:, 0:2], out=out[:, 4:6])
+    np.multiply(out[:, 4], out[:, 5], out=out[:, 6])
+    return out
 
 
 def is_heldout(key: str, permille: int) -> bool:
@@ -173,7 +177,7 @@ def read_npz(data: bytes, names: tuple[str, ...]) -> dict[str, np.ndarray]:
             dtype = np.dtype(m.group(1).decode())
             shape = tuple(int(x) for x in m.group(3).split(b",") if x.strip())
             body = start + 8 + hsize + hlen
-            count = int(np.prod(shape)) if shape else 1
+            count = math.prod(shape)
             if name[:-4] in names:
                 out[name[:-4]] = np.frombuffer(data, dtype=dtype, count=count, offset=body).reshape(shape)
             nxt = data.find(_LOCAL, body + count * dtype.itemsize)
@@ -186,6 +190,24 @@ def read_npz(data: bytes, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     except (ValueError, struct.error, UnicodeDecodeError, IndexError):
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             return {k: z[k] for k in names}
+
+
+_TAG_CACHE_SIZE = 4096
+
+
+def _tag_ids(tok: TextTokenizer, tags: tuple[str, ...]) -> list[int]:
+    """Sub-words of a sample's detector tags, cached per tag set on the tokenizer.
+
+    Why a cache: a detector has a few hundred classes, so tag sets repeat across samples far
+    more than captions do; the cache is bounded (cleared when full), so memory stays flat.
+    """
+    cache: dict[tuple[str, ...], list[int]] = tok.__dict__.setdefault("_laitkit_tag_cache", {})
+    hit = cache.get(tags)
+    if hit is None:
+        if len(cache) >= _TAG_CACHE_SIZE:
+            cache.clear()
+        hit = cache[tags] = tok.encode_words(list(tags))
+    return hit
 
 
 def _example(
@@ -212,8 +234,7 @@ def _example(
             hit = [i for i, w in enumerate(word_index) if a <= w < b]
             if hit:
                 spans.append((SGP_KINDS.index(kind) if kind in SGP_KINDS else 0, hit[0], hit[-1] + 1))
-    tags = list(dict.fromkeys(n for n in obj_names if n))
-    tag_ids = tok.encode_words(tags)[: spec.max_tags]
+    tag_ids = _tag_ids(tok, tuple(dict.fromkeys(n for n in obj_names if n)))[: spec.max_tags]
     keep = max(spec.max_text - 3 - len(tag_ids), 0)
     ids, word_index = ids[:keep], word_index[:keep]
     spans = [(k, a, min(b, keep)) for k, a, b in spans if a < keep]
@@ -259,10 +280,13 @@ def find_shards(shards_dir: Path) -> list[Path]:
     return done
 
 
+def _model_members(name: str) -> bool:
+    return name.endswith((".json", ".npz"))
+
+
 def iter_members(paths: list[str]) -> Iterator[dict[str, Any]]:
-    """Raw `json` and `npz` members per sample through webdataset's tar reader (image and txt skipped)."""
-    src = [{"url": p} for p in paths]
-    for raw in wds.tarfile_samples(src, select_files=lambda name: name.endswith((".json", ".npz"))):
+    """Raw `json` and `npz` members per sample, grouped as webdataset does (image and txt never read)."""
+    for raw in tar_samples(paths, _model_members):
         if "json" in raw:
             yield raw
 
@@ -390,19 +414,21 @@ class ShardStream(torch.utils.data.IterableDataset):
             yield tail  # an epoch's ragged tail trains only if it is not a near-empty step
 
     def _cut(self, pool: list[Example]) -> tuple[list[list[Example]], list[Example]]:
+        """Greedy cut of the sorted pool; a batch's padded size is its longest text + most regions."""
         spec = self.spec
         pool = sorted(pool, key=lambda e: (e.length, e.key))
         batches: list[list[Example]] = []
         cur: list[Example] = []
+        max_text = max_regions = 0
         for ex in pool:
-            longest = max([e.text_len for e in cur] + [ex.text_len]) + max(
-                [e.features.shape[0] for e in cur] + [ex.features.shape[0]]
-            )
+            t, r = ex.text_len, int(ex.features.shape[0])
+            longest = max(max_text, t) + max(max_regions, r)
             full = len(cur) >= spec.batch_size or (spec.token_budget and longest * (len(cur) + 1) > spec.token_budget)
             if cur and full:
                 batches.append(cur)
-                cur = []
+                cur, max_text, max_regions = [], 0, 0
             cur.append(ex)
+            max_text, max_regions = max(max_text, t), max(max_regions, r)
         return batches, cur
 
 

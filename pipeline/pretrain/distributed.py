@@ -17,6 +17,11 @@ from typing import Any
 
 import torch
 
+# Ray Train gives its worker group 60 s to start; each worker imports torch and laitkit, which on
+# a loaded 2-core host (CI, a shared box) can take longer, and the run then fails before step 0.
+# Generous start-up limits change nothing on a fast host; a user's own settings win (setdefault).
+SLOW_HOST_TIMEOUTS = {"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": 600}
+
 
 def _worker_loop(config: dict[str, Any]) -> None:
     from laitkit.pipeline.pretrain.train import train_worker
@@ -32,10 +37,12 @@ def run_distributed(job: Any, workers: int) -> dict[str, Any]:
 
     use_gpu = torch.cuda.is_available() and job.cfg.device in ("auto", "cuda")
     own = not ray.is_initialized()
+    for name, seconds in SLOW_HOST_TIMEOUTS.items():
+        os.environ.setdefault(name, str(seconds))  # read by Ray Train's controller (inherits this env)
     if own:
         ray.init(
             address="local", num_cpus=max(workers + 1, 2), include_dashboard=False, log_to_driver=False,
-            configure_logging=False,
+            configure_logging=False, _system_config={"worker_register_timeout_seconds": 600},
         )
     try:
         free_cpus = float(ray.available_resources().get("CPU", workers))

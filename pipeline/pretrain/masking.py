@@ -33,10 +33,12 @@ class Masker:
         mrm_prob: float = 0.15,
         itm_share: float = 0.5,
         itm_neg: float = 0.5,
+        itm_hard: float = 0.0,
     ) -> None:
         self.tok = tok
         self.mask_prob, self.sgp_prob, self.sgp_node_prob = mask_prob, sgp_prob, sgp_node_prob
         self.mrm_prob, self.itm_share, self.itm_neg = mrm_prob, itm_share, itm_neg
+        self.itm_hard = itm_hard  # share of ITM negatives that take the in-batch caption sharing most sub-words
         self.vocab = tok.vocab_size
 
     def _mask_tokens(self, ids: np.ndarray, labels: np.ndarray, pos: np.ndarray, rng: np.random.Generator) -> None:
@@ -56,7 +58,10 @@ class Masker:
         for i in range(n):
             if itm[i] and n > 1 and rng.random() < self.itm_neg:
                 others = [k for k in range(n) if examples[k].caption_ids != examples[i].caption_ids]
-                if others:
+                if others and self.itm_hard and rng.random() < self.itm_hard:
+                    mine = set(examples[i].caption_ids)  # the most shared sub-words; ties drawn at random
+                    partner[i] = max(others, key=lambda k: len(mine & set(examples[k].caption_ids)) + rng.random())
+                elif others:
                     partner[i] = others[int(rng.integers(len(others)))]
         matched = [int(partner[i] == i) for i in range(n)]
         itm_labels = [matched[i] if itm[i] else IGNORE for i in range(n)]

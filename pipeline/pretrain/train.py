@@ -34,6 +34,7 @@ from laitkit.pipeline.pretrain.config import PretrainConfig, StageConfig
 from laitkit.pipeline.pretrain.data import DataSpec, corpus_feature_dim, find_shards, heldout_examples, iter_samples
 from laitkit.pipeline.pretrain.model import ModelConfig, PretrainModel
 from laitkit.pipeline.pretrain.objectives import TASKS
+from laitkit.pipeline.pretrain.prefetch import DevicePrefetcher, pin_memory_for
 from laitkit.pipeline.pretrain.tokenizer import TextTokenizer, train_wordpiece
 
 __all__ = ["TASKS", "PretrainConfig", "StageConfig", "load_checkpoint", "pretrain", "summarise"]
@@ -100,6 +101,7 @@ def data_spec(job: TrainJob, stage: int) -> DataSpec:
         heldout_permille=c.heldout_permille,
         max_text=c.max_text,
         max_regions=c.max_regions,
+        masking={"itm_share": c.itm_share, "itm_hard": c.itm_hard},
     )
 
 
@@ -203,8 +205,7 @@ def train_worker(job: TrainJob) -> dict[str, Any]:
 
         ids = [device.index] if device.type == "cuda" else None
         train_model = DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
-    if c.compile:
-        train_model = torch.compile(train_model)
+    compile_pending = bool(c.compile) and compile_encoder(model, device)
     metrics = MetricsLog(out / "metrics.jsonl", step, rank == 0)
     history: list[dict[str, Any]] = []
     if rank == 0 and resumed_from:
@@ -226,9 +227,9 @@ def train_worker(job: TrainJob) -> dict[str, Any]:
 
         loader = make_loader(
             spec, rank=rank, world=world, workers=c.loader_workers, position=positions if si == stage_idx else {},
-            batches_done=done_in_stage, pin_memory=device.type == "cuda",
+            batches_done=done_in_stage, pin_memory=pin_memory_for(device),
         )
-        batches = iter(loader)
+        batches = DevicePrefetcher(loader, device)  # batch k+1 is copied to the device while step k runs
         if state is not None:  # after the loader exists: nothing below may draw from the global RNGs first
             ckpt.set_rng_state(state["rng"][str(rank)] if str(rank) in state["rng"] else state["rng"]["0"])
             state = None
@@ -243,12 +244,14 @@ def train_worker(job: TrainJob) -> dict[str, Any]:
                 batch = next(batches)
                 w, ep, idx = (int(x) for x in batch.pop("position"))
                 positions[w] = (ep, idx)
-                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 sync = world == 1 or micro == c.grad_accum - 1
                 ctx = contextlib.nullcontext() if sync else train_model.no_sync()
                 amp = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
                 with ctx, amp:
-                    losses = train_model(batch)
+                    if compile_pending:  # the first compiled call compiles: a failure falls back to eager, once
+                        losses, compile_pending = _first_compiled_call(train_model, model, batch)
+                    else:
+                        losses = train_model(batch)
                     total = sum(losses.values()) / c.grad_accum
                 total.backward()
                 for k, v in losses.items():
@@ -323,6 +326,52 @@ def train_worker(job: TrainJob) -> dict[str, Any]:
     if world > 1:
         dist.barrier()
     return summary
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler inductor would call on CPU ($CXX, else g++ / c++ / clang++ on PATH)."""
+    import shutil
+
+    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def compile_encoder(model: PretrainModel, device: torch.device) -> bool:
+    """`pretrain.compile: true`: the encoder's forward through `torch.compile` (dynamic shapes).
+
+    Why the encoder and not the whole model: it is where the FLOPs are and it is one static
+    graph; the objectives select targets with data-dependent masks (graph breaks, a recompile
+    per shape). Why `dynamic=True`: batches are bucketed by length, so text and region lengths
+    change every step; one symbolic-shape graph is compiled once instead of once per length.
+    The compiled forward is an instance attribute, so `state_dict` keys (checkpoints) are
+    unchanged. On CPU inductor needs a C++ compiler: without one, one warning and eager mode.
+    """
+    if device.type == "cpu" and cxx_compiler() is None:
+        log.warning("pretrain: compile: no C++ compiler for torch.compile's CPU backend (set $CXX); training eager")
+        return False
+    model.encoder.forward = torch.compile(model.encoder.forward, dynamic=True)
+    return True
+
+
+def uncompile_encoder(model: PretrainModel) -> None:
+    model.encoder.__dict__.pop("forward", None)
+
+
+def _first_compiled_call(train_model: torch.nn.Module, model: PretrainModel, batch: dict) -> tuple[dict, bool]:
+    """Losses of the first compiled step; if compiling fails, one warning line and eager from then on.
+
+    Only the first call can fail to compile (later ones reuse the graph); a real model error is
+    not hidden: it happens again eagerly and is raised from there.
+    """
+    try:
+        return train_model(batch), False
+    except Exception as exc:  # noqa: BLE001 - inductor raises many types (BackendCompilerFailed, CppCompileError, ...)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        log.warning("pretrain: compile: torch.compile failed (%s: %s); training eager", type(exc).__name__, first)
+        uncompile_encoder(model)
+        return train_model(batch), False
 
 
 def _out_of_time(t_start: float, limit: float, world: int) -> bool:
