@@ -151,7 +151,7 @@ def run_pretrain_bench(train_seconds: float = 570.0, shards: int = 8, per_shard:
         cfg = PretrainConfig(
             steps=steps, batch_size=32, hidden=128, layers=2, heads=4, lr=1e-3, warmup=100, device="cpu",
             vocab=str(tok), heldout_permille=100, eval_pool=50, loader_workers=1, checkpoint_every=500,
-            progress=False, dropout=0.1, threads=1, max_seconds=train_seconds, itm_share=0.5, itm_hard=0.5,
+            progress=False, dropout=0.1, threads=1, max_seconds=train_seconds, itm_share=0.5,
         )
         t1 = time.perf_counter()
         summary = pretrain(one, tmp / "train", cfg, resume=False)

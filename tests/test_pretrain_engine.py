@@ -166,27 +166,3 @@ def test_compile_without_a_cxx_compiler_warns_once_and_trains_eager(
     warned = [r.getMessage() for r in caplog.records if "compile" in r.getMessage()]
     assert len(warned) == 1 and "no C++ compiler" in warned[0]
     assert len(rows) == 2 and all(r["loss"] > 0 for r in rows)
-
-
-def test_itm_hard_negatives_take_the_most_similar_caption_in_the_batch() -> None:
-    import numpy as np
-
-    from laitkit.pipeline.pretrain.data import DataSpec, Example
-    from laitkit.pipeline.pretrain.masking import Masker
-    from laitkit.pipeline.pretrain.tokenizer import train_wordpiece
-
-    tok = train_wordpiece(iter(["a red circle above a blue square", "a green star"] * 3), vocab_size=60)
-    caps = ["a red circle above a blue square", "a red circle above a green square", "a green star", "two stars"]
-    spec = DataSpec(shards=(), tokenizer_dir="", feature_dim=4)
-    ex = [Example(f"k{i}", tok.encode(c).ids, [], [], [], [], np.zeros((0, spec.feature_dim), np.float32),
-                  np.zeros((0, 7), np.float32), np.zeros(0, np.int64)) for i, c in enumerate(caps)]
-    hard = Masker(tok, itm_share=1.0, itm_neg=1.0, itm_hard=1.0)
-    batch = hard(ex, np.random.default_rng(0), 4)
-    assert batch["itm_labels"].tolist() == [0, 0, 0, 0]
-    ids = batch["input_ids"]
-    # sample 0's caption is swapped for sample 1's (5 of 6 sub-words shared) and vice versa
-    assert ids[0, 1 : 1 + len(ex[1].caption_ids)].tolist() == ex[1].caption_ids
-    assert ids[1, 1 : 1 + len(ex[0].caption_ids)].tolist() == ex[0].caption_ids
-    rand = Masker(tok, itm_share=1.0, itm_neg=1.0)  # default: random partners, as before
-    picks = {tuple(rand(ex, np.random.default_rng(s), 4)["input_ids"][0, 1:4].tolist()) for s in range(12)}
-    assert len(picks) > 1

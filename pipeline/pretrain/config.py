@@ -9,7 +9,7 @@ turns each into a `StageConfig`, so unknown keys are named, not ignored.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 # The default task list, written out so that reading a config imports no torch (objectives.py
@@ -51,6 +51,12 @@ class PretrainConfig:
     compile: bool = False
     seed: int = 0
     tasks: tuple[str, ...] = DEFAULT_TASKS
+    # How tasks combine (objectives.py lists them): "sum" adds every task's loss times its weight;
+    # "sample" (UNITER) trains one task per batch, drawn by weight in the data worker.
+    mixing: str = "sum"
+    task_weights: dict[str, float] = field(default_factory=dict)  # per task; missing = 1.0
+    conditional_masking: bool = False  # UNITER: a masked sample masks text or regions, never both
+    region_overlap_iou: float = 0.0  # 12-in-1: also mask regions with IoU > this with a masked one; 0 = off
     loader_workers: int = 0
     threads: int = 0  # torch intra-op threads per trainer process; 0 = torch's default
     shuffle_buffer: int = 1000
@@ -59,7 +65,6 @@ class PretrainConfig:
     max_text: int = 64
     max_regions: int = 50
     itm_share: float = 0.5  # share of samples that are ITM pairs (unmasked) instead of masked-modelling ones
-    itm_hard: float = 0.5  # share of ITM negatives that take the in-batch caption sharing most sub-words
     vocab: str = ""  # a BERT vocab.txt / tokenizer folder; "" = train WordPiece on the shards
     vocab_size: int = 8000
     checkpoint_every: int = 100
@@ -72,6 +77,20 @@ class PretrainConfig:
     stages: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.mixing not in ("sum", "sample"):
+            raise ValueError(f"mixing must be sum or sample (got {self.mixing!r})")
+        weights = dict(self.task_weights or {})
+        bad = sorted(set(weights) - set(self.tasks))
+        if bad:
+            known = ", ".join(self.tasks)
+            raise ValueError(f"task_weights for task(s) not in tasks: {', '.join(bad)} (tasks: {known})")
+        if any(float(w) < 0 for w in weights.values()) or (
+            self.mixing == "sample" and not any(float(weights.get(t, 1.0)) > 0 for t in self.tasks)
+        ):
+            raise ValueError("task_weights must be >= 0, and some task's weight > 0 when mixing is sample")
+        object.__setattr__(self, "task_weights", {k: float(v) for k, v in weights.items()})
+        if not 0.0 <= self.region_overlap_iou < 1.0:
+            raise ValueError(f"region_overlap_iou must be in [0, 1) (got {self.region_overlap_iou})")
         if self.steps < 0 or self.batch_size < 1 or self.grad_accum < 1 or self.workers < 1:
             raise ValueError("steps must be >= 0; batch_size, grad_accum and workers >= 1")
         if self.hidden % self.heads:
@@ -96,11 +115,19 @@ class PretrainConfig:
 
     def check_tasks(self) -> None:
         """Task names against the objectives registry (imports torch: call it when a run starts)."""
-        from laitkit.pipeline.pretrain.objectives import TASKS
+        from laitkit.pipeline.pretrain.objectives import OBJECTIVES
 
-        unknown = sorted(set(self.tasks) - set(TASKS))
+        unknown = sorted(set(self.tasks) - set(OBJECTIVES))
         if unknown:
-            raise ValueError(f"unknown pretraining task(s) {unknown}; known: {', '.join(TASKS)}")
+            raise ValueError(f"unknown pretraining task(s) {unknown}; known: {', '.join(OBJECTIVES)}")
+
+    def masking(self) -> dict[str, Any]:
+        """The data workers' Masker settings (masking.py): which labels each batch carries."""
+        return {
+            "tasks": tuple(self.tasks), "mixing": self.mixing, "task_weights": dict(self.task_weights),
+            "itm_share": self.itm_share,
+            "conditional_masking": self.conditional_masking, "region_overlap_iou": self.region_overlap_iou,
+        }
 
     def stage_list(self) -> tuple[StageConfig, ...]:
         """The stages to run, each with steps and lr filled in."""

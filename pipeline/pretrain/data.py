@@ -58,6 +58,12 @@ class Example:
     features: np.ndarray  # (N, D) float32
     geometry: np.ndarray  # (N, 7) float32
     obj_ids: np.ndarray  # (N,) detector labels
+    # Optional, read by the objectives that need them (MRC-kl, attribute prediction, ERNIE-ViL):
+    obj_conf: np.ndarray | None = None  # (N,) detector confidence of obj_ids
+    attr_ids: np.ndarray | None = None  # (N,) top attribute, -1 none
+    soft_ids: np.ndarray | None = None  # (N, k+1) class columns, 0 = background (schema.Regions)
+    soft_probs: np.ndarray | None = None  # (N, k+1) float32 their probabilities
+    graph_nodes: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)  # (kind id, caption sub-words)
 
     @property
     def text_len(self) -> int:
@@ -113,7 +119,7 @@ def to_example(sample: Sample, tok: TextTokenizer, spec: DataSpec) -> Example:
         sample.caption or "",
         list(text.tokens) if text is not None else [],
         list(text.upos) if text is not None else [],
-        [(n.kind, n.span[0], n.span[1]) for n in text.graph] if text is not None else [],
+        [(n.kind, n.span[0], n.span[1], n.tokens) for n in text.graph] if text is not None else [],
         list(r.obj_names) if r is not None else [],
         r.arrays() if r is not None and r.num_boxes else None,
         (r.image_h, r.image_w) if r is not None else (1, 1),
@@ -129,13 +135,16 @@ def example_from_members(members: dict[str, Any], tok: TextTokenizer, spec: Data
     reg = meta.get("regions")
     arrays = None
     if reg is not None and reg.get("num_boxes") and members.get("npz"):
-        arrays = read_npz(members["npz"], ("boxes", "features", "obj_ids"))
+        arrays = read_npz(members["npz"], ("boxes", "features", "obj_ids"), optional=OPTIONAL_ARRAYS)
     return _example(
         meta["key"],
         meta.get("caption") or "",
         list(text.get("tokens") or []),
         list(text.get("upos") or []),
-        [(n["kind"], int(n["span"][0]), int(n["span"][1])) for n in text.get("graph") or []],
+        [
+            (n["kind"], int(n["span"][0]), int(n["span"][1]), tuple(n.get("tokens") or ()))
+            for n in text.get("graph") or []
+        ],
         list(reg.get("obj_names") or []) if reg else [],
         arrays,
         (int(reg["image_h"]), int(reg["image_w"])) if reg else (1, 1),
@@ -148,7 +157,10 @@ _NPY_HEADER = re.compile(rb"'descr':\s*'([^']+)'.*?'fortran_order':\s*(True|Fals
 _LOCAL = b"PK\x03\x04"
 
 
-def read_npz(data: bytes, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+OPTIONAL_ARRAYS = ("obj_conf", "attr_ids", "soft_ids", "soft_probs")  # read when present (objectives' extras)
+
+
+def read_npz(data: bytes, names: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """Named arrays of an uncompressed npz (np.savez), read straight from the zip's local headers.
 
     Why not np.load: it builds a zipfile directory and parses every header with `ast.literal_eval`;
@@ -160,7 +172,8 @@ def read_npz(data: bytes, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     pos = 0
     try:
-        while len(out) < len(names):
+        wanted = (*names, *optional)
+        while len(out) < len(wanted):
             if bytes(view[pos : pos + 4]) != _LOCAL:
                 raise ValueError("not a local header")
             method, = struct.unpack_from("<H", data, pos + 8)
@@ -178,18 +191,18 @@ def read_npz(data: bytes, names: tuple[str, ...]) -> dict[str, np.ndarray]:
             shape = tuple(int(x) for x in m.group(3).split(b",") if x.strip())
             body = start + 8 + hsize + hlen
             count = math.prod(shape)
-            if name[:-4] in names:
+            if name[:-4] in wanted:
                 out[name[:-4]] = np.frombuffer(data, dtype=dtype, count=count, offset=body).reshape(shape)
             nxt = data.find(_LOCAL, body + count * dtype.itemsize)
             if nxt < 0:
                 break
             pos = nxt
-        if len(out) < len(names):
+        if any(k not in out for k in names):
             raise ValueError("arrays missing")
         return out
     except (ValueError, struct.error, UnicodeDecodeError, IndexError):
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            return {k: z[k] for k in names}
+            return {k: z[k] for k in (*names, *optional) if k in names or k in z.files}
 
 
 _TAG_CACHE_SIZE = 4096
@@ -215,7 +228,7 @@ def _example(
     caption: str,
     words: list[str],
     upos: list[str],
-    nodes: list[tuple[str, int, int]],
+    nodes: list[tuple[str, int, int, tuple[int, ...]]],
     obj_names: list[str],
     arrays: dict[str, np.ndarray] | None,
     hw: tuple[int, int],
@@ -225,31 +238,44 @@ def _example(
     enc = tok.encode(caption)
     ids, offsets, word_index = enc.ids, enc.offsets, enc.word_ids
     spans: list[tuple[int, int, int]] = []
+    graph_nodes: list[tuple[int, tuple[int, ...]]] = []
     if words:
         char_spans = word_char_spans(caption, words)
         word_index = subword_words(offsets, char_spans)
-        for kind, a, b in nodes:
+        for kind, a, b, node_tokens in nodes:
             if b <= a or not any(c is not None for c in char_spans[a:b]):
                 continue
             hit = [i for i, w in enumerate(word_index) if a <= w < b]
             if hit:
-                spans.append((SGP_KINDS.index(kind) if kind in SGP_KINDS else 0, hit[0], hit[-1] + 1))
-    tag_ids = _tag_ids(tok, tuple(dict.fromkeys(n for n in obj_names if n)))[: spec.max_tags]
+                k = SGP_KINDS.index(kind) if kind in SGP_KINDS else 0
+                spans.append((k, hit[0], hit[-1] + 1))
+                exact = set(node_tokens or range(a, b))  # the node's own words, gaps left unmasked
+                sub = tuple(i for i in hit if word_index[i] in exact)
+                if sub:
+                    graph_nodes.append((k, sub))
+    tags = list(dict.fromkeys(n for n in obj_names if n))
+    tag_ids = _tag_ids(tok, tuple(tags))[: spec.max_tags]
     keep = max(spec.max_text - 3 - len(tag_ids), 0)
     ids, word_index = ids[:keep], word_index[:keep]
     spans = [(k, a, min(b, keep)) for k, a, b in spans if a < keep]
+    graph_nodes = [(k, tuple(p for p in sub if p < keep)) for k, sub in graph_nodes if sub[0] < keep]
+    extra: dict[str, np.ndarray | None] = {}
     if arrays is not None and len(arrays["boxes"]):
         n = min(len(arrays["boxes"]), spec.max_regions)
         feats = arrays["features"][:n].astype(np.float32)
         geom = box_geometry(arrays["boxes"][:n], hw[0], hw[1])
         obj = arrays["obj_ids"][:n].astype(np.int64)
+        for name, dtype in (("obj_conf", np.float32), ("attr_ids", np.int64), ("soft_ids", np.int64),
+                            ("soft_probs", np.float32)):
+            extra[name] = arrays[name][:n].astype(dtype) if name in arrays else None
     else:
         feats = np.zeros((0, spec.feature_dim), np.float32)
         geom = np.zeros((0, GEOM_DIM), np.float32)
         obj = np.zeros((0,), np.int64)
     if feats.shape[1] != spec.feature_dim:
         raise ValueError(f"sample {key}: feature dim {feats.shape[1]}, the corpus has {spec.feature_dim}")
-    return Example(key, list(ids), list(word_index), spans, upos, tag_ids, feats, geom, obj)
+    return Example(key, list(ids), list(word_index), spans, upos, tag_ids, feats, geom, obj, **extra,
+                   graph_nodes=graph_nodes)
 
 
 def find_shards(shards_dir: Path) -> list[Path]:

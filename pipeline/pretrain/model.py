@@ -29,6 +29,8 @@ class ModelConfig:
     max_text: int = 64
     dropout: float = 0.1
     encoder: str = "single-stream"
+    num_classes: int = 0  # detector classes (MRC heads: background + classes); 0 = no class objective
+    num_attributes: int = 0  # detector attributes (LXMERT's attribute head); 0 = none
 
     def num_params_estimate(self) -> int:
         """Transformer-layer parameters (12 h^2 per layer): what MFU counts as model FLOPs."""

@@ -1,92 +1,34 @@
-"""One module per pretraining objective: which batch labels it reads and how it scores them.
+"""The registry of pretraining objectives, by the names configs and styles use.
 
 Why modules rather than a branchy loss function: systems differ in which objectives they mix
-(UNITER: MLM + MRFR + ITM; Oscar: + tags; ERNIE-ViL: + scene-graph nodes); a style is then a
-list of names, and a new objective is a new class registered in `OBJECTIVES`. An objective whose
-targets are absent from a batch returns None and contributes nothing.
+(UNITER: MLM + MRFR + MRC + ITM + WRA; Oscar: + tags and polluted tags; ERNIE-ViL: scene-graph
+nodes); a style is then a list of names, and a new objective is a new class registered here. Each
+objective's masking and labels are built in the data workers (masking.py) under its own label
+key; its loss (objectives_*.py) reads only that key. An objective whose targets are absent from a
+batch returns None and contributes nothing. `mrm` is kept as the old name of `mrfr`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from laitkit.pipeline.pretrain.masking import IGNORE
-from laitkit.pipeline.pretrain.model import EncoderOutput, ModelConfig
+from laitkit.pipeline.pretrain.masking import ALL_TASKS, DEFAULT_TASKS
+from laitkit.pipeline.pretrain.model import ModelConfig
+from laitkit.pipeline.pretrain.objectives_base import Objective
+from laitkit.pipeline.pretrain.objectives_matching import MATCHING_OBJECTIVES
+from laitkit.pipeline.pretrain.objectives_regions import MRFR, REGION_OBJECTIVES
+from laitkit.pipeline.pretrain.objectives_text import TEXT_OBJECTIVES
+from laitkit.pipeline.pretrain.objectives_unimo import UnimoContrastive
+from laitkit.pipeline.pretrain.objectives_villa import VILLA
 
-if TYPE_CHECKING:
-    from laitkit.pipeline.pretrain.model import PretrainModel
-
-
-class Objective(nn.Module):
-    """One pretraining task. It gets the model (shared heads `model.heads`, the encoder for extra
-    passes) and may own heads of its own, built in `__init__` from the model config."""
-
-    name = ""
-
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-
-    def loss(self, model: PretrainModel, out: EncoderOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        raise NotImplementedError
-
-
-class TokenPrediction(Objective):
-    """Cross-entropy of the shared sub-word head at positions whose label is set."""
-
-    label_key = ""
-
-    def loss(self, model: PretrainModel, out: EncoderOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        labels = batch[self.label_key][:, : out.text.shape[1]]
-        sel = labels != IGNORE
-        if not sel.any():
-            return None
-        return F.cross_entropy(model.heads.token(out.text[sel]).float(), labels[sel])
-
-
-class MLM(TokenPrediction):
-    name, label_key = "mlm", "mlm_labels"
-
-
-class TagMLM(TokenPrediction):
-    name, label_key = "tags", "tag_labels"
-
-
-class SceneGraphPrediction(TokenPrediction):
-    name, label_key = "sgp", "sgp_labels"
-
-
-class MRFR(Objective):
-    """Masked region feature regression (UNITER): MSE between the head's output and the zeroed feature."""
-
-    name = "mrm"
-
-    def loss(self, model: PretrainModel, out: EncoderOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        sel = batch["mrm_mask"]
-        if not sel.any():
-            return None
-        return F.mse_loss(model.heads.region(out.regions[sel]).float(), batch["mrm_target"][sel].float())
-
-
-class ITM(Objective):
-    """Image-text matching on the pooled state of the batch's ITM samples: matched or swapped caption."""
-
-    name = "itm"
-
-    def loss(self, model: PretrainModel, out: EncoderOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        labels = batch["itm_labels"]
-        sel = labels != IGNORE
-        if not sel.any():
-            return None
-        return F.cross_entropy(model.heads.itm(out.pooled[sel]).float(), labels[sel])
-
-
-OBJECTIVES: dict[str, type[Objective]] = {c.name: c for c in (MLM, MRFR, ITM, TagMLM, SceneGraphPrediction)}
-TASKS = tuple(OBJECTIVES)
+OBJECTIVES: dict[str, type[Objective]] = {
+    c.name: c for c in (*TEXT_OBJECTIVES, *REGION_OBJECTIVES, *MATCHING_OBJECTIVES, VILLA, UnimoContrastive)
+}
+OBJECTIVES["mrm"] = MRFR  # alias: configs written before MRC existed
+TASKS = DEFAULT_TASKS  # the default five (CLI and bench defaults); every known name is `tuple(OBJECTIVES)`
+assert set(OBJECTIVES) == set(ALL_TASKS), "masking.ALL_TASKS and the registry must list the same tasks"
+__all__ = ["DEFAULT_TASKS", "OBJECTIVES", "TASKS", "build_objectives", "total_loss"]
 
 
 def build_objectives(tasks: tuple[str, ...], cfg: ModelConfig) -> nn.ModuleDict:
@@ -94,3 +36,11 @@ def build_objectives(tasks: tuple[str, ...], cfg: ModelConfig) -> nn.ModuleDict:
     if unknown:
         raise ValueError(f"unknown pretraining task(s) {unknown}; known: {', '.join(OBJECTIVES)}")
     return nn.ModuleDict({t: OBJECTIVES[t](cfg) for t in tasks})
+
+
+def total_loss(losses: dict[str, torch.Tensor], weights: dict[str, float] | None = None) -> torch.Tensor:
+    """The step's loss: the sum of the tasks' losses, each times its weight (default 1).
+
+    With mixing "sample" the weights chose the task, so the caller passes None here."""
+    weights = weights or {}
+    return sum(float(weights.get(name, 1.0)) * loss for name, loss in losses.items())

@@ -5,8 +5,9 @@ their regions, on 2 CPU cores, in seconds. Running the crawler and a detector fo
 minutes; instead each scene is planned (datasets/synth, which also writes the captions), and each
 gold object becomes a region whose feature is a fixed random code of its class + colour + size
 plus noise (what a perfect detector's features would separate), with one or two background
-regions of pure noise. The samples are ordinary `Sample`s written by `datasets.shards`, so the
-loader reads them exactly as it reads a crawled corpus. Captions can be annotated by the real
+regions of pure noise; each object's colour is its attribute, and a soft class distribution
+(background first) stands in for the detector's. The samples are ordinary `Sample`s written by
+`datasets.shards`, so the loader reads them exactly as it reads a crawled corpus. Captions can be annotated by the real
 text stage (spaCy) so scene-graph spans are real too.
 """
 
@@ -29,7 +30,7 @@ def _codes(dim: int) -> dict[str, np.ndarray]:
 def synthetic_samples(n: int, *, seed: int = 0, dim: int = 32, noise: float = 0.3, start: int = 0) -> list[Sample]:
     """`n` accepted samples (caption, regions) planned from synthetic scenes."""
     from laitkit.datasets.synth.captions import describe
-    from laitkit.datasets.synth.scenes import CLASSES, plan_scene
+    from laitkit.datasets.synth.scenes import CLASSES, COLOURS, plan_scene
 
     codes = _codes(dim)
     out = []
@@ -40,8 +41,9 @@ def synthetic_samples(n: int, *, seed: int = 0, dim: int = 32, noise: float = 0.
         url = f"http://synth.test/img/{seed}-{i}.jpg"
         s = Sample(key=make_key(url, caption), url=url, caption=caption, width=320, height=240)
         s.accept("synthetic")
-        feats, boxes, names, ids = [], [], [], []
+        feats, boxes, names, ids, attrs = [], [], [], [], []
         for obj in scene.objects:
+            attrs.append(list(COLOURS).index(obj.colour))
             code = codes[obj.label] + codes[obj.colour] + codes[obj.size]
             feats.append(code + noise * rng.normal(size=dim))
             boxes.append(obj.box)
@@ -53,14 +55,32 @@ def synthetic_samples(n: int, *, seed: int = 0, dim: int = 32, noise: float = 0.
             boxes.append((x, y, x + 80.0, y + 60.0))
             names.append("background")
             ids.append(len(CLASSES))
+            attrs.append(-1)
         k = len(feats)
+        soft_ids, soft_probs = _soft_labels(np.asarray(ids), len(CLASSES) + 1, np.random.default_rng([seed, i, 7]))
         s.regions = Regions(
             detector="synthetic-oracle", image_h=240, image_w=320, boxes=np.asarray(boxes, np.float32),
             features=np.asarray(feats, np.float32), obj_ids=np.asarray(ids), obj_conf=np.ones(k),
-            attr_ids=-np.ones(k), attr_conf=np.zeros(k), obj_names=names, attr_names=[""] * k,
+            attr_ids=np.asarray(attrs), attr_conf=(np.asarray(attrs) >= 0).astype(np.float32), obj_names=names,
+            attr_names=[list(COLOURS)[a] if a >= 0 else "" for a in attrs], soft_ids=soft_ids, soft_probs=soft_probs,
         )
         out.append(s)
     return out
+
+
+def _soft_labels(ids: np.ndarray, classes: int, rng: np.random.Generator, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """A detector-like top-k class distribution per region (background column first, then the
+    true class most likely and k-1 random others), for MRC-kl. Its own generator: adding it left
+    every other draw of the synthetic corpus unchanged."""
+    n = len(ids)
+    sid = np.zeros((n, k + 1), np.int32)
+    sp = np.zeros((n, k + 1), np.float32)
+    for r, c in enumerate(ids):
+        others = rng.choice([x for x in range(classes) if x != c], size=k - 1, replace=False)
+        sid[r, 1:] = [c + 1, *(others + 1)]
+        p = rng.dirichlet(np.ones(k + 1))
+        sp[r] = 0.3 * p + 0.7 * np.eye(k + 1)[1]
+    return sid, sp
 
 
 def write_synthetic_shards(

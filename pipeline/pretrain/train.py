@@ -32,8 +32,9 @@ import torch
 from laitkit.pipeline.pretrain import checkpoint as ckpt
 from laitkit.pipeline.pretrain.config import PretrainConfig, StageConfig
 from laitkit.pipeline.pretrain.data import DataSpec, corpus_feature_dim, find_shards, heldout_examples, iter_samples
+from laitkit.pipeline.pretrain.label_space import corpus_label_space
 from laitkit.pipeline.pretrain.model import ModelConfig, PretrainModel
-from laitkit.pipeline.pretrain.objectives import TASKS
+from laitkit.pipeline.pretrain.objectives import OBJECTIVES, TASKS, total_loss
 from laitkit.pipeline.pretrain.prefetch import DevicePrefetcher, pin_memory_for
 from laitkit.pipeline.pretrain.tokenizer import TextTokenizer, train_wordpiece
 
@@ -61,6 +62,8 @@ class TrainJob:
     feature_dim: int
     resume: bool
     run_hash: str
+    num_classes: int = 0  # detector label space, for MRC / attribute heads (label_space.py)
+    num_attributes: int = 0
 
 
 class Schedule:
@@ -101,7 +104,7 @@ def data_spec(job: TrainJob, stage: int) -> DataSpec:
         heldout_permille=c.heldout_permille,
         max_text=c.max_text,
         max_regions=c.max_regions,
-        masking={"itm_share": c.itm_share, "itm_hard": c.itm_hard},
+        masking=c.masking(),
     )
 
 
@@ -109,7 +112,7 @@ def model_config(job: TrainJob, vocab_size: int) -> ModelConfig:
     c = job.cfg
     return ModelConfig(
         vocab_size=vocab_size, feature_dim=job.feature_dim, hidden=c.hidden, layers=c.layers, heads=c.heads,
-        max_text=c.max_text, dropout=c.dropout,
+        max_text=c.max_text, dropout=c.dropout, num_classes=job.num_classes, num_attributes=job.num_attributes,
     )
 
 
@@ -252,8 +255,9 @@ def train_worker(job: TrainJob) -> dict[str, Any]:
                         losses, compile_pending = _first_compiled_call(train_model, model, batch)
                     else:
                         losses = train_model(batch)
-                    total = sum(losses.values()) / c.grad_accum
-                total.backward()
+                    total = total_loss(losses, c.task_weights if c.mixing == "sum" else None) / c.grad_accum
+                if isinstance(total, torch.Tensor):  # a batch whose sampled task found no target has no loss
+                    total.backward()
                 for k, v in losses.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach()) / c.grad_accum
                 n_samples += int(batch["input_ids"].shape[0])
@@ -434,7 +438,7 @@ def summarise(history: list[dict], elapsed: float, device: torch.device, vocab: 
     steady = history[k:] or history  # the first steps pay for warm-up and loader start
     secs = sum(r.get("step_s", 0.0) for r in steady)
     out["samples_per_s"] = round(sum(r["samples"] for r in steady) / secs, 2) if secs else 0.0
-    for task in ("loss", *TASKS):
+    for task in ("loss", *OBJECTIVES):
         head = [r[task] for r in history[:k] if task in r]
         tail = [r[task] for r in history[-k:] if task in r]
         if head and tail:
@@ -501,11 +505,15 @@ def prepare(shards_dir: Path, out_dir: Path, cfg: PretrainConfig, resume: bool |
             tok = train_wordpiece(caption_stream([Path(p) for p in stage_shards_t[0]]), vocab_size=cfg.vocab_size)
             tok.save(tok_dir)
     feature_dim = corpus_feature_dim([Path(p) for p in stage_shards_t[0]])
+    classes, attributes = corpus_label_space([Path(p) for p in stage_shards_t[0]], cfg.tasks)
     job = TrainJob(
         cfg=cfg, out_dir=str(out_dir), stage_shards=stage_shards_t, tokenizer_dir=str(tok_dir),
-        feature_dim=feature_dim, resume=bool(resume), run_hash=rh,
+        feature_dim=feature_dim, resume=bool(resume), run_hash=rh, num_classes=classes, num_attributes=attributes,
     )
-    meta = {"run_hash": rh, "feature_dim": feature_dim, "config": asdict(cfg)}
+    meta = {
+        "run_hash": rh, "feature_dim": feature_dim, "num_classes": classes, "num_attributes": attributes,
+        "config": asdict(cfg),
+    }
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
     return job
 
@@ -545,6 +553,7 @@ def load_for_eval(path: Path, shards_dir: Path) -> tuple[PretrainModel, DataSpec
     job = TrainJob(
         cfg=cfg, out_dir=str(run), stage_shards=(tuple(map(str, shards)),), tokenizer_dir=str(run / "tokenizer"),
         feature_dim=int(meta["feature_dim"]), resume=False, run_hash=meta["run_hash"],
+        num_classes=int(meta.get("num_classes", 0)), num_attributes=int(meta.get("num_attributes", 0)),
     )
     tok = TextTokenizer.load(run / "tokenizer")
     model = PretrainModel(model_config(job, tok.vocab_size), cfg.tasks)
