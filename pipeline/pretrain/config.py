@@ -9,7 +9,8 @@ turns each into a `StageConfig`, so unknown keys are named, not ignored.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import functools
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from laitkit.pipeline.pretrain.objectives import TASKS
@@ -66,8 +67,14 @@ class PretrainConfig:
     progress: bool = True
     workers: int = 1  # Ray Train workers (DDP); 1 = this process
     stages: tuple[Any, ...] = ()
+    # --- model architecture and style presets (styles.py); explicit keys win over `style` and `size` ---
+    style: str = ""  # a preset from styles.STYLES: encoder, tasks, weights, mixing, masking, size
+    size: str = ""  # tiny | small | base: sets hidden/layers/heads and the encoder's layer plan; "" = those keys
+    encoder: str = "single-stream"  # encoders.ENCODERS
+    encoder_options: dict[str, Any] = field(default_factory=dict)  # ModelConfig options (l_layers, visual_text, ...)
 
     def __post_init__(self) -> None:
+        self._check_encoder()
         unknown = set(self.tasks) - set(TASKS)
         if unknown:
             raise ValueError(f"unknown pretraining task(s) {sorted(unknown)}; known: {', '.join(TASKS)}")
@@ -93,6 +100,15 @@ class PretrainConfig:
             stages.append(StageConfig(**{"name": f"stage{i}", **st}))
         object.__setattr__(self, "stages", tuple(stages))
 
+    def _check_encoder(self) -> None:
+        from laitkit.pipeline.pretrain.encoders import ENCODERS
+
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {self.encoder!r}; known: {', '.join(ENCODERS)}")
+        bad = sorted(set(self.encoder_options) - set(ENCODER_OPTIONS))
+        if bad:
+            raise ValueError(f"unknown encoder option(s) {', '.join(bad)}; known: {', '.join(ENCODER_OPTIONS)}")
+
     def stage_list(self) -> tuple[StageConfig, ...]:
         """The stages to run, each with steps and lr filled in."""
         if not self.stages:
@@ -105,3 +121,31 @@ class PretrainConfig:
     @property
     def total_steps(self) -> int:
         return sum(s.steps for s in self.stage_list())
+
+
+ENCODER_OPTIONS = (
+    "intermediate", "l_layers", "r_layers", "x_layers", "region_geometry", "visual_text", "image_size",
+    "pixel_samples", "backbone",
+)
+
+
+def _apply_style(init: Any) -> Any:
+    """Wrap the dataclass `__init__` so `style`/`size` fill in exactly the keys the caller did not pass.
+
+    Why at construction: only here are the explicit keys known (a key set to its default value is
+    still the user's choice). `dataclasses.replace` passes every field, so a replaced config keeps
+    its values. Style keys this build does not define yet are left out (see styles.expand).
+    """
+
+    @functools.wraps(init)
+    def __init__(self: PretrainConfig, **kw: Any) -> None:
+        from laitkit.pipeline.pretrain.styles import expand
+
+        if kw.get("style") or kw.get("size"):
+            kw, _ = expand(kw, {f.name for f in fields(PretrainConfig)})
+        init(self, **kw)
+
+    return __init__
+
+
+PretrainConfig.__init__ = _apply_style(PretrainConfig.__init__)  # type: ignore[method-assign]

@@ -100,6 +100,7 @@ def data_spec(job: TrainJob, stage: int) -> DataSpec:
         heldout_permille=c.heldout_permille,
         max_text=c.max_text,
         max_regions=c.max_regions,
+        image_size=int(c.encoder_options.get("image_size", 0)) if c.encoder == "pixel" else 0,
     )
 
 
@@ -107,7 +108,7 @@ def model_config(job: TrainJob, vocab_size: int) -> ModelConfig:
     c = job.cfg
     return ModelConfig(
         vocab_size=vocab_size, feature_dim=job.feature_dim, hidden=c.hidden, layers=c.layers, heads=c.heads,
-        max_text=c.max_text, dropout=c.dropout,
+        max_text=c.max_text, dropout=c.dropout, encoder=c.encoder, **c.encoder_options,
     )
 
 
