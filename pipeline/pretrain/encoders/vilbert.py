@@ -18,7 +18,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from laitkit.pipeline.pretrain.encoders.single import TextEmbedding
-from laitkit.pipeline.pretrain.model import Block, Embedded, Encoder, EncoderOutput, ModelConfig, Pooler, RegionEmbedding
+from laitkit.pipeline.pretrain.model import (
+    Block,
+    Embedded,
+    Encoder,
+    EncoderOutput,
+    ModelConfig,
+    Pooler,
+    RegionEmbedding,
+)
 
 
 class CrossAttention(nn.Module):
