@@ -80,7 +80,8 @@ def _heads(weights: dict[str, torch.Tensor], visualbert: bool) -> dict[str, torc
     if visualbert:
         out["cls.predictions.decoder.bias"] = w["heads.token.bias"]
     else:
-        for src, dst in (("dense", "transform.dense"), ("norm", "transform.LayerNorm"), ("decoder", "decoder_dict.feat")):
+        pairs = (("dense", "transform.dense"), ("norm", "transform.LayerNorm"), ("decoder", "decoder_dict.feat"))
+        for src, dst in pairs:
             for p in ("weight", "bias"):
                 out[f"obj_predict_head.{dst}.{p}"] = w[f"heads.region.{src}.{p}"]
     return out

@@ -148,6 +148,26 @@ STYLES: dict[str, Style] = {
 }
 
 
+# The nearest objective this build may already have, for each style objective (used only where an
+# objective is not registered: `laitkit bench pretrain-styles` and the tests say when they use it).
+FALLBACK: dict[str, tuple[str, ...]] = {
+    "mrfr": ("mrm",), "mlm_wwm": ("mlm",), "mlm_span": ("mlm",), "itm_hard": ("itm",), "villa": ("mlm", "itm"),
+    "ernie_obj": ("sgp",), "ernie_attr": ("sgp",), "ernie_rel": ("sgp",), "unimo_text": ("mlm",),
+}
+
+
+def runnable_tasks(tasks: tuple[str, ...], registered: set[str]) -> tuple[tuple[str, ...], list[str]]:
+    """(tasks to run, tasks missing): each unregistered task replaced by its fallback, else dropped."""
+    out: list[str] = []
+    missing: list[str] = []
+    for t in tasks:
+        subs = (t,) if t in registered else tuple(f for f in FALLBACK.get(t, ()) if f in registered)
+        if t not in registered:
+            missing.append(t)
+        out.extend(x for x in subs if x not in out)
+    return tuple(out), missing
+
+
 def describe() -> dict[str, dict[str, Any]]:
     """`laitkit pretrain styles`: every style with its encoder, tasks and reference setting."""
     return {
