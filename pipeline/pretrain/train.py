@@ -251,7 +251,8 @@ def train_worker(job: TrainJob) -> dict[str, Any]:
                 with ctx, amp:
                     losses = train_model(batch)
                     total = sum(losses.values()) / c.grad_accum
-                total.backward()
+                if isinstance(total, torch.Tensor):  # a batch with no target for any task has nothing to learn
+                    total.backward()
                 for k, v in losses.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach()) / c.grad_accum
                 n_samples += int(batch["input_ids"].shape[0])
