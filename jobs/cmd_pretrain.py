@@ -1,4 +1,4 @@
-"""`laitkit pretrain`: train on shards, build a tokenizer, or evaluate a checkpoint.
+"""`laitkit pretrain`: train on shards, build a tokenizer, evaluate, list the styles, export to Hugging Face.
 
     laitkit pretrain SHARDS --out DIR [--steps ...] [--resume] [--workers N]
     laitkit pretrain CONFIG.yaml [--workers N] [--resume]     (the config's `pretrain:` section)
@@ -7,7 +7,7 @@
     laitkit pretrain styles                                   (JSON: every style preset)
     laitkit pretrain export --format hf-lxmert|hf-visualbert CHECKPOINT OUT
 
-Why one command with three verbs rather than three commands: they share the run folder and the
+Why one command with verbs rather than separate commands: they share the run folder and the
 shards argument, and `laitkit pretrain --help` then documents the whole training workflow.
 """
 
