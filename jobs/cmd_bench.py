@@ -1,5 +1,5 @@
-"""`laitkit bench regions|text|pretrain|crawl|scale|all`: speed and quality numbers; the last line printed is
-one JSON object (so scripts can `tail -1`). Targets live here, never in timed tests."""
+"""`laitkit bench regions|text|pretrain|pretrain-styles|crawl|scale|all`: speed and quality numbers; the last
+line printed is one JSON object (so scripts can `tail -1`). Targets live here, never in timed tests."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ BENCHES = {
     "regions": ("laitkit.jobs.bench_regions", "run_regions_bench"),
     "text": ("laitkit.jobs.bench_text", "run_text_bench"),
     "pretrain": ("laitkit.jobs.bench_pretrain", "run_pretrain_bench"),
+    "pretrain-styles": ("laitkit.jobs.bench_pretrain_styles", "run_pretrain_styles_bench"),
     "regions-selection": ("laitkit.jobs.bench_regions", "run_selection_bench"),
     "crawl": ("laitkit.jobs.bench_crawl", "run_crawl_bench"),
     "relevance": ("laitkit.jobs.bench_relevance", "run_relevance_bench"),

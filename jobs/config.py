@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -202,7 +202,25 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 def config_from_dict(raw: dict[str, Any], where: str = "config") -> JobConfig:
     """Validate plain data into a `JobConfig`; every problem is one line of one `UserError`."""
     raw = {k: ({} if v is None and k != "out" else v) for k, v in raw.items()}
+    section = raw.get("pretrain")
+    if isinstance(section, dict) and (section.get("style") or section.get("size")):
+        raw["pretrain"] = _expand_style(section)
     return validate(JobConfig, raw)
+
+
+def _expand_style(section: dict[str, Any]) -> dict[str, Any]:
+    """`pretrain.style` / `pretrain.size` filled into the section's keys before validation.
+
+    Why here: pydantic builds the dataclass without calling its `__init__` (where code that builds
+    a PretrainConfig directly gets the same expansion), and the user's own keys must win.
+    """
+    from laitkit.pipeline.pretrain.styles import expand
+
+    try:
+        out, _pending = expand(section, {f.name for f in fields(PretrainConfig)})
+    except ValueError as exc:
+        raise UserError(f"pretrain: {exc}") from None
+    return out
 
 
 def schema() -> dict[str, Any]:

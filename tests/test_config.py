@@ -126,3 +126,16 @@ def test_loading_a_config_imports_no_torch() -> None:
     shown = json.loads(res.stdout)
     assert shown["regions"]["max_boxes"] == 36  # the demo's value, with every default filled in
     assert shown["regions"]["nms_thresh"] == 0.3
+
+
+def test_pretrain_style_in_a_job_config_fills_in_the_keys_the_user_did_not_set() -> None:
+    """The typed loader builds PretrainConfig without its `__init__`; the style must still apply."""
+    from laitkit.jobs.config import load_config
+
+    p = load_config(None, {"pretrain.style": "uniter", "pretrain.size": "tiny", "pretrain.mixing": "sum"}).pretrain
+    assert p.tasks == ("mlm", "mrfr", "mrc_kl", "itm", "wra")
+    assert p.conditional_masking is True and p.task_weights["mlm"] == 2.0
+    assert p.mixing == "sum"  # the user's key wins over the style's `sample`
+    assert p.hidden == 64  # size tiny
+    with pytest.raises(UserError, match="unknown pretrain style 'nope'"):
+        load_config(None, {"pretrain.style": "nope"})

@@ -9,12 +9,13 @@ turns each into a `StageConfig`, so unknown keys are named, not ignored.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 # The default task list, written out so that reading a config imports no torch (objectives.py
 # does). `check_tasks` compares names with the objectives registry when a run starts.
-DEFAULT_TASKS = ("mlm", "mrm", "itm", "tags", "sgp")
+DEFAULT_TASKS = ("mlm", "tags", "sgp", "mrm", "itm")  # == masking.DEFAULT_TASKS (a test checks)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +76,11 @@ class PretrainConfig:
     progress: bool = True
     workers: int = 1  # Ray Train workers (DDP); 1 = this process
     stages: tuple[Any, ...] = ()
+    # --- model architecture and style presets (styles.py); explicit keys win over `style` and `size` ---
+    style: str = ""  # a preset from styles.STYLES: encoder, tasks, weights, mixing, masking, size
+    size: str = ""  # tiny | small | base: sets hidden/layers/heads and the encoder's layer plan; "" = those keys
+    encoder: str = "single-stream"  # encoders.ENCODERS
+    encoder_options: dict[str, Any] = field(default_factory=dict)  # ModelConfig options (l_layers, visual_text, ...)
 
     def __post_init__(self) -> None:
         if self.mixing not in ("sum", "sample"):
@@ -114,9 +120,11 @@ class PretrainConfig:
         object.__setattr__(self, "stages", tuple(stages))
 
     def check_tasks(self) -> None:
-        """Task names against the objectives registry (imports torch: call it when a run starts)."""
+        """Task names against the objectives registry and the encoder against its registry (both import
+        torch: call it when a run starts)."""
         from laitkit.pipeline.pretrain.objectives import OBJECTIVES
 
+        self._check_encoder()
         unknown = sorted(set(self.tasks) - set(OBJECTIVES))
         if unknown:
             raise ValueError(f"unknown pretraining task(s) {unknown}; known: {', '.join(OBJECTIVES)}")
@@ -128,6 +136,15 @@ class PretrainConfig:
             "itm_share": self.itm_share,
             "conditional_masking": self.conditional_masking, "region_overlap_iou": self.region_overlap_iou,
         }
+
+    def _check_encoder(self) -> None:
+        from laitkit.pipeline.pretrain.encoders import ENCODERS
+
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {self.encoder!r}; known: {', '.join(ENCODERS)}")
+        bad = sorted(set(self.encoder_options) - set(ENCODER_OPTIONS))
+        if bad:
+            raise ValueError(f"unknown encoder option(s) {', '.join(bad)}; known: {', '.join(ENCODER_OPTIONS)}")
 
     def stage_list(self) -> tuple[StageConfig, ...]:
         """The stages to run, each with steps and lr filled in."""
@@ -141,3 +158,31 @@ class PretrainConfig:
     @property
     def total_steps(self) -> int:
         return sum(s.steps for s in self.stage_list())
+
+
+ENCODER_OPTIONS = (
+    "intermediate", "l_layers", "r_layers", "x_layers", "region_geometry", "visual_text", "image_size",
+    "pixel_samples", "backbone",
+)
+
+
+def _apply_style(init: Any) -> Any:
+    """Wrap the dataclass `__init__` so `style`/`size` fill in exactly the keys the caller did not pass.
+
+    Why at construction: only here are the explicit keys known (a key set to its default value is
+    still the user's choice). `dataclasses.replace` passes every field, so a replaced config keeps
+    its values. Style keys this build does not define yet are left out (see styles.expand).
+    """
+
+    @functools.wraps(init)
+    def __init__(self: PretrainConfig, **kw: Any) -> None:
+        from laitkit.pipeline.pretrain.styles import expand
+
+        if kw.get("style") or kw.get("size"):
+            kw, _ = expand(kw, {f.name for f in fields(PretrainConfig)})
+        init(self, **kw)
+
+    return __init__
+
+
+PretrainConfig.__init__ = _apply_style(PretrainConfig.__init__)  # type: ignore[method-assign]

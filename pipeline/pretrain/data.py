@@ -64,6 +64,7 @@ class Example:
     soft_ids: np.ndarray | None = None  # (N, k+1) class columns, 0 = background (schema.Regions)
     soft_probs: np.ndarray | None = None  # (N, k+1) float32 their probabilities
     graph_nodes: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)  # (kind id, caption sub-words)
+    image: np.ndarray | None = None  # (3, S, S) uint8, only when DataSpec.image_size > 0 (Pixel-BERT)
 
     @property
     def text_len(self) -> int:
@@ -92,6 +93,7 @@ class DataSpec:
     max_tags: int = 16
     max_regions: int = 50
     masking: dict[str, Any] = field(default_factory=dict)
+    image_size: int = 0  # > 0: decode each sample's JPEG to (3, S, S) uint8 for the pixel encoder
 
 
 def box_geometry(boxes: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -114,7 +116,7 @@ def to_example(sample: Sample, tok: TextTokenizer, spec: DataSpec) -> Example:
     """Any sample becomes an example: no caption gives [CLS][SEP], no regions gives N = 0."""
     r = sample.regions
     text = sample.text
-    return _example(
+    return _with_image(spec, sample.image, _example(
         sample.key,
         sample.caption or "",
         list(text.tokens) if text is not None else [],
@@ -125,7 +127,7 @@ def to_example(sample: Sample, tok: TextTokenizer, spec: DataSpec) -> Example:
         (r.image_h, r.image_w) if r is not None else (1, 1),
         tok,
         spec,
-    )
+    ))
 
 
 def example_from_members(members: dict[str, Any], tok: TextTokenizer, spec: DataSpec) -> Example:
@@ -136,7 +138,7 @@ def example_from_members(members: dict[str, Any], tok: TextTokenizer, spec: Data
     arrays = None
     if reg is not None and reg.get("num_boxes") and members.get("npz"):
         arrays = read_npz(members["npz"], ("boxes", "features", "obj_ids"), optional=OPTIONAL_ARRAYS)
-    return _example(
+    return _with_image(spec, members.get("jpg"), _example(
         meta["key"],
         meta.get("caption") or "",
         list(text.get("tokens") or []),
@@ -150,7 +152,28 @@ def example_from_members(members: dict[str, Any], tok: TextTokenizer, spec: Data
         (int(reg["image_h"]), int(reg["image_w"])) if reg else (1, 1),
         tok,
         spec,
-    )
+    ))
+
+
+def _with_image(spec: DataSpec, jpeg: bytes | None, ex: Example) -> Example:
+    """Pixel-BERT's input: the JPEG decoded and resized to a square; a sample without one is grey."""
+    if spec.image_size > 0:
+        from PIL import Image
+
+        size = spec.image_size
+        if jpeg:
+            img = Image.open(io.BytesIO(jpeg)).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+            ex.image = np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
+        else:
+            ex.image = np.full((3, size, size), 128, np.uint8)
+    return ex
+
+
+def with_images(batch: dict[str, torch.Tensor], examples: list[Example]) -> dict[str, torch.Tensor]:
+    """Add `image` (B, 3, S, S) uint8 to a batch built from `examples` when they carry images."""
+    if examples and examples[0].image is not None:
+        batch["image"] = torch.from_numpy(np.stack([ex.image for ex in examples]))
+    return batch
 
 
 _NPY_HEADER = re.compile(rb"'descr':\s*'([^']+)'.*?'fortran_order':\s*(True|False).*?'shape':\s*\(([^)]*)\)", re.S)
@@ -385,7 +408,7 @@ class ShardStream(torch.utils.data.IterableDataset):
                 if idx < skip:
                     continue  # replay: read, never trained on twice
                 rng = np.random.default_rng([self.spec.seed, slot, epoch, idx])
-                batch = masker(examples, rng, self.spec.feature_dim)
+                batch = with_images(masker(examples, rng, self.spec.feature_dim), examples)
                 batch["position"] = torch.tensor([worker, epoch, idx + 1])
                 yield batch
             if produced == 0:

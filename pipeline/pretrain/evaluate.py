@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from laitkit.pipeline.pretrain.data import with_images
 from laitkit.pipeline.pretrain.masking import IGNORE, Masker, pair_batch
 from laitkit.pipeline.pretrain.model import PretrainModel
 from laitkit.pipeline.pretrain.tokenizer import TextTokenizer
@@ -70,7 +71,8 @@ def evaluate(
             keep = [i for i in range(len(chunk)) if label or caps[i].caption_ids != chunk[i].caption_ids]
             if not keep:
                 continue
-            b = _to(pair_batch([chunk[i] for i in keep], [caps[i] for i in keep], tok, feature_dim), device)
+            imgs = [chunk[i] for i in keep]
+            b = _to(with_images(pair_batch(imgs, [caps[i] for i in keep], tok, feature_dim), imgs), device)
             pred = model.itm_scores(b) > np.log(0.5)
             correct += int((pred == bool(label)).sum())
             total += len(keep)
@@ -79,7 +81,8 @@ def evaluate(
     masker = Masker(tok, mask_prob=0.15, sgp_prob=0.0, mrm_prob=0.0, itm_share=0.0)
     hit = count = 0
     for lo in range(0, len(examples), batch_size):
-        b = _to(masker(examples[lo : lo + batch_size], np.random.default_rng(lo), feature_dim), device)
+        part = examples[lo : lo + batch_size]
+        b = _to(with_images(masker(part, np.random.default_rng(lo), feature_dim), part), device)
         enc = model.encoder(b)
         labels = b["mlm_labels"][:, : enc.text.shape[1]]
         sel = labels != IGNORE
@@ -96,7 +99,8 @@ def evaluate(
         for i in range(p):
             for lo in range(0, p, batch_size):
                 caps = cands[lo : lo + batch_size]
-                b = _to(pair_batch([cands[i]] * len(caps), caps, tok, feature_dim), device)
+                imgs = [cands[i]] * len(caps)
+                b = _to(with_images(pair_batch(imgs, caps, tok, feature_dim), imgs), device)
                 scores[i, lo : lo + len(caps)] = model.itm_scores(b).cpu().numpy()
         for name, mat in (("i2t", scores), ("t2i", scores.T)):
             for k, v in recall_at(mat).items():

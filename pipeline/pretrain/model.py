@@ -21,6 +21,12 @@ from laitkit.pipeline.pretrain.masking import GEOM_DIM
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
+    """Sizes and encoder options; saved as `model_config.json`, so a run folder rebuilds its model.
+
+    Why the encoder options live here as plain fields: the export to Hugging Face and a reload
+    need every architectural choice, and a flat JSON of scalars survives any config loader.
+    """
+
     vocab_size: int
     feature_dim: int
     hidden: int = 128
@@ -31,9 +37,29 @@ class ModelConfig:
     encoder: str = "single-stream"
     num_classes: int = 0  # detector classes (MRC heads: background + classes); 0 = no class objective
     num_attributes: int = 0  # detector attributes (LXMERT's attribute head); 0 = none
+    intermediate: int = 0  # feed-forward width; 0 = 4 x hidden
+    l_layers: int = 0  # two-stream: language-only layers (LXMERT 9); 0 = `layers`
+    r_layers: int = 0  # two-stream: region-only layers (LXMERT 5); 0 = `layers`
+    x_layers: int = 0  # two-stream: cross-modality / co-attention layers (LXMERT 5); 0 = `layers`
+    region_geometry: bool = True  # single-stream: add the 7-d box embedding (VisualBERT's original: no)
+    visual_text: bool = False  # single-stream: add the image's mean region feature to every word (VL-BERT)
+    image_size: int = 0  # pixel encoder: square input side in pixels
+    pixel_samples: int = 0  # pixel encoder: feature cells kept per image while training; 0 = all
+    backbone: str = "tiny"  # pixel encoder: tiny (a 2-stage ResNet) | resnet18 | resnet50
+
+    @property
+    def ffn(self) -> int:
+        return self.intermediate or 4 * self.hidden
+
+    def stream_layers(self) -> tuple[int, int, int]:
+        """(language, region, cross) layer counts of a two-stream encoder."""
+        return self.l_layers or self.layers, self.r_layers or self.layers, self.x_layers or self.layers
 
     def num_params_estimate(self) -> int:
         """Transformer-layer parameters (12 h^2 per layer): what MFU counts as model FLOPs."""
+        if self.encoder in ("lxmert", "vilbert"):
+            lang, reg, cross = self.stream_layers()
+            return 12 * self.hidden * self.hidden * (lang + reg + 2 * 2 * cross)
         return 12 * self.hidden * self.hidden * self.layers
 
 
@@ -57,7 +83,14 @@ class Embedded:
 
 
 class Encoder(nn.Module):
-    """Base of every encoder: `forward(batch) == encode(embed(batch), batch)`."""
+    """Base of every encoder: `forward(batch) == encode(embed(batch), batch)`.
+
+    `word_embeddings` is the sub-word table the token head's decoder is tied to (BERT ties them,
+    and Hugging Face's pretraining models expect the tie, so the export maps 1:1).
+    """
+
+    def word_embeddings(self) -> nn.Embedding:
+        raise NotImplementedError
 
     def embed(self, batch: dict[str, torch.Tensor]) -> Embedded:
         raise NotImplementedError
@@ -72,14 +105,15 @@ class Encoder(nn.Module):
 class Block(nn.Module):
     """A pre-norm transformer layer whose attention is `F.scaled_dot_product_attention`."""
 
-    def __init__(self, hidden: int, heads: int, dropout: float) -> None:
+    def __init__(self, hidden: int, heads: int, dropout: float, ffn: int = 0) -> None:
         super().__init__()
         self.heads = heads
         self.norm1 = nn.LayerNorm(hidden)
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.proj = nn.Linear(hidden, hidden)
         self.norm2 = nn.LayerNorm(hidden)
-        self.mlp = nn.Sequential(nn.Linear(hidden, 4 * hidden), nn.GELU(), nn.Linear(4 * hidden, hidden))
+        ffn = ffn or 4 * hidden
+        self.mlp = nn.Sequential(nn.Linear(hidden, ffn), nn.GELU(), nn.Linear(ffn, hidden))
         self.dropout = dropout
         self.drop = nn.Dropout(dropout)
 
@@ -94,66 +128,104 @@ class Block(nn.Module):
 
 
 class RegionEmbedding(nn.Module):
-    """Feature and 7-d box, each projected and LayerNormed, summed (UNITER's image embedder)."""
+    """Feature and 7-d box, each projected and LayerNormed, summed (UNITER's image embedder).
 
-    def __init__(self, feature_dim: int, hidden: int, dropout: float) -> None:
+    `geometry=False` drops the box term (VisualBERT's original embeds the feature alone).
+    """
+
+    def __init__(self, feature_dim: int, hidden: int, dropout: float, geometry: bool = True) -> None:
         super().__init__()
         self.feat = nn.Linear(feature_dim, hidden)
-        self.geom = nn.Linear(GEOM_DIM, hidden)
-        self.norm_feat, self.norm_geom, self.norm = nn.LayerNorm(hidden), nn.LayerNorm(hidden), nn.LayerNorm(hidden)
+        self.geom = nn.Linear(GEOM_DIM, hidden) if geometry else None
+        self.norm_feat, self.norm = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
+        self.norm_geom = nn.LayerNorm(hidden) if geometry else None
         self.drop = nn.Dropout(dropout)
 
     def forward(self, features: torch.Tensor, geometry: torch.Tensor, type_embedding: torch.Tensor) -> torch.Tensor:
-        x = self.norm_feat(self.feat(features)) + self.norm_geom(self.geom(geometry))
+        x = self.norm_feat(self.feat(features))
+        if self.geom is not None:
+            x = x + self.norm_geom(self.geom(geometry))
         return self.drop(self.norm(x + type_embedding))
 
 
-class SingleStreamEncoder(Encoder):
-    """One transformer over [caption; tags; regions] (UNITER, VisualBERT, Oscar)."""
+def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, L) bool keep-mask -> (B, 1, 1, L) additive mask, BERT's convention (0 keep, dtype min drop)."""
+    return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
 
-    def __init__(self, cfg: ModelConfig) -> None:
+
+def __getattr__(name: str):  # ENCODERS lives with the encoders; importing it here stays backward compatible
+    if name == "ENCODERS":
+        from laitkit.pipeline.pretrain.encoders import ENCODERS
+
+        return ENCODERS
+    raise AttributeError(name)
+
+
+class TokenHead(nn.Module):
+    """BERT's masked-token head: dense, GELU, LayerNorm, then a decoder tied to the word embeddings, + bias.
+
+    Why BERT's exact layout: `LxmertForPreTraining` / `VisualBertForPreTraining` have it
+    (`cls.predictions.transform.{dense,LayerNorm}`, `decoder`, `bias`), so export is a renaming.
+    """
+
+    def __init__(self, hidden: int, word_embeddings: nn.Embedding) -> None:
         super().__init__()
-        h = cfg.hidden
-        self.cfg = cfg
-        self.word = nn.Embedding(cfg.vocab_size, h)
-        self.position = nn.Embedding(cfg.max_text, h)
-        self.segment = nn.Embedding(3, h)  # 0 caption, 1 tags, 2 regions
-        self.norm_text = nn.LayerNorm(h)
-        self.drop = nn.Dropout(cfg.dropout)
-        self.regions = RegionEmbedding(cfg.feature_dim, h, cfg.dropout)
-        self.blocks = nn.ModuleList(Block(h, cfg.heads, cfg.dropout) for _ in range(cfg.layers))
-        self.final_norm = nn.LayerNorm(h)
+        self.dense = nn.Linear(hidden, hidden)
+        self.norm = nn.LayerNorm(hidden, eps=1e-12)
+        self.decoder = nn.Linear(hidden, word_embeddings.num_embeddings, bias=False)
+        self.decoder.weight = word_embeddings.weight
+        self.bias = nn.Parameter(torch.zeros(word_embeddings.num_embeddings))
 
-    def embed(self, batch: dict[str, torch.Tensor]) -> Embedded:
-        t = min(batch["input_ids"].shape[1], self.cfg.max_text)
-        ids, seg = batch["input_ids"][:, :t], batch["segment"][:, :t]
-        pos = torch.arange(t, device=ids.device).unsqueeze(0)
-        text = self.drop(self.norm_text(self.word(ids) + self.position(pos) + self.segment(seg)))
-        regions = self.regions(batch["features"], batch["geometry"], self.segment.weight[2])
-        return Embedded(text=text, regions=regions)
-
-    def encode(self, emb: Embedded, batch: dict[str, torch.Tensor]) -> EncoderOutput:
-        t = emb.text.shape[1]
-        x = torch.cat([emb.text, emb.regions], dim=1)
-        attend = torch.cat([batch["text_mask"][:, :t], batch["region_mask"]], dim=1)
-        for block in self.blocks:
-            x = block(x, attend)
-        x = self.final_norm(x)
-        return EncoderOutput(text=x[:, :t], regions=x[:, t:], pooled=x[:, 0])
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.norm(F.gelu(self.dense(h)))) + self.bias
 
 
-ENCODERS: dict[str, type[Encoder]] = {"single-stream": SingleStreamEncoder}
+class RegionHead(nn.Module):
+    """Masked-region feature regression head, laid out as LXMERT's visual head (transform + `feat` decoder)."""
+
+    def __init__(self, hidden: int, feature_dim: int) -> None:
+        super().__init__()
+        self.dense = nn.Linear(hidden, hidden)
+        self.norm = nn.LayerNorm(hidden, eps=1e-12)
+        self.decoder = nn.Linear(hidden, feature_dim)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.norm(F.gelu(self.dense(h))))
 
 
 class Heads(nn.Module):
-    """Prediction heads shared by objectives: word/tag/node sub-words, region features, match."""
+    """Prediction heads shared by objectives: `token(h)` -> vocab logits, `region(h)` -> feature_dim,
+    `itm(pooled)` -> 2 logits. The pooler (dense + tanh, BERT's) belongs to the encoder: `pooled` is its
+    output, so the ITM head is BERT's `seq_relationship` linear layer."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, word_embeddings: nn.Embedding) -> None:
         super().__init__()
-        h = cfg.hidden
-        self.token = nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.LayerNorm(h), nn.Linear(h, cfg.vocab_size))
-        self.region = nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.LayerNorm(h), nn.Linear(h, cfg.feature_dim))
-        self.itm = nn.Linear(h, 2)
+        self.token = TokenHead(cfg.hidden, word_embeddings)
+        self.region = RegionHead(cfg.hidden, cfg.feature_dim)
+        self.itm = nn.Linear(cfg.hidden, 2)
+
+
+class Pooler(nn.Module):
+    """BERT's pooler: dense + tanh over the first ([CLS]) state."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.dense = nn.Linear(hidden, hidden)
+
+    def forward(self, first: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(first))
+
+
+def bert_init(module: nn.Module) -> None:
+    """BERT's initialisation (normal, std 0.02; LayerNorm 1/0). Why: PyTorch's default N(0, 1)
+    embeddings, tied to the token decoder, start MLM with logits of size sqrt(hidden)."""
+    if isinstance(module, nn.Linear | nn.Embedding):
+        nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
 
 
 class PretrainModel(nn.Module):
@@ -161,13 +233,15 @@ class PretrainModel(nn.Module):
 
     def __init__(self, cfg: ModelConfig, tasks: tuple[str, ...]) -> None:
         super().__init__()
+        from laitkit.pipeline.pretrain.encoders import ENCODERS
         from laitkit.pipeline.pretrain.objectives import build_objectives
 
         if cfg.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {cfg.encoder!r}; known: {', '.join(ENCODERS)}")
         self.cfg = cfg
         self.encoder = ENCODERS[cfg.encoder](cfg)
-        self.heads = Heads(cfg)
+        self.heads = Heads(cfg, self.encoder.word_embeddings())
+        self.apply(bert_init)
         self.objectives = build_objectives(tasks, cfg)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -27,8 +27,11 @@ def _codes(dim: int) -> dict[str, np.ndarray]:
     return {name: rng.normal(size=dim).astype(np.float32) for name in (*CLASSES, *COLOURS, *SIZES)}
 
 
-def synthetic_samples(n: int, *, seed: int = 0, dim: int = 32, noise: float = 0.3, start: int = 0) -> list[Sample]:
-    """`n` accepted samples (caption, regions) planned from synthetic scenes."""
+def synthetic_samples(
+    n: int, *, seed: int = 0, dim: int = 32, noise: float = 0.3, start: int = 0, images: bool = False
+) -> list[Sample]:
+    """`n` accepted samples (caption, regions) planned from synthetic scenes; `images` also renders
+    each scene to JPEG bytes (Pixel-BERT trains on pixels)."""
     from laitkit.datasets.synth.captions import describe
     from laitkit.datasets.synth.scenes import CLASSES, COLOURS, plan_scene
 
@@ -41,6 +44,11 @@ def synthetic_samples(n: int, *, seed: int = 0, dim: int = 32, noise: float = 0.
         url = f"http://synth.test/img/{seed}-{i}.jpg"
         s = Sample(key=make_key(url, caption), url=url, caption=caption, width=320, height=240)
         s.accept("synthetic")
+        if images:
+            from laitkit.datasets.synth.graphics import encode
+            from laitkit.datasets.synth.scenes import render_scene
+
+            s.image = encode(render_scene(scene, np.random.default_rng([seed, i, 1])), "JPEG")
         feats, boxes, names, ids, attrs = [], [], [], [], []
         for obj in scene.objects:
             attrs.append(list(COLOURS).index(obj.colour))
@@ -84,7 +92,8 @@ def _soft_labels(ids: np.ndarray, classes: int, rng: np.random.Generator, k: int
 
 
 def write_synthetic_shards(
-    out_dir: Path, shards: int, per_shard: int, *, seed: int = 0, dim: int = 32, annotate: bool = False
+    out_dir: Path, shards: int, per_shard: int, *, seed: int = 0, dim: int = 32, annotate: bool = False,
+    images: bool = False,
 ) -> list[Path]:
     """Write `shards` shards of `per_shard` samples; `annotate` runs the real text stage on captions."""
     from laitkit.datasets.shards import write_shard
@@ -96,7 +105,7 @@ def write_synthetic_shards(
         nlp = TextExtractor()
     paths = []
     for sh in range(shards):
-        samples = synthetic_samples(per_shard, seed=seed, dim=dim, start=sh * per_shard)
+        samples = synthetic_samples(per_shard, seed=seed, dim=dim, start=sh * per_shard, images=images)
         if nlp is not None:
             for s, ann in zip(samples, nlp.annotate([s.caption for s in samples]), strict=True):
                 s.text = ann

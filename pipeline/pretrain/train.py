@@ -105,6 +105,7 @@ def data_spec(job: TrainJob, stage: int) -> DataSpec:
         max_text=c.max_text,
         max_regions=c.max_regions,
         masking=c.masking(),
+        image_size=int(c.encoder_options.get("image_size", 0)) if c.encoder == "pixel" else 0,
     )
 
 
@@ -113,6 +114,7 @@ def model_config(job: TrainJob, vocab_size: int) -> ModelConfig:
     return ModelConfig(
         vocab_size=vocab_size, feature_dim=job.feature_dim, hidden=c.hidden, layers=c.layers, heads=c.heads,
         max_text=c.max_text, dropout=c.dropout, num_classes=job.num_classes, num_attributes=job.num_attributes,
+        encoder=c.encoder, **c.encoder_options,
     )
 
 
