@@ -73,6 +73,11 @@ class ShardsConfig:
     # where workers put the shards: "" is `out/shards` (and `out/rejected`); an fsspec URI such as
     # s3://bucket/prefix gets `shards/` and `rejected/` under it (object PUTs, stats file last)
     dest: str = ""
+    layout: str = "split"  # split: tars in shards/tar/, Parquet in shards/parquet/; flat: one folder (old runs)
+
+    def __post_init__(self) -> None:
+        if self.layout not in ("split", "flat"):
+            raise UserError(f"shards.layout must be split or flat (got {self.layout!r})")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +103,7 @@ class JobConfig:
         d = self.to_dict()
         d.pop("out", None)
         d.pop("ray", None)
+        d["shards"].pop("layout", None)  # where files go, not what they hold: an old flat run resumes
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from laitkit.datasets.shards import list_shard_files
+
 
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.exists() else None
@@ -33,7 +35,7 @@ def truth_agreement(out: Path, truth_path: Path) -> dict[str, Any] | None:
         return None
     actual: dict[tuple[str, str], str] = {}
     for sub in ("shards", "rejected"):
-        for f in sorted((out / sub).glob("*.parquet")):
+        for f in list_shard_files(out / sub, "parquet") if (out / sub).is_dir() else []:
             for row in pq.read_table(f, columns=["page_url", "url", "status"]).to_pylist():
                 actual.setdefault((row["page_url"], row["url"]), row["status"])
     truth = pq.read_table(truth_path, columns=["page_url", "img_url", "expected"]).to_pylist()
