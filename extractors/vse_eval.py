@@ -105,7 +105,7 @@ def calibration_plot(cal: Calibration, path: Path, title: str = "relevance calib
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     bins = np.linspace(-1, 1, 61)
     ax.hist(cal.matched, bins=bins, alpha=0.6, label=f"held-out matched ({len(cal.matched)})", density=True)
-    ax.hist(cal.shuffled, bins=bins, alpha=0.6, label=f"held-out shuffled ({len(cal.shuffled)})", density=True)
+    ax.hist(cal.shuffled, bins=bins, alpha=0.6, label=f"held-out mismatched ({len(cal.shuffled)})", density=True)
     if run_scores is not None and len(run_scores):
         ax.hist(run_scores, bins=bins, histtype="step", color="black", label=f"this run ({len(run_scores)})",
                 density=True)

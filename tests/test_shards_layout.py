@@ -219,3 +219,51 @@ def test_shards_layout_config_key_defaults_to_split_and_reaches_the_writer(tmp_p
             assert shard_paths(out / sub, 3, "tar", "auto") == shard_paths(out / sub, 3, "tar", layout)
             assert shard_paths(out / sub, 3, "parquet", layout).is_file() and validate(out / sub) == [
                 "manifest.json missing (run write_manifest)"]
+
+
+def test_remote_dest_gets_the_same_layout_and_a_manifest(tmp_path: Path, monkeypatch) -> None:
+    """`shards.dest: s3://...` on a real S3-compatible server (moto on 127.0.0.1): the write stage's
+    upload keeps the local layout, the stats object comes last, and the job's manifest is written
+    there too; a flat remote folder of an older run is still recognised."""
+    import json
+
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    from laitkit.jobs.ray_cluster import free_port
+    from laitkit.pipeline.write_stage import remote_completed, write_remote_manifest, write_remote_shard
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        for k, v in {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "test",
+                     "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
+            monkeypatch.setenv(k, v)
+        fs = s3fs.S3FileSystem(key="test", secret="test", endpoint_url=f"http://127.0.0.1:{port}")
+        fs.mkdir("corpus")
+        staging = tmp_path / "out" / "work" / "staging"
+        for shard, layout in ((0, "split"), (1, "split"), (2, "flat")):
+            samples = _samples(shard)
+            samples[0].reject("nsfw", Reason.NSFW)
+            for s in samples[1:]:
+                s.accept("test")
+            write_remote_shard(staging, "s3://corpus/out", shard, samples, "h", True, 8, layout)
+        files = sorted(p.split("corpus/out/", 1)[1] for p in fs.find("corpus/out"))
+        assert "shards/tar/00000.tar" in files and "rejected/parquet/00001.parquet" in files
+        assert "shards/00002.tar" in files and "shards/00002_stats.json" in files
+        assert set(remote_completed("s3://corpus/out")) == {0, 1, 2} == set(remote_completed("s3://corpus/out",
+                                                                                             "rejected"))
+        fs.rm("corpus/out/shards/tar/00001.tar")  # a shard whose tar is gone is not complete
+        assert set(remote_completed("s3://corpus/out")) == {0, 2}
+        fs.invalidate_cache()
+        man = write_remote_manifest("s3://corpus/out", "h", {"shards": {"layout": "split"}}, ("shards", "rejected"))
+        assert man["num_shards"] == 2 and man["total_count"] == 6 and man["layout"] == "mixed"
+        rejected = json.loads(fs.cat_file("corpus/out/rejected/manifest.json"))
+        assert rejected["num_shards"] == 3 and rejected["total_count"] == 3
+        assert [e["parquet"] for e in rejected["shards"]] == ["parquet/00000.parquet", "parquet/00001.parquet",
+                                                              "00002.parquet"]  # fmt: skip
+        assert sorted(p.name for p in (tmp_path / "out" / "shards").iterdir()) == [
+            "00000_stats.json", "00001_stats.json", "00002_stats.json"]  # only stats stay local, for the report
+    finally:
+        server.stop()
