@@ -153,7 +153,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--pool", choices=("attention", "mean"), default="attention")
     t.add_argument("--loss", choices=("vse++", "infonce", "both"), default="both")
     t.add_argument("--dim", type=int, default=128)
-    t.add_argument("--steps", type=int, default=None, help="most steps (default: the recipe's, 800)")
+    t.add_argument("--steps", type=int, default=None, help="most steps (default: the recipe's, 400)")
     t.add_argument("--batch-size", type=int, default=None, help="default: the recipe's, 128")
     t.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
     t.add_argument("--patience", type=int, default=3,
