@@ -171,7 +171,7 @@ def test_pairs_from_shards_and_the_stage_scorer(tmp_path: Path, held_out: list[V
     assert np.isfinite(scores[:6]).all() and np.isnan(scores[6]) and "tiny-cnn" in why[6]
     np.testing.assert_allclose(scores[:6], builtin.score_pairs([p.boxes for p in pairs[:6]], [p.caption for p in src]),
                                rtol=0, atol=1e-6)  # the stage's samples and the shard's pairs: same score
-    assert (scores[:6] > builtin.calibration.threshold).mean() >= 0.5  # ~9 % of true pairs fall below (bench)
+    assert (scores[:6] > builtin.calibration.threshold).mean() >= 0.5  # ~1 % of true pairs fall below (README)
     assert scorer.threshold == builtin.calibration.threshold
     old = make_scorer(RelevanceConfig(scorer="tiny-cnn"))
     assert np.isfinite(old.score_samples(samples)[0]).all() and old.threshold == 0.2
