@@ -50,11 +50,23 @@ def write_manifest(
             with regions disagree on feature dimension (one corpus, one detector).
     """
     out = Path(out_dir)
+    manifest = build_manifest({s: read_stats(out, s) for s in sorted(completed_shards(out))}, config_hash, config)
+    atomic_write_json(out / MANIFEST, manifest)
+    return manifest
+
+
+def build_manifest(
+    stats: dict[int, dict[str, Any]], config_hash: str, config: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The manifest of complete shards given their stats records (local or remote, same content).
+
+    Raises:
+        ValueError: as `write_manifest`.
+    """
     shards = []
     status: Counter[str] = Counter()
     dims: set[int] = set()
-    for shard in sorted(completed_shards(out)):
-        st = read_stats(out, shard)
+    for shard, st in sorted(stats.items()):
         if st.get("config_hash") != config_hash:
             raise ValueError(
                 f"shard {shard} was written with config {st.get('config_hash')!r}, not {config_hash!r}; "
@@ -72,7 +84,7 @@ def write_manifest(
         raise ValueError(f"shards disagree on region feature dimension: {sorted(dims)}")
     tar_dirs = sorted({str(Path(s["tar"]).parent.as_posix()) for s in shards})
     pq_dirs = sorted({str(Path(s["parquet"]).parent.as_posix()) for s in shards})
-    manifest = {
+    return {
         # Where the files are, relative to this folder ("." = the flat layout), per format and per shard.
         "layout": "split" if tar_dirs == [SUBDIRS["tar"]] and pq_dirs == [SUBDIRS["parquet"]] else
         ("flat" if tar_dirs == pq_dirs == ["."] else ("mixed" if shards else None)),
@@ -89,8 +101,6 @@ def write_manifest(
         "shards": shards,
         "created_at": time.time(),
     }
-    atomic_write_json(out / MANIFEST, manifest)
-    return manifest
 
 
 def load_manifest(out_dir: str | os.PathLike[str]) -> dict[str, Any]:

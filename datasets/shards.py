@@ -1,7 +1,8 @@
 """Write and read output shards: one `{shard:05d}.tar` + `.parquet` + `_stats.json` per shard id.
 
-Where each file goes is decided by `shard_paths` alone (flat folder, or `tar/` + `parquet/`
-folders beside the stats files); every reader here accepts both layouts.
+Where each file goes is decided by `shard_paths` alone: "split" (the default: `tar/` and `parquet/`
+folders beside the stats files, so each ecosystem's folder reader sees one format) or "flat" (all in
+one folder, what earlier versions wrote); every reader here accepts both, and a mix.
 
 Why the shard id is the unit: the pipeline maps input shard i to output shard i, so a crashed job
 resumes by skipping the ids that are complete, and a rerun can never duplicate a sample. Each file
@@ -46,9 +47,9 @@ _PARQUET_BATCH = 256
 # reader (`datasets.load_dataset("webdataset", data_dir=...)`, `pyarrow.dataset.dataset(...)`) sees
 # one format. "flat": all in one folder, the original layout, still read everywhere ("auto").
 LAYOUTS = ("flat", "split")
-# Stays "flat" until every reader lists shards through `list_shard_files` (pretraining and the
-# report still glob the flat folder); flipping it is the only change the switch needs.
-DEFAULT_LAYOUT = "flat"
+# New runs write "split"; every reader lists shards through `list_shard_files` / the stats files,
+# so folders written "flat" by earlier versions (or with `shards.layout: flat`) still read.
+DEFAULT_LAYOUT = "split"
 SUBDIRS = {"tar": "tar", "parquet": "parquet"}
 
 
@@ -67,9 +68,14 @@ def shard_paths(out_dir: str | os.PathLike[str], shard_id: int, kind: str, layou
     if layout == "auto":
         split = out / SUBDIRS[kind] / name
         return split if split.exists() else out / name
+    return out / SUBDIRS[kind] / name if check_layout(layout) == "split" else out / name
+
+
+def check_layout(layout: str) -> str:
+    """`layout` if it is one a writer accepts; ValueError naming the choices otherwise."""
     if layout not in LAYOUTS:
-        raise ValueError(f"shard layout must be one of {LAYOUTS} or 'auto', got {layout!r}")
-    return out / SUBDIRS[kind] / name if layout == "split" else out / name
+        raise ValueError(f"shard layout must be one of {LAYOUTS}, got {layout!r}")
+    return layout
 
 
 def tar_name(shard: int) -> str:

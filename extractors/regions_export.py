@@ -37,6 +37,7 @@ import base64
 import csv
 import io
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -44,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from laitkit.atomic import atomic_path, atomic_write_bytes, atomic_write_text, fsync_dir, tmp_path
 from laitkit.datasets.schema import Regions, Sample
 from laitkit.errors import UserError
 
@@ -135,7 +137,7 @@ def densify(r: Regions, num_classes: int) -> np.ndarray:
 
 
 def iter_shard_samples(shards: Sequence[str | Path]) -> Iterator[Sample]:
-    """Samples of laitkit WebDataset shards (files or directories of `*.tar`), in the given order."""
+    """Samples of laitkit WebDataset shards (tar files, or shard directories of either layout), in order."""
     from laitkit.datasets.shards import iter_tar
 
     for path in shards:
@@ -175,36 +177,31 @@ def export_lxmert(samples: Iterable[Sample], out: str | Path, *, boxes: int = LX
     counts: dict[str, int] = {"written": 0}
     wrong: dict[int, int] = {}
     captions: list[dict[str, Any]] = []
-    tmp = out.with_name(out.name + ".tmp")
-    with tmp.open("w", newline="", encoding="ascii") as f:
-        writer = csv.DictWriter(f, fieldnames=list(LXMERT_FIELDS), delimiter="\t", lineterminator="\n")
-        for s in _exportable(samples, counts):
-            assert s.regions is not None
-            n = s.regions.num_boxes
-            if n == 0:  # LXMERT's reader cannot reshape an empty feature array
-                counts["skipped_no_boxes"] = counts.get("skipped_no_boxes", 0) + 1
-                continue
-            if n != boxes and not any_boxes:
-                wrong[n] = wrong.get(n, 0) + 1
-                continue
-            writer.writerow(lxmert_row(s.key, s.regions))
-            captions.append({"img_id": s.key, "sentf": {source: [s.caption]}, "labelf": {}})
-            counts["written"] += 1
-    if wrong:
-        tmp.unlink(missing_ok=True)
-        bad = sum(wrong.values())
-        lo, hi = min(wrong), max(wrong)
-        seen = f"{lo}" if lo == hi else f"{lo} to {hi}"
-        raise UserError(
-            f"lxmert-tsv: LXMERT's pretraining needs exactly {boxes} boxes per image, but {bad} of "
-            f"{bad + counts['written']} images have {seen} boxes; extract with regions.fixed_boxes: {boxes}, "
-            "or pass --any-boxes if your loader pads"
-        )
-    tmp.replace(out)
-    json_path = out.with_suffix(".json")
-    json_tmp = json_path.with_name(json_path.name + ".tmp")
-    json_tmp.write_text(json.dumps(captions, ensure_ascii=False) + "\n", encoding="utf-8")
-    json_tmp.replace(json_path)
+    with atomic_path(out) as tmp:  # a refused corpus leaves nothing behind (the temp file is removed)
+        with tmp.open("w", newline="", encoding="ascii") as f:
+            writer = csv.DictWriter(f, fieldnames=list(LXMERT_FIELDS), delimiter="\t", lineterminator="\n")
+            for s in _exportable(samples, counts):
+                assert s.regions is not None
+                n = s.regions.num_boxes
+                if n == 0:  # LXMERT's reader cannot reshape an empty feature array
+                    counts["skipped_no_boxes"] = counts.get("skipped_no_boxes", 0) + 1
+                    continue
+                if n != boxes and not any_boxes:
+                    wrong[n] = wrong.get(n, 0) + 1
+                    continue
+                writer.writerow(lxmert_row(s.key, s.regions))
+                captions.append({"img_id": s.key, "sentf": {source: [s.caption]}, "labelf": {}})
+                counts["written"] += 1
+        if wrong:
+            bad = sum(wrong.values())
+            lo, hi = min(wrong), max(wrong)
+            seen = f"{lo}" if lo == hi else f"{lo} to {hi}"
+            raise UserError(
+                f"lxmert-tsv: LXMERT's pretraining needs exactly {boxes} boxes per image, but {bad} of "
+                f"{bad + counts['written']} images have {seen} boxes; extract with regions.fixed_boxes: {boxes}, "
+                "or pass --any-boxes if your loader pads"
+            )
+    atomic_write_text(out.with_suffix(".json"), json.dumps(captions, ensure_ascii=False) + "\n")
     return counts
 
 
@@ -261,9 +258,7 @@ def export_uniter_npz(samples: Iterable[Sample], out_dir: str | Path, num_classe
         buf = io.BytesIO()
         np.savez(buf, **uniter_arrays(r, num_classes or _classes_of(r.detector)))
         path = out_dir / f"{_safe_name(s.key, 'uniter-npz')}.npz"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(buf.getvalue())
-        tmp.replace(path)
+        atomic_write_bytes(path, buf.getvalue())
         counts["written"] += 1
     return counts
 
@@ -332,7 +327,7 @@ class _TsvWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.tmp = path.with_name(path.name + ".tmp")
+        self.tmp = tmp_path(path)
         self.f = self.tmp.open("wb")
         self.offsets: list[int] = []
 
@@ -341,9 +336,12 @@ class _TsvWriter:
         self.f.write(("\t".join(fields) + "\n").encode("utf-8"))
 
     def close(self) -> None:
+        self.f.flush()
+        os.fsync(self.f.fileno())
         self.f.close()
-        self.tmp.replace(self.path)
-        self.path.with_suffix(".lineidx").write_text("".join(f"{o}\n" for o in self.offsets), encoding="ascii")
+        os.replace(self.tmp, self.path)
+        fsync_dir(self.path.parent)
+        atomic_write_text(self.path.with_suffix(".lineidx"), "".join(f"{o}\n" for o in self.offsets))
 
 
 def export_oscar_tsv(samples: Iterable[Sample], out_dir: str | Path, *, add_pos: bool = True) -> dict[str, int]:

@@ -41,7 +41,7 @@ class VSEPair:
 
 
 def _samples(path: Path) -> Iterator[object]:
-    from laitkit.datasets.shards import iter_parquet, iter_tar
+    from laitkit.datasets.shards import iter_parquet, iter_tar, list_shard_files
 
     if path.is_file():
         if path.suffix == ".parquet":
@@ -51,12 +51,10 @@ def _samples(path: Path) -> Iterator[object]:
         else:
             raise UserError(f"{path}: expected a .tar or .parquet shard, or a shard directory")
         return
-    if any(path.glob("*.parquet")):
+    if list_shard_files(path, "parquet"):  # completed shards of either layout (flat or tar/ + parquet/)
         yield from iter_parquet(path)
-    elif any(path.glob("*.tar")):
-        yield from iter_tar(path)
     else:
-        raise UserError(f"{path}: no .tar or .parquet shards found")
+        raise UserError(f"{path}: no completed laitkit shards (a .tar/.parquet per *_stats.json) found")
 
 
 def pairs_from_shards(path: str | Path, limit: int | None = None) -> list[VSEPair]:

@@ -109,6 +109,7 @@ def _resume_diff(shards: Path, tok: Path, tmp: Path) -> float:
 def run_pretrain_bench(train_seconds: float = 570.0, shards: int = 8, per_shard: int = 250) -> dict:
     import torch
 
+    from laitkit.datasets.shards import completed_shards, shard_paths
     from laitkit.pipeline.pretrain.synthetic import write_synthetic_shards
     from laitkit.pipeline.pretrain.train import PretrainConfig, build_tokenizer, pretrain
 
@@ -120,11 +121,13 @@ def run_pretrain_bench(train_seconds: float = 570.0, shards: int = 8, per_shard:
         write_synthetic_shards(one, shards, per_shard, dim=dim, annotate=True)
         four = tmp / "x4"
         four.mkdir()
-        for k in range(4):  # 4x the corpus: the same shard files linked under new shard ids
-            for p in sorted(one.glob("*.tar")):
-                sid = k * shards + int(p.stem)
-                os.link(p, four / f"{sid:05d}.tar")
-                os.link(p.with_name(p.stem + "_stats.json"), four / f"{sid:05d}_stats.json")
+        for k in range(4):  # 4x the corpus: the same shard files linked under new shard ids (same layout)
+            for sh in sorted(completed_shards(one)):
+                sid = k * shards + sh
+                for kind in ("tar", "parquet", "stats"):
+                    dst = shard_paths(four, sid, kind, "split")
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    os.link(shard_paths(one, sh, kind, "auto"), dst)
         tok = tmp / "tok"
         build_tokenizer(one, tok, vocab_size=1000)
         _log(f"{shards * per_shard} synthetic samples in {time.perf_counter() - t0:.1f}s")

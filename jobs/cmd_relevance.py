@@ -42,6 +42,7 @@ def train_cmd(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     cache = Path(args.cache) if args.cache else default_cache()
     boxes = args.image == "regions"
+    knobs = {k: getattr(args, k) for k in ("steps", "batch_size", "lr") if getattr(args, k) is not None}
     if args.pairs == "synth":
         (n, s), (nv, sv) = BUILTIN_RECIPE["train"], BUILTIN_RECIPE["val"]
         train = load_pairs(f"synth:{n}:{s}", cache, with_boxes=boxes)
@@ -56,14 +57,15 @@ def train_cmd(args: argparse.Namespace) -> int:
         source = f"synthetic web ({args.pairs})" if args.pairs.startswith("synth:") else args.pairs
     data: dict[str, Any] = {"source": source, "pairs_spec": args.pairs,
                             "recipe": f"laitkit relevance train --pairs {args.pairs} --image {args.image} "
-                                      f"--text {args.text} --steps {args.steps} --seed {args.seed}"}
+                                      f"--text {args.text} --seed {args.seed}"
+                                      + "".join(f" --{k.replace('_', '-')} {v}" for k, v in knobs.items())}
     if args.pairs.startswith("synth"):
         from laitkit.extractors.vse_data import SYNTH_REGIONS
 
         data["regions"] = SYNTH_REGIONS
         data["note"] = "knows only the synthetic web's shapes and colours; retrain on your own pairs"
-    model, metrics = fit_relevance(train, val, cfg, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
-                                   target_precision=args.target_precision, data=data, scnlm_steps=args.scnlm_steps)
+    model, metrics = fit_relevance(train, val, cfg, seed=args.seed, target_precision=args.target_precision, data=data,
+                                   scnlm_steps=args.scnlm_steps, patience=args.patience, **knobs)  # fmt: skip
     out = save_model(model, _out_file(args.out))
     png = calibration_plot(model.calibration, out.with_name(out.stem + "_calibration.png"),
                            title=f"relevance calibration: {source[:60]}")
@@ -86,14 +88,16 @@ def _load(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
 
 def eval_cmd(args: argparse.Namespace) -> int:
     from laitkit.extractors.vse_eval import mismatch_pr, retrieval_metrics
-    from laitkit.extractors.vse_recipe import score_matched_shuffled
+    from laitkit.extractors.vse_recipe import score_matched_mismatched
 
     model, pairs, iv = _load(args)
     out: dict[str, Any] = retrieval_metrics(iv, model.text_vectors([p.caption for p in pairs]))
-    matched, shuffled = score_matched_shuffled(model, pairs, args.seed)
-    p, r = mismatch_pr(matched, shuffled, model.calibration.threshold)
-    out.update({"threshold": round(model.calibration.threshold, 4), "shuffled_precision": round(p, 4),
-                "shuffled_recall": round(r, 4), "trained_on": model.data.get("source", "?")})
+    matched, negatives, negatives_are = score_matched_mismatched(model, pairs, args.seed)
+    p, r = mismatch_pr(matched, negatives, model.calibration.threshold)
+    out.update({"threshold": round(model.calibration.threshold, 4), "mismatch_precision": round(p, 4),
+                "mismatch_recall": round(r, 4), "mismatches": negatives_are,
+                "matched_below_threshold": round(float((matched < model.calibration.threshold).mean()), 4),
+                "trained_on": model.data.get("source", "?")})
     print(json.dumps(out))
     return 0
 
@@ -149,8 +153,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--pool", choices=("attention", "mean"), default="attention", help="pooling of region/word states")
     t.add_argument("--loss", choices=("vse++", "infonce", "both"), default="both", help="contrastive loss")
     t.add_argument("--dim", type=int, default=128, help="embedding size")
-    t.add_argument("--steps", type=int, default=800, help="training steps")
-    t.add_argument("--batch-size", type=int, default=128, help="pairs per batch")
+    t.add_argument("--steps", type=int, default=None, help="most steps (default: the recipe's, 400)")
+    t.add_argument("--batch-size", type=int, default=None, help="default: the recipe's, 128")
+    t.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
+    t.add_argument("--patience", type=int, default=3,
+                   help="stop after this many held-out R@1 checks (every 50 steps) without a gain")
     t.add_argument("--scnlm-steps", type=int, default=500, help="0: no caption decoder")
     t.add_argument("--val-fraction", type=float, default=0.1, help="held out for the threshold (shard pairs)")
     t.add_argument("--target-precision", type=float, default=0.9, help="calibration target precision")

@@ -110,6 +110,7 @@ class ShardsConfig:
     # where workers put the shards: "" is `out/shards` (and `out/rejected`); an fsspec URI such as
     # s3://bucket/prefix gets `shards/` and `rejected/` under it (object PUTs, stats file last)
     dest: str = ""
+    layout: Literal["split", "flat"] = "split"  # split: shards/tar/ + shards/parquet/; flat: one folder (old runs)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,6 +137,7 @@ class JobConfig:
         d = self.to_dict()
         d.pop("out", None)
         d.pop("ray", None)
+        d["shards"].pop("layout", None)  # where files go, not what they hold
         return _hash(d)
 
     def stage_hash(self, stage: str) -> str:
@@ -147,7 +149,10 @@ class JobConfig:
 
 # What each resumable step of a job reads from the config (dotted: one key of a section).
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "crawl": ("input.kind", "input.paths_base", "input.pages_per_shard", "synth.pages", "synth.seed", "crawl"),
+    "crawl": (
+        "input.kind", "input.paths_base", "input.base_url", "input.pages_per_shard",
+        "synth.pages", "synth.seed", "crawl",
+    ),
     "dedup": ("crawl",),
     "shards": ("crawl", "relevance", "regions", "text", "shards"),
     "pretrain": ("pretrain",),

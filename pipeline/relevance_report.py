@@ -14,6 +14,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from laitkit.datasets.shards import list_shard_files
+
 PNG = "relevance_calibration.png"
 
 
@@ -21,7 +23,7 @@ def run_scores(out: Path) -> list[float]:
     """Every finite `relevance_score` of the run, kept or rejected."""
     scores: list[float] = []
     for sub in ("shards", "rejected"):
-        for f in sorted((out / sub).rglob("*.parquet")):
+        for f in list_shard_files(out / sub, "parquet") if (out / sub).is_dir() else []:
             col = pq.read_table(f, columns=["relevance_score"]).column(0).to_pylist()
             scores += [float(x) for x in col if x is not None and math.isfinite(x)]
     return scores

@@ -34,7 +34,7 @@ from laitkit.datasets.manifest import write_manifest
 from laitkit.errors import UserError
 from laitkit.pipeline import dist_dedup, faults, plan, sources, storage
 from laitkit.pipeline.stage import ROW_COLUMNS
-from laitkit.pipeline.write_stage import remote_completed
+from laitkit.pipeline.write_stage import remote_completed, write_remote_manifest
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +280,8 @@ def run_job(cfg: Any) -> dict[str, Any]:
     record.save()
     times.add("featurise+shards", t0)
     if cfg.shards.dest:
-        kept = sum(st["count"] for st in remote_completed(cfg.shards.dest).values())
+        subs = ("shards", "rejected") if cfg.shards.write_rejected else ("shards",)
+        kept = write_remote_manifest(cfg.shards.dest, config_hash, cfg.to_dict(), subs).get("total_count", 0)
     else:
         kept = write_manifest(out / "shards", shards_hash, cfg.to_dict()).get("total_count", 0)
         if cfg.shards.write_rejected:

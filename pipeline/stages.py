@@ -112,7 +112,7 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("text", _text_cls, lambda cfg, ctx: {"cfg": text_config(cfg.text)}, num_cpus=0.3),
     StageSpec("write", _write_cls, lambda cfg, ctx: {
         "out": ctx["out"], "config_hash": ctx["config_hash"], "write_rejected": cfg.shards.write_rejected,
-        "expected": ctx["expected"], "dest": cfg.shards.dest}, num_cpus=0.1),
+        "expected": ctx["expected"], "dest": cfg.shards.dest, "layout": cfg.shards.layout}, num_cpus=0.1),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 RESOURCE_KEYS = ("num_cpus", "num_gpus", "actors")

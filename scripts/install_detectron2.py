@@ -111,9 +111,9 @@ def fetch_sdist(cache: Path) -> Path:
     digest = hashlib.sha256(data).hexdigest()
     if digest != SHA256:
         raise SystemExit(f"install_detectron2: sha256 mismatch for {name}: {digest}")
-    tmp = target.with_suffix(".part")
-    tmp.write_bytes(data)
-    tmp.replace(target)
+    from laitkit.atomic import atomic_write_bytes  # installed by the step before (`pip install -e .`)
+
+    atomic_write_bytes(target, data)  # a killed download never leaves a cached file that looks whole
     return target
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 
 import polars as pl
+import pyarrow.dataset
 import pytest
 import webdataset as wds
 
-from laitkit.datasets.manifest import validate
+from laitkit.datasets.manifest import load_manifest, validate
+from laitkit.datasets.shards import list_shard_files, shard_paths, webdataset_urls
 from laitkit.jobs.config import load_config
 from laitkit.pipeline.report import build_report, write_report
 from laitkit.pipeline.runner import run_job
@@ -41,9 +43,11 @@ def job(tmp_path_factory):
 
 def test_kept_shards_read_by_plain_webdataset_and_polars(job) -> None:
     _, out, summary = job
-    tars = sorted(str(p) for p in (out / "shards").glob("*.tar"))
+    tars = list_shard_files(out / "shards", "tar")
     assert len(tars) == summary["input_shards"] >= 2
-    samples = list(wds.WebDataset(tars, shardshuffle=False))
+    assert {p.parent.name for p in tars} == {"tar"}  # a new run writes the split layout
+    assert load_manifest(out / "shards")["layout"] == "split"
+    samples = list(wds.WebDataset(webdataset_urls(out / "shards"), shardshuffle=False))  # brace notation
     assert samples, "no sample was kept"
     for s in samples:
         meta = json.loads(s["json"])
@@ -51,8 +55,9 @@ def test_kept_shards_read_by_plain_webdataset_and_polars(job) -> None:
         assert meta["regions"]["num_boxes"] >= 1
         assert s["txt"].decode() == meta["caption"]
         assert meta["text"]["tokens"]
-    df = pl.scan_parquet(str(out / "shards" / "*.parquet")).collect()
+    df = pl.scan_parquet(str(out / "shards" / "parquet" / "*.parquet")).collect()
     assert df.height == len(samples)
+    assert pyarrow.dataset.dataset(out / "shards" / "parquet").count_rows() == len(samples)  # the folder alone
     assert set(df["key"].to_list()) == {s["__key__"] for s in samples}
     assert validate(out / "shards") == []
     assert validate(out / "rejected") == []
@@ -78,12 +83,12 @@ def test_pretraining_ran_and_report_written(job) -> None:
 
 def test_rerun_resumes_without_redoing_or_duplicating(job) -> None:
     cfg, out, _ = job
-    before = {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("*.tar")}
+    before = {p.name: p.stat().st_mtime_ns for p in list_shard_files(out / "shards", "tar")}
     summary = run_job(cfg)
     assert summary["shards_written_now"] == 0
-    after = {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("*.tar")}
-    assert before == after
-    keys = pl.scan_parquet(str(out / "shards" / "*.parquet")).select("key").collect()["key"]
+    after = {p.name: p.stat().st_mtime_ns for p in list_shard_files(out / "shards", "tar")}
+    assert before == after and before
+    keys = pl.scan_parquet(str(out / "shards" / "parquet" / "*.parquet")).select("key").collect()["key"]
     assert keys.n_unique() == len(keys)
 
 
@@ -91,12 +96,13 @@ def test_crash_mid_write_resumes_only_the_missing_shard(job) -> None:
     """A job killed while writing shard 1 left its tar but not its stats marker: the rerun
     cleans the leftover, redoes exactly that shard, and the corpus has no duplicate."""
     cfg, out, _ = job
-    before = sorted(pl.scan_parquet(str(out / "shards" / "*.parquet")).select("key").collect()["key"].to_list())
+    kept_keys = pl.scan_parquet(str(out / "shards" / "parquet" / "*.parquet")).select("key")
+    before = sorted(kept_keys.collect()["key"].to_list())
     (out / "shards" / "00001_stats.json").unlink()
-    (out / "shards" / "00001.parquet").unlink()
+    shard_paths(out / "shards", 1, "parquet").unlink()
     summary = run_job(cfg)
     assert summary["shards_written_now"] == 1
-    after = sorted(pl.scan_parquet(str(out / "shards" / "*.parquet")).select("key").collect()["key"].to_list())
+    after = sorted(kept_keys.collect()["key"].to_list())
     assert after == before
     assert validate(out / "shards") == []
 
@@ -129,10 +135,10 @@ def test_url_list_input_runs_through_img2dataset(job, tmp_path) -> None:
     assert "download_error" in report["rejected_by_reason"]
     run = tmp_path / "urls-run"
     cols = ["key", "url", "status"]
-    samples = pl.concat([pl.scan_parquet(str(run / d / "*.parquet")).select(cols).collect()
+    samples = pl.concat([pl.scan_parquet(str(run / d / "parquet" / "*.parquet")).select(cols).collect()
                          for d in ("shards", "rejected")])  # fmt: skip
     assert samples.height == urls.num_rows + 12 and samples["key"].n_unique() == samples.height
-    kept = pl.scan_parquet(str(run / "shards" / "*.parquet")).collect()
+    kept = pl.scan_parquet(str(run / "shards" / "parquet" / "*.parquet")).collect()
     assert set(kept["caption_source"].to_list()) == {"list"}
     first = urls.slice(0, 12).to_pylist()
     pairs = samples.filter(pl.col("url").is_in([r["url"] for r in first]))

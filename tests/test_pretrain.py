@@ -255,14 +255,11 @@ def test_tokenizer_cli_writes_vocab(shards: Path, tmp_path) -> None:
 def test_find_shards_in_flat_and_split_layouts_skips_leftovers(tmp_path) -> None:
     """Tars beside their stats files, or in `tar/` below them; a tar without a stats file is a leftover."""
     flat = tmp_path / "flat"
-    write_shard(flat, 0, synthetic_samples(4, dim=8), config_hash="t")
+    write_shard(flat, 0, synthetic_samples(4, dim=8), config_hash="t", layout="flat")
     (flat / "00001.tar").write_bytes(b"partial")
     assert find_shards(flat) == [flat / "00000.tar"]
     split = tmp_path / "split"
-    write_shard(split, 0, synthetic_samples(4, dim=8), config_hash="t")
-    for kind in ("tar", "parquet"):
-        (split / kind).mkdir()
-        (split / f"00000.{kind}").rename(split / kind / f"00000.{kind}")
+    write_shard(split, 0, synthetic_samples(4, dim=8), config_hash="t", layout="split")
     (split / "tar" / "00001.tar").write_bytes(b"partial")
     assert find_shards(split) == [split / "tar" / "00000.tar"]
 

@@ -33,7 +33,7 @@ import pytest
 from laitkit.datasets.arrow_codec import table_to_samples
 from laitkit.datasets.codec import from_row
 from laitkit.datasets.schema import Reason, Sample, make_key
-from laitkit.datasets.shards import iter_parquet
+from laitkit.datasets.shards import iter_parquet, list_shard_files
 from laitkit.jobs.config import load_config
 from laitkit.jobs.ray_cluster import LOOPBACK_ENV as LOCAL_ENV
 from laitkit.jobs.ray_cluster import free_port
@@ -373,9 +373,12 @@ def test_ray_job_submit_reading_a_warc_paths_file_on_s3_and_writing_shards_to_s3
     stats = sorted(x for x in names if x.endswith("_stats.json"))
     assert stats == sorted([f"{i:05d}_stats.json" for i in range(n)] * 2)  # shards/ and rejected/
     samples = []
-    for sub in ("shards", "rejected"):
-        for i in range(n):
-            with fs.open(f"corpus/out/{sub}/{i:05d}.parquet", "rb") as fh:
+    for sub in ("shards", "rejected"):  # the remote folders have the local layout and a manifest saying where
+        manifest = json.loads(fs.cat_file(f"corpus/out/{sub}/manifest.json"))
+        assert manifest["layout"] == "split" and manifest["num_shards"] == n
+        for entry in manifest["shards"]:
+            assert entry["tar"] == f"tar/{entry['shard']:05d}.tar" and fs.exists(f"corpus/out/{sub}/{entry['tar']}")
+            with fs.open(f"corpus/out/{sub}/{entry['parquet']}", "rb") as fh:
                 samples.extend(table_to_samples(pq.read_table(fh)))
     assert outcome(samples) == local["outcome"]
-    assert not list((out / "shards").glob("*.tar"))  # the shards went to S3; only their stats are kept locally
+    assert not list_shard_files(out / "shards", "tar")  # the shards went to S3; only their stats are kept locally

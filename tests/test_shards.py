@@ -37,6 +37,7 @@ from laitkit.datasets.shards import (
     iter_parquet,
     iter_tar,
     read_stats,
+    shard_paths,
     write_shard,
 )
 from laitkit.jobs.cli import main as cli_main
@@ -158,7 +159,8 @@ def test_feature_dim_inferred_given_and_checked() -> None:
 def test_write_shard_layout_members_and_stats(tmp_path: Path) -> None:
     samples = mixed_samples()
     info = write_shard(tmp_path, 7, samples, config_hash="cfg1", extra_stats={"upstream_rows": 99})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["00007.parquet", "00007.tar", "00007_stats.json"]
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert files == ["00007_stats.json", "parquet/00007.parquet", "tar/00007.tar"]  # the default: split
     assert info.count == len(samples) and completed_shards(tmp_path) == {7}
     with tarfile.open(info.tar) as tar:
         names = tar.getnames()
@@ -196,7 +198,7 @@ def test_tar_and_parquet_readers_return_the_same_samples(tmp_path: Path) -> None
     for a, b, c in zip(expected, from_tar, from_pq, strict=True):
         assert_same(a, b)
         assert_same(a, c)
-    assert [s.key for s in iter_tar(tmp_path / "00001.tar")] == [s.key for s in shards[1]]
+    assert [s.key for s in iter_tar(_path(tmp_path, 1, "tar"))] == [s.key for s in shards[1]]
 
 
 def test_plain_webdataset_reads_the_tars(tmp_path: Path) -> None:
@@ -227,7 +229,7 @@ def test_polars_scans_the_parquet_directory_with_float16(tmp_path: Path) -> None
     shards = {0: mixed_samples(12, seed=0), 1: mixed_samples(6, seed=1)}
     for shard, samples in shards.items():
         write_shard(tmp_path, shard, samples, config_hash="c")
-    df = pl.scan_parquet(str(tmp_path / "*.parquet")).collect()
+    df = pl.scan_parquet(str(tmp_path / "parquet" / "*.parquet")).collect()
     expected = shards[0] + shards[1]
     assert df.height == len(expected)
     assert df["key"].to_list() == [s.key for s in expected]
@@ -249,13 +251,13 @@ def test_polars_refuses_mixed_feature_width_unless_feature_dim_is_given(tmp_path
     write_shard(tmp_path / "a", 0, mixed_samples(4), config_hash="c")
     write_shard(tmp_path / "a", 1, [make_sample(0, None, seed=3)], config_hash="c")  # no regions: D=1
     with pytest.raises(pl.exceptions.SchemaError):
-        pl.scan_parquet(str(tmp_path / "a" / "*.parquet")).collect()
+        pl.scan_parquet(str(tmp_path / "a" / "parquet" / "*.parquet")).collect()
     write_manifest(tmp_path / "a", "c")
     assert any("disagree on the Parquet feature width" in p for p in validate(tmp_path / "a"))
 
     write_shard(tmp_path / "b", 0, mixed_samples(4), config_hash="c", feature_dim=D)
     write_shard(tmp_path / "b", 1, [make_sample(0, None, seed=3)], config_hash="c", feature_dim=D)
-    assert pl.scan_parquet(str(tmp_path / "b" / "*.parquet")).collect().height == 5
+    assert pl.scan_parquet(str(tmp_path / "b" / "parquet" / "*.parquet")).collect().height == 5
 
 
 def test_shard_writer_rolls_at_max_count(tmp_path: Path) -> None:
@@ -284,7 +286,7 @@ def test_bad_keys_and_duplicates_leave_nothing_behind(tmp_path: Path) -> None:
     s = make_sample(1, 2)
     with pytest.raises(ValueError, match="duplicate key"):
         write_shard(tmp_path, 1, [s, s], config_hash="c")
-    assert list(tmp_path.iterdir()) == []
+    assert [p for p in tmp_path.rglob("*") if not p.is_dir()] == []  # (the empty tar/ and parquet/ may stay)
 
 
 # --- manifest, resume, validate -----------------------------------------------------------------
@@ -302,8 +304,8 @@ def test_manifest_totals_and_config_hash(tmp_path: Path) -> None:
     assert man["status_counts"] == {k: statuses.count(k) for k in set(statuses)}
     assert man["shards"][1] == {
         "shard": 3,
-        "tar": "00003.tar",
-        "parquet": "00003.parquet",
+        "tar": "tar/00003.tar",
+        "parquet": "parquet/00003.parquet",
         "count": 5,
         "bytes": read_stats(tmp_path, 3)["bytes"],
     }
@@ -322,8 +324,8 @@ def test_resume_after_crash_has_no_duplicate_keys(tmp_path: Path) -> None:
     n_shards = 5
     for i in range(3):  # first run: shards 0..2 complete, then "crash" mid-shard 3 and mid-shard 4
         write_shard(tmp_path, i, _input_shard(i), config_hash="h")
-    (tmp_path / ".00003.tar.tmp-123-abcd").write_bytes(b"half a tar")
-    (tmp_path / "00004.tar").write_bytes(b"renamed tar, parquet and stats never came")
+    (tmp_path / "tar" / ".00003.tar.tmp-123-abcd").write_bytes(b"half a tar")
+    (tmp_path / "tar" / "00004.tar").write_bytes(b"renamed tar, parquet and stats never came")
     assert completed_shards(tmp_path) == {0, 1, 2}
     assert validate(tmp_path)  # leftovers are reported before cleaning
 
@@ -343,9 +345,14 @@ def test_resume_after_crash_has_no_duplicate_keys(tmp_path: Path) -> None:
     assert validate(tmp_path) == []
 
 
-def _two_shard_corpus(out: Path) -> None:
-    write_shard(out, 0, mixed_samples(8, seed=0), config_hash="h")
-    write_shard(out, 1, mixed_samples(8, seed=1), config_hash="h")
+def _path(out: Path, shard: int, kind: str) -> Path:
+    """Where shard `shard`'s file is, whichever layout wrote it."""
+    return shard_paths(out, shard, kind, "auto")
+
+
+def _two_shard_corpus(out: Path, layout: str | None = None) -> None:
+    write_shard(out, 0, mixed_samples(8, seed=0), config_hash="h", layout=layout)
+    write_shard(out, 1, mixed_samples(8, seed=1), config_hash="h", layout=layout)
     write_manifest(out, "h")
     assert validate(out) == []
 
@@ -395,7 +402,7 @@ def _tamper_manifest_count(out: Path) -> None:
 
 def _replace_parquet_with_other_keys(out: Path) -> None:
     write_shard(out / "other", 0, mixed_samples(8, seed=9), config_hash="h")
-    (out / "00001.parquet").write_bytes((out / "other" / "00000.parquet").read_bytes())
+    _path(out, 1, "parquet").write_bytes(_path(out / "other", 0, "parquet").read_bytes())
 
 
 def _shard_1_repeats_shard_0(out: Path) -> None:
@@ -410,16 +417,16 @@ def _stats_schema_version(out: Path) -> None:
 
 
 TAMPERS = {
-    "dropped_sample": (lambda out: _rewrite_tar(out / "00001.tar", _drop_last_sample), "tar has 7 samples, stats"),
-    "corrupt_json": (lambda out: _rewrite_tar(out / "00000.tar", _corrupt_first_json), "does not decode"),
-    "corrupt_npz": (lambda out: _rewrite_tar(out / "00000.tar", _corrupt_first_npz), "does not decode"),
+    "dropped_sample": (lambda out: _rewrite_tar(_path(out, 1, "tar"), _drop_last_sample), "tar has 7 samples, stats"),
+    "corrupt_json": (lambda out: _rewrite_tar(_path(out, 0, "tar"), _corrupt_first_json), "does not decode"),
+    "corrupt_npz": (lambda out: _rewrite_tar(_path(out, 0, "tar"), _corrupt_first_npz), "does not decode"),
     "flipped_byte": (
-        lambda out: (out / "00000.parquet").write_bytes(
-            (b := bytearray((out / "00000.parquet").read_bytes()))[:100] + bytes([b[100] ^ 1]) + b[101:]
+        lambda out: _path(out, 0, "parquet").write_bytes(
+            (b := bytearray(_path(out, 0, "parquet").read_bytes()))[:100] + bytes([b[100] ^ 1]) + b[101:]
         ),
         "sha256 differs",
     ),
-    "missing_parquet": (lambda out: (out / "00001.parquet").unlink(), "00001.parquet missing"),
+    "missing_parquet": (lambda out: _path(out, 1, "parquet").unlink(), "00001.parquet missing"),
     "other_keys": (_replace_parquet_with_other_keys, "tar and parquet keys differ"),
     "manifest_count": (_tamper_manifest_count, "shard 1 count 9 but stats say 8"),
     "manifest_stale": (lambda out: write_shard(out, 2, mixed_samples(3, seed=2), config_hash="h"), "does not list"),
@@ -430,8 +437,9 @@ TAMPERS = {
 
 
 @pytest.mark.parametrize("name", sorted(TAMPERS))
-def test_validate_catches_tampering(tmp_path: Path, name: str) -> None:
-    _two_shard_corpus(tmp_path)
+@pytest.mark.parametrize("layout", ["split", "flat"])  # flat: folders written before the split layout
+def test_validate_catches_tampering(tmp_path: Path, name: str, layout: str) -> None:
+    _two_shard_corpus(tmp_path, layout)
     tamper, expected = TAMPERS[name]
     tamper(tmp_path)
     problems = validate(tmp_path)
@@ -449,7 +457,7 @@ def test_cli_inspect_and_validate(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert cli_main(["shards", "validate", str(tmp_path)]) == 0
     assert "ok (2 shards)" in capsys.readouterr().out
 
-    (tmp_path / "00001.parquet").unlink()
+    _path(tmp_path, 1, "parquet").unlink()
     assert cli_main(["shards", "validate", str(tmp_path)]) == 1
     assert "00001.parquet missing" in capsys.readouterr().out
 

@@ -27,6 +27,8 @@ from laitkit.datasets.shards import (
     iter_parquet,
     iter_tar,
     read_stats,
+    shard_dir_files,
+    shard_paths,
 )
 
 WRITER = r"""
@@ -58,7 +60,7 @@ for shard in range(40):
 def _leftovers(out: Path) -> list[str]:
     done = completed_shards(out)
     names = []
-    for p in out.iterdir():
+    for p in shard_dir_files(out):  # the folder and its tar/ and parquet/ (the default, split layout)
         stem = p.name.split(".")[0].split("_")[0]
         if TMP_MARK in p.name or (stem.isdigit() and int(stem) not in done):
             names.append(p.name)
@@ -83,7 +85,7 @@ def test_sigkill_leaves_only_complete_shards(tmp_path: Path, mode: str) -> None:
     try:
         _wait_for(lambda: (out / "00000_stats.json").exists(), 60, proc)
         if mode == "mid_tar":
-            _wait_for(lambda: any(p.name.startswith(".00001.tar" + TMP_MARK) for p in out.iterdir()), 30, proc)
+            _wait_for(lambda: any(p.name.startswith(".00001.tar" + TMP_MARK) for p in shard_dir_files(out)), 30, proc)
         else:
             time.sleep(random.Random(1234).uniform(0.0, 0.5))
         os.kill(proc.pid, signal.SIGKILL)
@@ -99,8 +101,8 @@ def test_sigkill_leaves_only_complete_shards(tmp_path: Path, mode: str) -> None:
     assert 0 in done
     for shard in sorted(done):  # every shard that claims completion is whole and readable
         st = read_stats(out, shard)
-        tar_keys = [s.key for s in iter_tar(out / f"{shard:05d}.tar")]
-        pq_keys = [s.key for s in iter_parquet(out / f"{shard:05d}.parquet")]
+        tar_keys = [s.key for s in iter_tar(shard_paths(out, shard, "tar"))]
+        pq_keys = [s.key for s in iter_parquet(shard_paths(out, shard, "parquet"))]
         assert len(tar_keys) == st["count"] == 12
         assert tar_keys == pq_keys == [f"s{shard:03d}-{i:03d}" for i in range(12)]
 
