@@ -228,6 +228,7 @@ class _Walk:
         "alias",
         "with_back",
         "skip",
+        "nouns",
     )
 
     def __init__(
@@ -240,8 +241,10 @@ class _Walk:
         dep: list[str],
         head: list[int],
         ws: list[str],
+        nouns: frozenset[int] = frozenset(),
     ) -> None:
         self.lex = lex
+        self.nouns = nouns
         self.n = len(lower)
         self.lower, self.lemma, self.pos, self.tag, self.dep, self.head, self.ws = lower, lemma, pos, tag, dep, head, ws
         self.retag()
@@ -297,6 +300,9 @@ class _Walk:
             if pos[i] == "ADJ" and dep[i] in ("pobj", "dobj", "nsubj", "nsubjpass") and w not in REL_NOUNS:
                 fix.append((i, "n"))  # "man on skateboard" with "skateboard" tagged ADJ
                 continue
+            if i in self.nouns:
+                fix.append((i, "noun"))  # the learned noun tagger's verdict (scene_graph_filter.py)
+                continue
             if w[-3:] != "ing":
                 continue
             if (
@@ -331,6 +337,16 @@ class _Walk:
                 continue
             if kind == "subj":
                 dep[i] = "nsubj"
+                continue
+            if kind == "noun":
+                plural = tag[i] in ("VBZ", "NNS") and lower[i][-1:] == "s" and lower[i][-2:] != "ss"
+                pos[i], tag[i] = "NOUN", "NNS" if plural else "NN"
+                lemma[i] = lower[i][:-1] if plural else lower[i]
+                h = head[i]
+                if dep[i] in ("advmod", "npadvmod") and h > i and pos[h] in ("VERB", "AUX"):
+                    dep[i] = "nsubj"  # "surfboard leaning on the tree"
+                elif dep[i] == "amod" and h > i and pos[h] in NOUNS:
+                    dep[i] = "compound"  # "the oven door"
                 continue
             if kind == "acl":  # "lady holding baby": holding was an adjective of baby
                 v = i + 1
@@ -892,8 +908,35 @@ def build_graph(
     dep: list[str],
     head: list[int],
     ws: list[str],
+    nouns: frozenset[int] = frozenset(),
+    fact_filter: Any = None,
 ) -> list[SceneNode]:
-    """The scene graph of one parsed caption, from its per-token lists (see module docstring)."""
+    """The scene graph of one parsed caption, from its per-token lists (see module docstring).
+
+    `nouns`: tokens to read as nouns whatever their tag (the learned noun tagger's verdicts).
+    `fact_filter`: a `scene_graph_filter.FactFilter`, applied to the graph with the repaired tags
+    and dependencies the walk used (so that it sees what the rules saw).
+    """
     if not lower:
         return []
-    return _Walk(lex, lower, lemma, pos, tag, dep, head, ws).run()
+    w = _Walk(lex, lower, lemma, pos, tag, dep, head, ws, nouns)
+    nodes = w.run()
+    if fact_filter is not None:
+        nodes = fact_filter.apply(nodes, w.lower, w.tag, w.dep, w.head)
+    return nodes
+
+
+def repaired_lists(
+    lex: Lexicon,
+    lower: list[str],
+    lemma: list[str],
+    pos: list[str],
+    tag: list[str],
+    dep: list[str],
+    head: list[int],
+    ws: list[str],
+    nouns: frozenset[int] = frozenset(),
+) -> tuple[list[str], list[str], list[str], list[int]]:
+    """(lower, tag, dep, head) after the walk's tag repairs: what the fact filter's features read."""
+    w = _Walk(lex, lower, lemma, pos, tag, dep, head, ws, nouns)
+    return w.lower, w.tag, w.dep, w.head

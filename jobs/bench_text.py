@@ -78,7 +78,8 @@ def run_text_bench(
     Returns:
         {"dev_f1": {"all", "obj", "attr", "rel"}, "dev_set_match", "captions_per_s",
         "bare_nlp_pipe_captions_per_s", "ratio", "captions_per_s_2proc", "speedup_2proc", "ratio_cpu",
-        "loadavg_1min": [before, after], "n_dev", "n_captions", "model"}. Wall-clock rates are medians
+        "loadavg_1min": [before, after], "n_dev", "n_captions", "model", "learned"} ("learned": which
+        of the shipped learned parts, `scene_graph_filter.py`, were loaded). Wall-clock rates are medians
         over `repeats` rounds; the 2-process rate excludes starting the workers (they start once).
     """
     d = Path(data_dir) if data_dir is not None else FACTUAL_DIR
@@ -146,6 +147,7 @@ def run_text_bench(
         "n_dev": len(captions),
         "n_captions": len(texts),
         "model": model,
+        "learned": {"noun_tagger": ex.noun_tagger is not None, "fact_filter": ex.fact_filter is not None},
     }
 
 
