@@ -383,7 +383,9 @@ def test_villa_perturbation_stays_in_its_norm_ball_and_raises_the_loss(tok, exam
         losses = [float(loss) for _, loss in steps]
         for delta, _ in steps:
             assert (delta.detach().flatten(1).norm(dim=1) <= villa.eps + 1e-5).all()
-        assert losses[-1] > losses[0] + 1e-3, (modality, losses)  # ascent: the attack raises the loss
+        # ascent: every step raises the loss (by little on the regions: BERT's 0.02 init makes the
+        # heads barely sensitive to a unit-norm region perturbation at step 0)
+        assert all(b > a for a, b in zip(losses, losses[1:], strict=False)), (modality, losses)
         valid = batch["text_mask"] if modality == "text" else batch["region_mask"]
         assert steps[-1][0][~valid[:, : steps[-1][0].shape[1]]].abs().sum() == 0  # padding never perturbed
     loss = model(batch)["villa"]

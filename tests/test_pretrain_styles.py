@@ -117,7 +117,7 @@ def test_style_fills_only_keys_the_user_did_not_set() -> None:
     with pytest.raises(ValueError, match="unknown pretrain style"):
         PretrainConfig(style="nope")
     with pytest.raises(ValueError, match="unknown encoder option"):
-        PretrainConfig(encoder_options={"depth": 3})
+        PretrainConfig(encoder_options={"depth": 3}).check_tasks()  # checked when a run starts
 
 
 def test_styles_cli_prints_every_style_with_encoder_and_tasks() -> None:
@@ -139,13 +139,17 @@ def test_every_preset_encoder_trains_one_step_on_a_real_batch(corpus) -> None:
         tasks, _ = runnable_tasks(style.tasks, set(OBJECTIVES))
         cfg = PretrainConfig(style=name, size="tiny", tasks=tasks)
         spec = DataSpec(shards=tuple(map(str, find_shards(shards))), tokenizer_dir=str(tok), feature_dim=D,
-                        batch_size=8, image_size=int(cfg.encoder_options.get("image_size", 0)))
+                        batch_size=8, image_size=int(cfg.encoder_options.get("image_size", 0)),
+                        masking=cfg.masking())  # the style's own tasks get their labels
         batch = next(iter(ShardStream(spec)))
         batch.pop("position")
+        from laitkit.pipeline.pretrain.label_space import corpus_label_space
         from laitkit.pipeline.pretrain.tokenizer import TextTokenizer
 
+        classes, attrs = corpus_label_space(find_shards(shards), cfg.tasks)  # MRC / attribute heads' sizes
         mcfg = ModelConfig(vocab_size=TextTokenizer.load(tok).vocab_size, feature_dim=D, hidden=cfg.hidden,
-                           layers=cfg.layers, heads=cfg.heads, encoder=cfg.encoder, **cfg.encoder_options)
+                           layers=cfg.layers, heads=cfg.heads, encoder=cfg.encoder, num_classes=classes,
+                           num_attributes=attrs, **cfg.encoder_options)
         model = PretrainModel(mcfg, cfg.tasks)
         losses = model(batch)
         assert losses and all(math.isfinite(float(v.detach())) for v in losses.values()), name

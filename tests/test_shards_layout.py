@@ -206,7 +206,7 @@ def test_shards_layout_config_key_defaults_to_split_and_reaches_the_writer(tmp_p
     split, flat = load_config(None), load_config(None, {"shards.layout": "flat"})
     assert split.shards.layout == "split" and flat.shards.layout == "flat"
     assert split.config_hash() == flat.config_hash()
-    with pytest.raises(UserError, match="shards.layout must be split or flat"):
+    with pytest.raises(UserError, match="shards.layout: Input should be 'split' or 'flat'"):
         load_config(None, {"shards.layout": "tars"})
     samples = _samples(0)
     samples[0].reject("nsfw", Reason.NSFW)
