@@ -281,7 +281,7 @@ def run_job(cfg: Any) -> dict[str, Any]:
     times.add("featurise+shards", t0)
     if cfg.shards.dest:
         subs = ("shards", "rejected") if cfg.shards.write_rejected else ("shards",)
-        kept = write_remote_manifest(cfg.shards.dest, config_hash, cfg.to_dict(), subs).get("total_count", 0)
+        kept = write_remote_manifest(cfg.shards.dest, shards_hash, cfg.to_dict(), subs).get("total_count", 0)
     else:
         kept = write_manifest(out / "shards", shards_hash, cfg.to_dict()).get("total_count", 0)
         if cfg.shards.write_rejected:

@@ -48,6 +48,9 @@ def check_synth_port(cfg: Any, out: Path) -> None:
     if not port:
         return
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as the server binds (SO_REUSEADDR): a previous run's connections left in TIME_WAIT do not
+        # make the port busy, a listening socket still does
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError as exc:

@@ -77,7 +77,10 @@ def test_wat_file_as_job_input_through_laitkit_run(tmp_path, capsys) -> None:
 
 
 def _rows(folder, columns: list[str]) -> list[dict]:
-    return [r for f in sorted(folder.glob("*.parquet")) for r in pq.read_table(f, columns=columns).to_pylist()]
+    from laitkit.datasets.shards import list_shard_files  # either layout (split: DIR/parquet/)
+
+    files = list_shard_files(folder, "parquet")
+    return [r for f in files for r in pq.read_table(f, columns=columns).to_pylist()]
 
 
 def _html_folder(tmp_path):

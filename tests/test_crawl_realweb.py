@@ -91,7 +91,7 @@ def test_relative_images_of_a_saved_page_without_base_url_get_a_verdict(tmp_path
                                               'harbour at dawn"></article></body></html>')  # fmt: skip
     (page,) = readers.iter_html_dir(tmp_path / "site")
     (s,) = page_samples(page, CrawlConfig())
-    assert s.status == Reason.NO_BASE_URL and s.url.startswith("file://") and "base URL" in s.verdicts[-1].detail
+    assert s.status == Reason.NO_BASE_URL and s.url.startswith("file://") and "input.base_url" in s.verdicts[-1].detail
     (page,) = readers.iter_html_dir(tmp_path / "site", base_url="https://boats.example/")
     (s,) = page_samples(page, CrawlConfig())
     assert s.status == Reason.KEEP and s.url == "https://boats.example/img/a.jpg"

@@ -240,7 +240,12 @@ def test_remote_dest_gets_the_same_layout_and_a_manifest(tmp_path: Path, monkeyp
         for k, v in {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "test",
                      "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
             monkeypatch.setenv(k, v)
+        # moto's backends are global to the process: another test's bucket "corpus" may still exist
+        import urllib.request
+
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/moto-api/reset", method="POST"))
         fs = s3fs.S3FileSystem(key="test", secret="test", endpoint_url=f"http://127.0.0.1:{port}")
+        fs.invalidate_cache()
         fs.mkdir("corpus")
         staging = tmp_path / "out" / "work" / "staging"
         for shard, layout in ((0, "split"), (1, "split"), (2, "flat")):
