@@ -3,9 +3,7 @@
 Why: a preset is only worth its name if its encoder and objectives train together from laitkit's
 shards; the goal is that every style runs and every one of its task losses falls (mean of the
 first 10 logged steps vs the last 10). Shards come from pipeline/pretrain/synthetic.py with
-rendered JPEGs (Pixel-BERT trains on pixels) and spaCy scene graphs (ERNIE-ViL's nodes). An
-objective a style names that this build has not registered is replaced by its nearest registered
-one (styles.FALLBACK) or left out, and the JSON says so per style (`missing_tasks`).
+rendered JPEGs (Pixel-BERT trains on pixels) and spaCy scene graphs (ERNIE-ViL's nodes).
 Last line: `{"styles": {NAME: {"tasks", "losses_first", "losses_last", "samples_per_s", ...}}, ...}`.
 """
 
@@ -40,21 +38,11 @@ def _trend(rows: list[dict[str, Any]], tasks: tuple[str, ...]) -> tuple[dict[str
 
 def run_style(name: str, shards: Path, tok: Path, out: Path, steps: int = STEPS) -> dict[str, Any]:
     from laitkit.pipeline.pretrain.config import PretrainConfig
-    from laitkit.pipeline.pretrain.objectives import OBJECTIVES
-    from laitkit.pipeline.pretrain.styles import STYLES, expand
     from laitkit.pipeline.pretrain.train import pretrain
 
-    style = STYLES[name]
-    from laitkit.pipeline.pretrain.styles import runnable_tasks
-
-    tasks, missing = runnable_tasks(style.tasks, set(OBJECTIVES))
-    kw = {"style": name, "size": "tiny", "tasks": tasks, "steps": steps, "batch_size": 16, "lr": 1e-3,
-          "warmup": 5, "vocab": str(tok), "progress": False, "device": "cpu", "threads": 1, "eval_pool": 8,
-          "checkpoint_every": steps}
-    from dataclasses import fields
-
-    _, pending = expand(kw, {f.name for f in fields(PretrainConfig)})
-    cfg = PretrainConfig(**kw)
+    cfg = PretrainConfig(style=name, size="tiny", steps=steps, batch_size=16, lr=1e-3, warmup=5, vocab=str(tok),
+                         progress=False, device="cpu", threads=1, eval_pool=8, checkpoint_every=steps)
+    tasks = cfg.tasks
     t0 = time.perf_counter()
     summary = pretrain(shards, out, cfg, resume=False)
     rows = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines() if ln]
@@ -64,11 +52,6 @@ def run_style(name: str, shards: Path, tok: Path, out: Path, steps: int = STEPS)
         "falls": {t: last[t] < first[t] for t in first}, "samples_per_s": summary.get("samples_per_s"),
         "seconds": round(time.perf_counter() - t0, 1), "eval": summary.get("eval", {}),
     }
-    if missing:
-        result["missing_tasks"] = missing
-        result["requested_tasks"] = list(style.tasks)
-    if pending:
-        result["pending_keys"] = pending  # style settings (mixing, masking) this build has no key for yet
     silent = [t for t in tasks if t not in first]
     if silent:
         result["no_loss"] = silent  # tasks whose targets never appeared in a batch
@@ -100,5 +83,4 @@ def run_pretrain_styles_bench(names: list[str] | None = None, steps: int = STEPS
         "styles": styles, "steps": steps, "all_ran": len(ran) == len(names),
         "all_losses_fall": len(falling) == len(names),
         "not_falling": {n: [t for t, f in styles[n]["falls"].items() if not f] for n in ran if n not in falling},
-        "styles_with_missing_tasks": [n for n in ran if "missing_tasks" in styles[n]],
     }

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -222,10 +222,9 @@ def _expand_style(section: dict[str, Any]) -> dict[str, Any]:
     from laitkit.pipeline.pretrain.styles import expand
 
     try:
-        out, _pending = expand(section, {f.name for f in fields(PretrainConfig)})
+        return expand(section)
     except ValueError as exc:
         raise UserError(f"pretrain: {exc}") from None
-    return out
 
 
 def schema() -> dict[str, Any]:

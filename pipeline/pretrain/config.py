@@ -171,7 +171,7 @@ def _apply_style(init: Any) -> Any:
 
     Why at construction: only here are the explicit keys known (a key set to its default value is
     still the user's choice). `dataclasses.replace` passes every field, so a replaced config keeps
-    its values. Style keys this build does not define yet are left out (see styles.expand).
+    its values.
     """
 
     @functools.wraps(init)
@@ -179,7 +179,7 @@ def _apply_style(init: Any) -> Any:
         from laitkit.pipeline.pretrain.styles import expand
 
         if kw.get("style") or kw.get("size"):
-            kw, _ = expand(kw, {f.name for f in fields(PretrainConfig)})
+            kw = expand(kw)
         init(self, **kw)
 
     return __init__

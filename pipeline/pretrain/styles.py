@@ -148,26 +148,6 @@ STYLES: dict[str, Style] = {
 }
 
 
-# The nearest objective this build may already have, for each style objective (used only where an
-# objective is not registered: `laitkit bench pretrain-styles` and the tests say when they use it).
-FALLBACK: dict[str, tuple[str, ...]] = {
-    "mrfr": ("mrm",), "mlm_wwm": ("mlm",), "mlm_span": ("mlm",), "itm_hard": ("itm",), "villa": ("mlm", "itm"),
-    "ernie_obj": ("sgp",), "ernie_attr": ("sgp",), "ernie_rel": ("sgp",), "unimo_text": ("mlm",),
-}
-
-
-def runnable_tasks(tasks: tuple[str, ...], registered: set[str]) -> tuple[tuple[str, ...], list[str]]:
-    """(tasks to run, tasks missing): each unregistered task replaced by its fallback, else dropped."""
-    out: list[str] = []
-    missing: list[str] = []
-    for t in tasks:
-        subs = (t,) if t in registered else tuple(f for f in FALLBACK.get(t, ()) if f in registered)
-        if t not in registered:
-            missing.append(t)
-        out.extend(x for x in subs if x not in out)
-    return tuple(out), missing
-
-
 def describe() -> dict[str, dict[str, Any]]:
     """`laitkit pretrain styles`: every style with its encoder, tasks and reference setting."""
     return {
@@ -180,15 +160,14 @@ def describe() -> dict[str, dict[str, Any]]:
     }
 
 
-def expand(kw: dict[str, Any], fields: set[str]) -> tuple[dict[str, Any], list[str]]:
+def expand(kw: dict[str, Any]) -> dict[str, Any]:
     """The keyword arguments of a PretrainConfig with its `style` and `size` filled in.
 
     Precedence: the user's keys, then the size's, then the style's; `encoder_options` merge key by
-    key in the same order. Returns (arguments, style keys this build of laitkit does not know yet).
+    key in the same order. Every key a style sets is a PretrainConfig field.
     """
     out: dict[str, Any] = {}
     options: dict[str, Any] = {}
-    pending: list[str] = []
     name = kw.get("style") or ""
     if name:
         if name not in STYLES:
@@ -196,10 +175,8 @@ def expand(kw: dict[str, Any], fields: set[str]) -> tuple[dict[str, Any], list[s
         for key, value in STYLES[name].settings().items():
             if key == "encoder_options":
                 options.update(value)
-            elif key in fields:
-                out[key] = value
             else:
-                pending.append(key)
+                out[key] = value
     size = kw.get("size", out.get("size", ""))
     if size:
         sized = size_settings(size, kw.get("encoder", out.get("encoder", "single-stream")))
@@ -207,4 +184,4 @@ def expand(kw: dict[str, Any], fields: set[str]) -> tuple[dict[str, Any], list[s
         out.update(sized)
     out.update({k: v for k, v in kw.items() if k != "encoder_options"})
     out["encoder_options"] = {**options, **dict(kw.get("encoder_options") or {})}
-    return out, pending
+    return out
