@@ -37,7 +37,9 @@ import webdataset as wds
 
 from laitkit.datasets.codec import decode_members
 from laitkit.datasets.schema import Sample
-from laitkit.pipeline.pretrain.masking import Masker
+from laitkit.pipeline.pretrain.batchpack import is_packed, pack, unpack
+from laitkit.pipeline.pretrain.masking import DEFAULT_TASKS, Masker
+from laitkit.pipeline.pretrain.sample_meta import decode_meta
 from laitkit.pipeline.pretrain.tarread import tar_samples
 from laitkit.pipeline.pretrain.tokenizer import TextTokenizer, subword_words, word_char_spans
 
@@ -132,12 +134,34 @@ def to_example(sample: Sample, tok: TextTokenizer, spec: DataSpec) -> Example:
 
 def example_from_members(members: dict[str, Any], tok: TextTokenizer, spec: DataSpec) -> Example:
     """The same as `to_example(decode_members(...))`, reading only what the model needs (fast path)."""
+    meta = decode_meta(members["json"])
+    if meta is None:  # not the shape sample_meta expects: the general decoder, same result
+        return _example_from_json(members, tok, spec)
+    text, reg = meta.text, meta.regions
+    arrays = None
+    if reg is not None and reg.num_boxes and members.get("npz"):
+        arrays = read_npz(members["npz"], ("boxes", "features", "obj_ids"), optional=extra_arrays(spec))
+    return _with_image(spec, members.get("jpg"), _example(
+        meta.key,
+        meta.caption or "",
+        (text.tokens or []) if text is not None else [],
+        (text.upos or []) if text is not None else [],
+        [(n.kind, n.span[0], n.span[1], n.tokens or ()) for n in text.graph or ()] if text is not None else [],
+        (reg.obj_names or []) if reg is not None else [],
+        arrays,
+        (reg.image_h, reg.image_w) if reg is not None else (1, 1),
+        tok,
+        spec,
+    ))
+
+
+def _example_from_json(members: dict[str, Any], tok: TextTokenizer, spec: DataSpec) -> Example:
     meta = json.loads(members["json"])
     text = meta.get("text") or {}
     reg = meta.get("regions")
     arrays = None
     if reg is not None and reg.get("num_boxes") and members.get("npz"):
-        arrays = read_npz(members["npz"], ("boxes", "features", "obj_ids"), optional=OPTIONAL_ARRAYS)
+        arrays = read_npz(members["npz"], ("boxes", "features", "obj_ids"), optional=extra_arrays(spec))
     return _with_image(spec, members.get("jpg"), _example(
         meta["key"],
         meta.get("caption") or "",
@@ -181,6 +205,19 @@ _LOCAL = b"PK\x03\x04"
 
 
 OPTIONAL_ARRAYS = ("obj_conf", "attr_ids", "soft_ids", "soft_probs")  # read when present (objectives' extras)
+# Tasks known to read none of OPTIONAL_ARRAYS (masking.py: only `attr` and `mrc_kl` do). A task not
+# listed here (a new objective) gets every extra array, so skipping them can only ever save work.
+NO_EXTRA_TASKS = frozenset((
+    "mlm", "mlm_wwm", "mlm_span", "sgp", "ernie_obj", "ernie_attr", "ernie_rel", "tags", "mrfr", "mrm", "mrc",
+    "itm", "itm_hard", "oscar_contrastive", "wra", "villa", "unimo_text", "unimo_image", "unimo_contrastive",
+))
+
+
+def extra_arrays(spec: DataSpec) -> tuple[str, ...]:
+    """The optional region arrays this spec's tasks read: none for the default tasks (each costs a
+    header parse and a copy per sample), all of them as soon as one task might read them."""
+    tasks = spec.masking.get("tasks") or DEFAULT_TASKS
+    return () if NO_EXTRA_TASKS.issuperset(tasks) else OPTIONAL_ARRAYS
 
 
 def read_npz(data: bytes, names: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
@@ -191,31 +228,24 @@ def read_npz(data: bytes, names: tuple[str, ...], optional: tuple[str, ...] = ()
     member's bytes are the .npy file, so the arrays are views of `data`. Anything unusual
     (compression, Fortran order, an unexpected layout) falls back to np.load.
     """
-    view = memoryview(data)
     out: dict[str, np.ndarray] = {}
     pos = 0
     try:
         wanted = (*names, *optional)
         while len(out) < len(wanted):
-            if bytes(view[pos : pos + 4]) != _LOCAL:
+            if data[pos : pos + 4] != _LOCAL:
                 raise ValueError("not a local header")
-            method, = struct.unpack_from("<H", data, pos + 8)
-            nlen, xlen = struct.unpack_from("<HH", data, pos + 26)
-            name = bytes(view[pos + 30 : pos + 30 + nlen]).decode()
+            method, nlen, xlen = _ZIP_FIELDS.unpack_from(data, pos)
             start = pos + 30 + nlen + xlen
-            if method != 0 or bytes(view[start : start + 6]) != b"\x93NUMPY":
+            if method != 0 or data[start : start + 6] != b"\x93NUMPY":
                 raise ValueError("not a plain stored array")
             hsize = 2 if data[start + 6] == 1 else 4
             hlen = int.from_bytes(data[start + 8 : start + 8 + hsize], "little")
-            m = _NPY_HEADER.search(bytes(view[start + 8 + hsize : start + 8 + hsize + hlen]))
-            if m is None or m.group(2) == b"True":
-                raise ValueError("not a plain stored array")
-            dtype = np.dtype(m.group(1).decode())
-            shape = tuple(int(x) for x in m.group(3).split(b",") if x.strip())
             body = start + 8 + hsize + hlen
-            count = math.prod(shape)
-            if name[:-4] in wanted:
-                out[name[:-4]] = np.frombuffer(data, dtype=dtype, count=count, offset=body).reshape(shape)
+            dtype, shape, count = _npy_header(data[start + 8 + hsize : body])
+            name = data[pos + 30 : pos + 26 + nlen].decode()  # without ".npy"
+            if name in wanted:
+                out[name] = np.frombuffer(data, dtype=dtype, count=count, offset=body).reshape(shape)
             nxt = data.find(_LOCAL, body + count * dtype.itemsize)
             if nxt < 0:
                 break
@@ -226,6 +256,29 @@ def read_npz(data: bytes, names: tuple[str, ...], optional: tuple[str, ...] = ()
     except (ValueError, struct.error, UnicodeDecodeError, IndexError):
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             return {k: z[k] for k in (*names, *optional) if k in names or k in z.files}
+
+
+_ZIP_FIELDS = struct.Struct("<4xxxxxH16xHH")  # compression method, name length, extra length of a local header
+_HEADERS: dict[bytes, tuple[np.dtype, tuple[int, ...], int]] = {}
+_HEADER_CACHE_SIZE = 1024
+
+
+def _npy_header(header: bytes) -> tuple[np.dtype, tuple[int, ...], int]:
+    """(dtype, shape, count) of a .npy header dict, cached by its bytes.
+
+    Why a cache: headers repeat (one per array name and row count: a corpus has a few dozen
+    distinct ones), and parsing one costs more than reading its array. Bounded: cleared when full.
+    """
+    hit = _HEADERS.get(header)
+    if hit is None:
+        m = _NPY_HEADER.search(header)
+        if m is None or m.group(2) == b"True":
+            raise ValueError("not a plain stored array")
+        shape = tuple(int(x) for x in m.group(3).split(b",") if x.strip())
+        if len(_HEADERS) >= _HEADER_CACHE_SIZE:
+            _HEADERS.clear()
+        hit = _HEADERS[header] = (np.dtype(m.group(1).decode()), shape, math.prod(shape))
+    return hit
 
 
 _TAG_CACHE_SIZE = 4096
@@ -258,47 +311,77 @@ def _example(
     tok: TextTokenizer,
     spec: DataSpec,
 ) -> Example:
-    enc = tok.encode(caption)
-    ids, offsets, word_index = enc.ids, enc.offsets, enc.word_ids
+    enc = tok.encode_raw(caption)  # the tokenizers Encoding: its lists are built only when read
+    ids = enc.ids
     spans: list[tuple[int, int, int]] = []
     graph_nodes: list[tuple[int, tuple[int, ...]]] = []
     if words:
         char_spans = word_char_spans(caption, words)
-        word_index = subword_words(offsets, char_spans)
-        for kind, a, b, node_tokens in nodes:
-            if b <= a or not any(c is not None for c in char_spans[a:b]):
-                continue
-            hit = [i for i, w in enumerate(word_index) if a <= w < b]
-            if hit:
-                k = SGP_KINDS.index(kind) if kind in SGP_KINDS else 0
-                spans.append((k, hit[0], hit[-1] + 1))
-                exact = set(node_tokens or range(a, b))  # the node's own words, gaps left unmasked
-                sub = tuple(i for i in hit if word_index[i] in exact)
-                if sub:
-                    graph_nodes.append((k, sub))
-    tags = list(dict.fromkeys(n for n in obj_names if n))
-    tag_ids = _tag_ids(tok, tuple(tags))[: spec.max_tags]
+        word_index = subword_words(enc.offsets, char_spans)
+        if nodes:
+            spans, graph_nodes = _graph(nodes, char_spans, word_index)
+    else:
+        word_index = [-1 if w is None else w for w in enc.word_ids]
+    tag_ids = _tag_ids(tok, tuple(dict.fromkeys(n for n in obj_names if n)))[: spec.max_tags]
     keep = max(spec.max_text - 3 - len(tag_ids), 0)
     ids, word_index = ids[:keep], word_index[:keep]
-    spans = [(k, a, min(b, keep)) for k, a, b in spans if a < keep]
-    graph_nodes = [(k, tuple(p for p in sub if p < keep)) for k, sub in graph_nodes if sub[0] < keep]
+    if spans:
+        spans = [(k, a, min(b, keep)) for k, a, b in spans if a < keep]
+        graph_nodes = [(k, tuple(p for p in sub if p < keep)) for k, sub in graph_nodes if sub[0] < keep]
     extra: dict[str, np.ndarray | None] = {}
     if arrays is not None and len(arrays["boxes"]):
         n = min(len(arrays["boxes"]), spec.max_regions)
         feats = arrays["features"][:n].astype(np.float32)
         geom = box_geometry(arrays["boxes"][:n], hw[0], hw[1])
         obj = arrays["obj_ids"][:n].astype(np.int64)
-        for name, dtype in (("obj_conf", np.float32), ("attr_ids", np.int64), ("soft_ids", np.int64),
-                            ("soft_probs", np.float32)):
-            extra[name] = arrays[name][:n].astype(dtype) if name in arrays else None
+        for name, dtype in _EXTRA_DTYPES:
+            if name in arrays:
+                extra[name] = arrays[name][:n].astype(dtype)
     else:
         feats = np.zeros((0, spec.feature_dim), np.float32)
         geom = np.zeros((0, GEOM_DIM), np.float32)
         obj = np.zeros((0,), np.int64)
     if feats.shape[1] != spec.feature_dim:
         raise ValueError(f"sample {key}: feature dim {feats.shape[1]}, the corpus has {spec.feature_dim}")
-    return Example(key, list(ids), list(word_index), spans, upos, tag_ids, feats, geom, obj, **extra,
-                   graph_nodes=graph_nodes)
+    return Example(key, ids, word_index, spans, upos, tag_ids, feats, geom, obj, **extra, graph_nodes=graph_nodes)
+
+
+_EXTRA_DTYPES = (("obj_conf", np.float32), ("attr_ids", np.int64), ("soft_ids", np.int64), ("soft_probs", np.float32))
+_KIND_IDS = {k: i for i, k in enumerate(SGP_KINDS)}
+
+
+def _graph(
+    nodes: list[tuple[str, int, int, tuple[int, ...]]], char_spans: list[tuple[int, int] | None], word_index: list[int]
+) -> tuple[list[tuple[int, int, int]], list[tuple[int, tuple[int, ...]]]]:
+    """Scene-graph nodes (text-stage token spans) as sub-word spans and exact sub-word positions.
+
+    A node's covering span is [first, last+1) of the sub-words of its tokens [a, b); its exact
+    positions are the sub-words of its own tokens only (gaps left unmasked). Why a word -> sub-words
+    table: `word_index` is non-decreasing over the sub-words that map to a token (subword_words
+    walks both in order), so each node reads its tokens' sub-words directly instead of scanning
+    the caption once per node.
+    """
+    subs: dict[int, list[int]] = {}
+    for i, w in enumerate(word_index):
+        if w >= 0:
+            subs.setdefault(w, []).append(i)
+    last = len(char_spans)
+    spans: list[tuple[int, int, int]] = []
+    graph_nodes: list[tuple[int, tuple[int, ...]]] = []
+    for kind, a, b, node_tokens in nodes:
+        seg = char_spans[a:b]
+        if b <= a or seg.count(None) == len(seg):
+            continue
+        words = range(max(a, 0), min(b, last))
+        hit = [i for w in words if w in subs for i in subs[w]]
+        if hit:
+            k = _KIND_IDS.get(kind, 0)
+            spans.append((k, hit[0], hit[-1] + 1))
+            exact = set(node_tokens) if node_tokens else None  # the node's own words, gaps left unmasked
+            sub = tuple(i for w in words if w in subs and (exact is None or w in exact) for i in subs[w])
+            if sub:
+                graph_nodes.append((k, sub))
+    return spans, graph_nodes
 
 
 def find_shards(shards_dir: Path) -> list[Path]:
@@ -496,6 +579,19 @@ def heldout_examples(spec: DataSpec, limit: int) -> list[Example]:
     return out
 
 
+class BatchLoader(torch.utils.data.DataLoader):
+    """A DataLoader whose workers send each batch as one packed buffer (batchpack.py says why),
+    unpacked here into views; with no worker, batches are passed through untouched."""
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:  # type: ignore[override]
+        for item in super().__iter__():
+            yield unpack(item) if is_packed(item) else item
+
+
+def _identity(batch: dict[str, Any]) -> dict[str, Any]:
+    return batch
+
+
 def make_loader(
     spec: DataSpec,
     *,
@@ -509,10 +605,11 @@ def make_loader(
     """A DataLoader over a `ShardStream` that starts where `position` says (see module docstring)."""
     n = max(workers, 1)
     ds = ShardStream(spec, rank=rank, world=world, num_workers=n, start=position, rotation=batches_done % n)
-    return torch.utils.data.DataLoader(
+    return BatchLoader(
         ds,
         batch_size=None,
         num_workers=workers,
+        collate_fn=pack if workers else _identity,  # runs in the worker: one buffer crosses the process boundary
         pin_memory=pin_memory,
         prefetch_factor=4 if workers else None,
         persistent_workers=False,

@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
@@ -53,6 +54,10 @@ class TextTokenizer:
     @property
     def vocab_size(self) -> int:
         return self.tok.get_vocab_size()
+
+    def encode_raw(self, text: str) -> Any:
+        """The `tokenizers.Encoding` itself (no specials): the loader reads only the lists it needs."""
+        return self.tok.encode(text, add_special_tokens=False)
 
     def encode(self, text: str) -> Encoded:
         enc = self.tok.encode(text, add_special_tokens=False)
