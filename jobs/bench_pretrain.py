@@ -29,14 +29,14 @@ loader = make_loader(spec, rank=0, world=1, workers=workers, position={}, batche
 n, t0, first_s = 0, time.perf_counter(), None
 for batch in loader:
     if first_s is None:  # the clock for the rate starts at the first batch (worker start-up is reported apart)
-        first_s, t1 = time.perf_counter() - t0, time.perf_counter()
+        first_s, t1, c1 = time.perf_counter() - t0, time.perf_counter(), time.process_time()
         continue
     if batch["position"][1] >= epochs:  # the first batch of epoch `epochs`: that many epochs read
         break
     n += int(batch["input_ids"].shape[0])
-dt = time.perf_counter() - t1
+dt, cpu = time.perf_counter() - t1, time.process_time() - c1
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"samples": n, "seconds": dt, "first_batch_s": first_s, "maxrss_kb": rss}))
+print(json.dumps({"samples": n, "seconds": dt, "cpu_s": cpu, "first_batch_s": first_s, "maxrss_kb": rss}))
 """
 LOADER_WORKERS, LOADER_EPOCHS = 2, 3
 
@@ -53,8 +53,8 @@ def _probe(shards: Path, tok: Path, dim: int, workers: int, epochs: int = 1) -> 
     return json.loads(r.stdout.splitlines()[-1])
 
 
-def _step_speed(shards: Path, tok: Path, dim: int, steps: int = 30) -> float:
-    """Samples/s of forward + backward + AdamW on prepared batches (no loading in the timing)."""
+def _step_speed(shards: Path, tok: Path, dim: int, steps: int = 30) -> tuple[float, float]:
+    """(samples/s, CPU us/sample) of forward + backward + AdamW on prepared batches (no loading timed)."""
     import torch
 
     from laitkit.pipeline.pretrain.data import DataSpec, ShardStream, find_shards
@@ -75,14 +75,14 @@ def _step_speed(shards: Path, tok: Path, dim: int, steps: int = 30) -> float:
         sum(model(b).values()).backward()
         opt.step()
         opt.zero_grad()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     n = 0
     for b in batches[3:]:
         sum(model(b).values()).backward()
         opt.step()
         opt.zero_grad()
         n += int(b["input_ids"].shape[0])
-    return n / (time.perf_counter() - t0)
+    return n / (time.perf_counter() - t0), 1e6 * (time.process_time() - c0) / n
 
 
 def _resume_diff(shards: Path, tok: Path, tmp: Path) -> float:
@@ -137,14 +137,23 @@ def run_pretrain_bench(train_seconds: float = 570.0, shards: int = 8, per_shard:
         # Best of three, interleaved: on a shared machine the load swings by 2-4x within a minute.
         # Loader: 2 DataLoader workers, steady rate from the first batch over 3 epochs (start-up
         # reported apart as loader_first_batch_s); step: the tiny model, 1 torch thread, no loading.
+        # The same loader in one process (no worker): its CPU time per sample is the loader's own
+        # cost, which the machine's load changes far less than a wall-clock rate.
         loader_sps = step_sps = 0.0
+        loader_us = step_us = float("inf")
         first_batch_s = float("inf")
+        loads = [os.getloadavg()[0]]
         for _ in range(3):
             loader = _probe(one, tok, dim, workers=LOADER_WORKERS, epochs=LOADER_EPOCHS)
             loader_sps = max(loader_sps, loader["samples"] / loader["seconds"])
             first_batch_s = min(first_batch_s, loader["first_batch_s"])
-            step_sps = max(step_sps, _step_speed(one, tok, dim))
-        _log(f"loader {loader_sps:.0f} samples/s, step {step_sps:.0f} samples/s")
+            single = _probe(one, tok, dim, workers=0, epochs=LOADER_EPOCHS)
+            loader_us = min(loader_us, 1e6 * single["cpu_s"] / single["samples"])
+            sps, us = _step_speed(one, tok, dim)
+            step_sps, step_us = max(step_sps, sps), min(step_us, us)
+            loads.append(os.getloadavg()[0])
+        _log(f"loader {loader_sps:.0f} samples/s ({loader_us:.0f} us/sample in one process), "
+             f"step {step_sps:.0f} samples/s ({step_us:.0f} us/sample)")
 
         # Training for retrieval: the steps of 32 that fit in ~35 % of `train_seconds` at the step
         # speed just measured in isolation (in training the loader worker shares the two cores and
@@ -178,10 +187,15 @@ def run_pretrain_bench(train_seconds: float = 570.0, shards: int = 8, per_shard:
         "step_samples_per_s": round(step_sps, 1),
         "loader_ratio": round(loader_sps / step_sps, 2),
         "loader_first_batch_s": round(first_batch_s, 2),
+        "loader_us_per_sample_1proc": round(loader_us, 1),
+        "step_us_per_sample": round(step_us, 1),
+        "loader_cpu_ratio": round(step_us / loader_us, 2),
         "measured": (
             f"loader: {LOADER_WORKERS} DataLoader workers, samples/s from the first batch over {LOADER_EPOCHS} "
-            "epochs, best of 3; step: hidden 128 x 2 layers, batch 32, forward+backward+AdamW, 1 torch thread, "
-            f"best of 3; machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
+            "epochs, best of 3; loader_us_per_sample_1proc: the same loader with no worker, CPU seconds of "
+            "its process per sample, best of 3; step: hidden 128 x 2 layers, batch 32, forward+backward+AdamW, "
+            f"1 torch thread, best of 3 (step_us_per_sample: its CPU time); loader_cpu_ratio = step us / loader us; "
+            f"machine: {os.cpu_count()} cores, load average {min(loads):.1f}-{max(loads):.1f} during these probes"
         ),
         "loader_rss_mb_1x": round(probe1["maxrss_kb"] / 1024, 1),
         "loader_rss_mb_4x": round(probe4["maxrss_kb"] / 1024, 1),

@@ -321,3 +321,66 @@ def test_report_plots_pretraining_losses(tmp_path) -> None:
     png = tmp_path / report["pretrain_plot"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     assert "![pretraining losses](pretrain/losses.png)" in render_markdown(report)
+
+
+def test_typed_json_decode_gives_the_examples_of_the_general_decoder(shards: Path, tok_dir: Path) -> None:
+    """The fast path (msgspec, only the loader's fields) and json.loads build identical examples;
+    a json of another shape falls back to the general decoder and loses nothing."""
+    from laitkit.pipeline.pretrain.data import _example_from_json, example_from_members, iter_members
+    from laitkit.pipeline.pretrain.sample_meta import decode_meta
+
+    spec = spec_for(shards, tok_dir, masking={"tasks": ("mlm", "attr", "mrc_kl", "itm")})
+    tok = TextTokenizer.load(tok_dir)
+    raws = list(iter_members(list(spec.shards)))[:40]
+    assert any(json.loads(r["json"])["text"]["graph"] for r in raws)
+    for raw in raws:
+        fast, slow = example_from_members(raw, tok, spec), _example_from_json(raw, tok, spec)
+        assert fast.graph_spans and fast.attr_ids is not None and fast.soft_probs is not None
+        for name in ("key", "caption_ids", "word_index", "graph_spans", "graph_nodes", "upos", "tag_ids"):
+            assert getattr(fast, name) == getattr(slow, name), name
+        for name in ("features", "geometry", "obj_ids", "obj_conf", "attr_ids", "soft_ids", "soft_probs"):
+            np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name))
+    odd = json.loads(raws[0]["json"])
+    odd["text"]["graph"] = [{**n, "span": [float(x) for x in n["span"]]} for n in odd["text"]["graph"]]
+    odd_raw = {**raws[0], "json": json.dumps(odd).encode()}
+    assert decode_meta(odd_raw["json"]) is None  # floats where the schema has ints: the typed decoder refuses
+    ex, want = example_from_members(odd_raw, tok, spec), example_from_members(raws[0], tok, spec)
+    assert ex.graph_spans == want.graph_spans and ex.caption_ids == want.caption_ids
+
+
+def test_default_tasks_skip_the_optional_region_arrays(shards: Path, tok_dir: Path) -> None:
+    from laitkit.pipeline.pretrain.data import OPTIONAL_ARRAYS, extra_arrays
+
+    assert extra_arrays(spec_for(shards, tok_dir)) == ()
+    assert extra_arrays(spec_for(shards, tok_dir, masking={"tasks": ("mlm", "attr")})) == OPTIONAL_ARRAYS
+    assert extra_arrays(spec_for(shards, tok_dir, masking={"tasks": ("mlm", "some_new_task")})) == OPTIONAL_ARRAYS
+    ex = next(iter(ShardStream(spec_for(shards, tok_dir)).epoch_examples(0, 0, 1)))
+    assert ex.attr_ids is None and len(ex.obj_ids) > 0
+
+
+def test_worker_batches_cross_as_one_buffer_and_equal_in_process_ones(shards: Path, tok_dir: Path) -> None:
+    """A DataLoader worker sends each batch packed (one shared buffer); unpacked in the main
+    process it equals, key by key and bit for bit, the batch the stream builds in-process."""
+    from laitkit.pipeline.pretrain.batchpack import pack, unpack
+    from laitkit.pipeline.pretrain.data import make_loader
+
+    spec = spec_for(shards, tok_dir, batch_size=8, masking={"tasks": ("mlm", "sgp", "tags", "mrm", "mrc_kl", "itm")})
+    it = iter(ShardStream(spec))
+    want = [next(it) for _ in range(4)]
+    buf, layout = pack(want[0])
+    assert buf.dtype == torch.uint8 and buf.dim() == 1 and len(layout) == len(want[0]) > 10
+    loader = make_loader(spec, rank=0, world=1, workers=1, position={}, batches_done=0, pin_memory=False)
+    got = []
+    for batch in loader:
+        got.append(batch)
+        if len(got) == len(want):
+            break
+    del loader
+    for a, b in zip(want, [unpack(pack(w)) for w in want], strict=True):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)
+    for a, b in zip(want, got, strict=True):
+        assert list(a) == list(b)
+        for k in a:
+            assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and torch.equal(a[k], b[k]), k
+    storages = {b[k].untyped_storage().data_ptr() for k in got[1]}
+    assert len(storages) == 1  # every tensor of a batch is a view of its one buffer

@@ -324,10 +324,11 @@ def _example(
         word_index = [-1 if w is None else w for w in enc.word_ids]
     tag_ids = _tag_ids(tok, tuple(dict.fromkeys(n for n in obj_names if n)))[: spec.max_tags]
     keep = max(spec.max_text - 3 - len(tag_ids), 0)
-    ids, word_index = ids[:keep], word_index[:keep]
-    if spans:
+    if len(ids) > keep:  # cut: spans and node positions (ascending) past the cut go too
+        ids, word_index = ids[:keep], word_index[:keep]
         spans = [(k, a, min(b, keep)) for k, a, b in spans if a < keep]
-        graph_nodes = [(k, tuple(p for p in sub if p < keep)) for k, sub in graph_nodes if sub[0] < keep]
+        graph_nodes = [(k, sub if sub[-1] < keep else tuple(p for p in sub if p < keep))
+                       for k, sub in graph_nodes if sub[0] < keep]
     extra: dict[str, np.ndarray | None] = {}
     if arrays is not None and len(arrays["boxes"]):
         n = min(len(arrays["boxes"]), spec.max_regions)
