@@ -370,6 +370,14 @@ def _graph(
     spans: list[tuple[int, int, int]] = []
     graph_nodes: list[tuple[int, tuple[int, ...]]] = []
     for kind, a, b, node_tokens in nodes:
+        if b == a + 1:  # most nodes are one token: its sub-words, if it has any, are the node
+            one = subs.get(a)
+            if one:
+                k = _KIND_IDS.get(kind, 0)
+                spans.append((k, one[0], one[-1] + 1))
+                if not node_tokens or a in node_tokens:
+                    graph_nodes.append((k, tuple(one)))
+            continue
         seg = char_spans[a:b]
         if b <= a or seg.count(None) == len(seg):
             continue
