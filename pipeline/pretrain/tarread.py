@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 BLOCK = 512
+_ZERO_BLOCK = bytes(BLOCK)
 _SKIP_META = re.compile(r"__[^/]*__($|/)")
 _REGULAR = (b"0", b"\0", b"7")
 _COMPRESSED = (b"\x1f\x8b", b"BZ", b"\xfd7", b"(\xb5")  # gzip, bzip2, xz, zstd
@@ -77,7 +78,7 @@ def tar_files(path: str, select: Callable[[str], bool]) -> Iterator[tuple[str, b
         first = True
         while True:
             hdr = f.read(BLOCK)
-            if not hdr or hdr == bytes(BLOCK):
+            if not hdr or hdr == _ZERO_BLOCK:
                 return  # end of archive: zero blocks, or the end of the file at a block boundary
             if first and (len(hdr) < BLOCK or hdr[:2] in _COMPRESSED):
                 raise _Unsupported(path)  # small or compressed: webdataset's reader decides
