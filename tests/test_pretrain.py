@@ -348,16 +348,6 @@ def test_typed_json_decode_gives_the_examples_of_the_general_decoder(shards: Pat
     assert ex.graph_spans == want.graph_spans and ex.caption_ids == want.caption_ids
 
 
-def test_default_tasks_skip_the_optional_region_arrays(shards: Path, tok_dir: Path) -> None:
-    from laitkit.pipeline.pretrain.data import OPTIONAL_ARRAYS, extra_arrays
-
-    assert extra_arrays(spec_for(shards, tok_dir)) == ()
-    assert extra_arrays(spec_for(shards, tok_dir, masking={"tasks": ("mlm", "attr")})) == OPTIONAL_ARRAYS
-    assert extra_arrays(spec_for(shards, tok_dir, masking={"tasks": ("mlm", "some_new_task")})) == OPTIONAL_ARRAYS
-    ex = next(iter(ShardStream(spec_for(shards, tok_dir)).epoch_examples(0, 0, 1)))
-    assert ex.attr_ids is None and len(ex.obj_ids) > 0
-
-
 def test_worker_batches_cross_as_one_buffer_and_equal_in_process_ones(shards: Path, tok_dir: Path) -> None:
     """A DataLoader worker sends each batch packed (one shared buffer); unpacked in the main
     process it equals, key by key and bit for bit, the batch the stream builds in-process."""

@@ -38,7 +38,7 @@ import webdataset as wds
 from laitkit.datasets.codec import decode_members
 from laitkit.datasets.schema import Sample
 from laitkit.pipeline.pretrain.batchpack import is_packed, pack, unpack
-from laitkit.pipeline.pretrain.masking import DEFAULT_TASKS, Masker
+from laitkit.pipeline.pretrain.masking import Masker
 from laitkit.pipeline.pretrain.sample_meta import decode_meta
 from laitkit.pipeline.pretrain.tarread import tar_samples
 from laitkit.pipeline.pretrain.tokenizer import TextTokenizer, subword_words, word_char_spans
@@ -140,7 +140,7 @@ def example_from_members(members: dict[str, Any], tok: TextTokenizer, spec: Data
     text, reg = meta.text, meta.regions
     arrays = None
     if reg is not None and reg.num_boxes and members.get("npz"):
-        arrays = read_npz(members["npz"], ("boxes", "features", "obj_ids"), optional=extra_arrays(spec))
+        arrays = read_npz(members["npz"], ("boxes", "features", "obj_ids"), optional=OPTIONAL_ARRAYS)
     return _with_image(spec, members.get("jpg"), _example(
         meta.key,
         meta.caption or "",
@@ -161,7 +161,7 @@ def _example_from_json(members: dict[str, Any], tok: TextTokenizer, spec: DataSp
     reg = meta.get("regions")
     arrays = None
     if reg is not None and reg.get("num_boxes") and members.get("npz"):
-        arrays = read_npz(members["npz"], ("boxes", "features", "obj_ids"), optional=extra_arrays(spec))
+        arrays = read_npz(members["npz"], ("boxes", "features", "obj_ids"), optional=OPTIONAL_ARRAYS)
     return _with_image(spec, members.get("jpg"), _example(
         meta["key"],
         meta.get("caption") or "",
@@ -205,19 +205,6 @@ _LOCAL = b"PK\x03\x04"
 
 
 OPTIONAL_ARRAYS = ("obj_conf", "attr_ids", "soft_ids", "soft_probs")  # read when present (objectives' extras)
-# Tasks known to read none of OPTIONAL_ARRAYS (masking.py: only `attr` and `mrc_kl` do). A task not
-# listed here (a new objective) gets every extra array, so skipping them can only ever save work.
-NO_EXTRA_TASKS = frozenset((
-    "mlm", "mlm_wwm", "mlm_span", "sgp", "ernie_obj", "ernie_attr", "ernie_rel", "tags", "mrfr", "mrm", "mrc",
-    "itm", "itm_hard", "oscar_contrastive", "wra", "villa", "unimo_text", "unimo_image", "unimo_contrastive",
-))
-
-
-def extra_arrays(spec: DataSpec) -> tuple[str, ...]:
-    """The optional region arrays this spec's tasks read: none for the default tasks (each costs a
-    header parse and a copy per sample), all of them as soon as one task might read them."""
-    tasks = spec.masking.get("tasks") or DEFAULT_TASKS
-    return () if NO_EXTRA_TASKS.issuperset(tasks) else OPTIONAL_ARRAYS
 
 
 def read_npz(data: bytes, names: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
