@@ -189,8 +189,12 @@ class RegionHead(nn.Module):
         self.norm = nn.LayerNorm(hidden, eps=1e-12)
         self.decoder = nn.Linear(hidden, feature_dim)
 
+    def transform(self, h: torch.Tensor) -> torch.Tensor:
+        """LXMERT's `obj_predict_head.transform`: shared by its feature, object and attribute decoders."""
+        return self.norm(F.gelu(self.dense(h)))
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.norm(F.gelu(self.dense(h))))
+        return self.decoder(self.transform(h))
 
 
 class Heads(nn.Module):

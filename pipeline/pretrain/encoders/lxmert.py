@@ -18,8 +18,11 @@ from laitkit.pipeline.pretrain.masking import GEOM_DIM
 from laitkit.pipeline.pretrain.model import Embedded, Encoder, EncoderOutput, ModelConfig, additive_mask
 
 
-def lxmert_config(cfg: ModelConfig):
-    """The `LxmertConfig` of a laitkit model config (also what the export writes)."""
+def lxmert_config(cfg: ModelConfig, *, obj: bool = False, attr: bool = False):
+    """The `LxmertConfig` of a laitkit model config (also what the export writes).
+
+    `obj` / `attr`: the run trained the `mrc` / `attr` objectives, so the exported visual head has
+    LXMERT's object (detector classes + background, column 0) and attribute decoders too."""
     from transformers import LxmertConfig
 
     lang, reg, cross = cfg.stream_layers()
@@ -28,7 +31,8 @@ def lxmert_config(cfg: ModelConfig):
         intermediate_size=cfg.ffn, hidden_act="gelu", hidden_dropout_prob=cfg.dropout,
         attention_probs_dropout_prob=cfg.dropout, max_position_embeddings=cfg.max_text, type_vocab_size=2,
         l_layers=lang, r_layers=reg, x_layers=cross, visual_feat_dim=cfg.feature_dim, visual_pos_dim=GEOM_DIM,
-        task_qa=False, task_obj_predict=True, visual_obj_loss=False, visual_attr_loss=False,
+        task_qa=False, task_obj_predict=True, visual_obj_loss=obj, visual_attr_loss=attr,
+        num_object_labels=cfg.num_classes + 1 if obj else 1600, num_attr_labels=cfg.num_attributes if attr else 400,
         visual_feat_loss=True, task_mask_lm=True, task_matched=True,
     )
 
