@@ -73,7 +73,8 @@ def test_export_loads_in_transformers_with_equal_outputs(style: str, fmt: str, s
             base = hf.lxmert(visual_feats=batch["features"], visual_pos=batch["geometry"], **common)
             visual = hf.obj_predict_head(base.vision_output)
             assert set(visual) == {"obj", "attr", "feat"}
-            assert hf.config.num_object_labels == model.objectives["mrc"].width == 12  # 11 labels (10 shapes, background), column 0 first
+            # 11 labels (10 shapes, background) after column 0, the detector's own background
+            assert hf.config.num_object_labels == model.objectives["mrc"].width == 12
             assert hf.config.num_attr_labels == model.objectives["attr"].width == 8
             pairs = [(theirs.prediction_logits, logits), (theirs.cross_relationship_score, itm),
                      (base.language_output, ours.text), (base.vision_output, ours.regions),
