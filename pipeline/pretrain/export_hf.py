@@ -5,6 +5,7 @@ own `LxmertModel` / `VisualBertModel`, and the shared heads (model.py) have BERT
 every exported tensor is a laitkit tensor under its Hugging Face name:
 
     encoder.lxmert.*        -> lxmert.*            encoder.visual_bert.* -> visual_bert.*
+    (LXMERT's box_fc.bias also absorbs laitkit's box centring: b - W mu, see model.centered_box)
     heads.token.dense/norm  -> cls.predictions.transform.dense / .LayerNorm
     heads.token.decoder     -> cls.predictions.decoder (tied to the word embeddings), bias -> .bias
     heads.itm               -> cls.seq_relationship
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from laitkit.pipeline.pretrain.model import ModelConfig
+from laitkit.pipeline.pretrain.model import BOX_MEAN, ModelConfig
 
 FORMATS = {"hf-lxmert": "lxmert", "hf-visualbert": "visualbert"}
 LXMERT_VISUAL_HEADS = {"mrc": "obj", "attr": "attr"}  # laitkit objective -> LXMERT's visual decoder
@@ -110,6 +111,10 @@ def hf_state_dict(fmt: str, weights: dict[str, torch.Tensor]) -> dict[str, torch
         if k.startswith(f"encoder.{prefix}.")
     }
     out.update(_heads(weights, fmt == "hf-visualbert"))
+    box = "lxmert.encoder.visn_fc.box_fc"
+    if fmt == "hf-lxmert":  # laitkit centres the box first (model.centered_box): W (g - mu) + b = W g + (b - W mu)
+        weight = out[f"{box}.weight"]
+        out[f"{box}.bias"] = out[f"{box}.bias"] - weight @ torch.tensor(BOX_MEAN, dtype=weight.dtype)
     return out
 
 

@@ -6,7 +6,8 @@ checkpoint exports to `LxmertForPreTraining` by renaming (export_hf.py). The mod
 `forward` runs embeddings and layers in one call; here `embed` runs its word and visual-feature
 embedders and `encode` its three layer stacks and pooler, the same computation split where
 VILLA perturbs it. The 7-d box (x1, y1, x2, y2, w, h, area) is the visual position input
-(`visual_pos_dim=7`; LXMERT's release uses the first 4).
+(`visual_pos_dim=7`; LXMERT's release uses the first 4), centred before the projection
+(model.centered_box; the export folds the centring into `box_fc.bias`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ import torch
 from torch import nn
 
 from laitkit.pipeline.pretrain.masking import GEOM_DIM
-from laitkit.pipeline.pretrain.model import Embedded, Encoder, EncoderOutput, ModelConfig, additive_mask
+from laitkit.pipeline.pretrain.model import (
+    Embedded,
+    Encoder,
+    EncoderOutput,
+    ModelConfig,
+    additive_mask,
+    centered_box,
+)
 
 
 def lxmert_config(cfg: ModelConfig, *, obj: bool = False, attr: bool = False):
@@ -54,7 +62,7 @@ class LxmertEncoder(Encoder):
         t = min(batch["input_ids"].shape[1], self.cfg.max_text)
         seg = batch["segment"][:, :t].clamp(max=1)
         text = self.lxmert.embeddings(batch["input_ids"][:, :t], seg)
-        regions = self.lxmert.encoder.visn_fc(batch["features"], batch["geometry"])
+        regions = self.lxmert.encoder.visn_fc(batch["features"], centered_box(batch["geometry"]))
         return Embedded(text=text, regions=regions)
 
     def encode(self, emb: Embedded, batch: dict[str, torch.Tensor]) -> EncoderOutput:
