@@ -137,10 +137,11 @@ def centered_box(geometry: torch.Tensor) -> torch.Tensor:
     Why: box coordinates are all positive and alike (0..1), so W g is nearly the same vector
     W mu for every region, and the LayerNorm after the projection (UNITER, LXMERT) scales it to
     a full-norm constant added to every region token; every update of W moves that constant too
-    (uncentred inputs). The tiny presets then sat at chance on ITM and Oscar's contrastive loss for
-    thousands of steps (measured: a constant box the same; a zero or centred box falls within a
-    few hundred). Centring is exact to undo: W (g - mu) + b = W g + (b - W mu), so the layer is
-    still UNITER's / LXMERT's and the Hugging Face export folds mu into the bias (export_hf.py)."""
+    (uncentred inputs). Measured on tiny ITM alone (seed 0): uncentred, or with a constant box, at
+    chance for 1500 steps; centred or zero, below chance after ~270 (other seeds: at chance for 600
+    either way, so it is conditioning, not a cure for the pair tasks' plateau). Centring is exact
+    to undo: W (g - mu) + b = W g + (b - W mu), so the layer is still UNITER's / LXMERT's and the
+    Hugging Face export folds mu into the bias (export_hf.py)."""
     return geometry - torch.tensor(BOX_MEAN, dtype=geometry.dtype, device=geometry.device)
 
 
