@@ -2,14 +2,19 @@
 
 Why: a preset is only worth its name if its encoder and objectives train together from laitkit's
 shards; the goal is that every style runs and every one of its task losses falls (mean of the
-first 10 logged steps vs the last 10). Shards come from pipeline/pretrain/synthetic.py with
-rendered JPEGs (Pixel-BERT trains on pixels) and spaCy scene graphs (ERNIE-ViL's nodes).
+task's first 10 logged steps vs its last 10). A style that samples one task per step (UNITER)
+runs 60 steps *per task*: `steps x sum(weights) / min(weight)`, so its rarest task also gets about
+60 steps (at 60 in all, UNITER's MRFR saw ~10 and its trend was noise). Shards come from
+pipeline/pretrain/synthetic.py with rendered JPEGs (Pixel-BERT trains on pixels) and spaCy scene
+graphs (ERNIE-ViL's nodes).
 Last line: `{"styles": {NAME: {"tasks", "losses_first", "losses_last", "samples_per_s", ...}}, ...}`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import sys
 import tempfile
 import time
@@ -19,6 +24,11 @@ from typing import Any
 STEPS = 60
 WINDOW = 10
 DIM = 32
+# Pair tasks and their loss at chance (binary cross-entropy: ln 2; WRA's matched-minus-swapped
+# transport distance: 0). A last window still within CHANCE_MARGIN of it has not learned to
+# match, even when it is below a noisy first window; reported as `at_chance` beside `falls`.
+CHANCE = {"itm": math.log(2), "itm_hard": math.log(2), "oscar_contrastive": math.log(2), "wra": 0.0}
+CHANCE_MARGIN = 0.01
 
 
 def _log(msg: str) -> None:
@@ -36,22 +46,34 @@ def _trend(rows: list[dict[str, Any]], tasks: tuple[str, ...]) -> tuple[dict[str
     return first, last
 
 
+def style_steps(mixing: str, tasks: tuple[str, ...], weights: dict[str, float], steps: int) -> int:
+    """`steps` per task: all of them when summed; under task sampling enough that the task with
+    the smallest positive weight is drawn about `steps` times."""
+    if mixing != "sample" or len(tasks) < 2:
+        return steps
+    w = [float(weights.get(t, 1.0)) for t in tasks]
+    return math.ceil(steps * sum(w) / min(x for x in w if x > 0))
+
+
 def run_style(name: str, shards: Path, tok: Path, out: Path, steps: int = STEPS) -> dict[str, Any]:
     from laitkit.pipeline.pretrain.config import PretrainConfig
     from laitkit.pipeline.pretrain.train import pretrain
 
     cfg = PretrainConfig(style=name, size="tiny", steps=steps, batch_size=16, lr=1e-3, warmup=5, vocab=str(tok),
                          progress=False, device="cpu", threads=1, eval_pool=8, checkpoint_every=steps)
+    n = style_steps(cfg.mixing, cfg.tasks, cfg.task_weights, steps)
+    cfg = dataclasses.replace(cfg, steps=n, checkpoint_every=n)
     tasks = cfg.tasks
     t0 = time.perf_counter()
     summary = pretrain(shards, out, cfg, resume=False)
     rows = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines() if ln]
     first, last = _trend(rows, tasks)
     result: dict[str, Any] = {
-        "encoder": cfg.encoder, "tasks": list(tasks), "losses_first": first, "losses_last": last,
+        "encoder": cfg.encoder, "tasks": list(tasks), "steps": n, "losses_first": first, "losses_last": last,
         "falls": {t: last[t] < first[t] for t in first}, "samples_per_s": summary.get("samples_per_s"),
         "seconds": round(time.perf_counter() - t0, 1), "eval": summary.get("eval", {}),
     }
+    result["at_chance"] = [t for t, c in CHANCE.items() if t in last and last[t] > c - CHANCE_MARGIN]
     silent = [t for t in tasks if t not in first]
     if silent:
         result["no_loss"] = silent  # tasks whose targets never appeared in a batch
@@ -82,5 +104,6 @@ def run_pretrain_styles_bench(names: list[str] | None = None, steps: int = STEPS
     return {
         "styles": styles, "steps": steps, "all_ran": len(ran) == len(names),
         "all_losses_fall": len(falling) == len(names),
+        "at_chance": {n: styles[n]["at_chance"] for n in ran if styles[n]["at_chance"]},
         "not_falling": {n: [t for t, f in styles[n]["falls"].items() if not f] for n in ran if n not in falling},
     }

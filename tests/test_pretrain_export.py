@@ -40,12 +40,15 @@ def test_export_loads_in_transformers_with_equal_outputs(style: str, fmt: str, s
     import transformers
 
     run, out = tmp_path / "run", tmp_path / "hf"
-    cfg = PretrainConfig(style=style, size="tiny", tasks=("mlm", "itm"), steps=2, batch_size=6, vocab_size=300,
+    # LXMERT with its visual heads: feature regression, object (MRC) and attribute decoders
+    tasks = ("mlm", "mrfr", "mrc", "attr", "itm") if fmt == "hf-lxmert" else ("mlm", "itm")
+    cfg = PretrainConfig(style=style, size="tiny", tasks=tasks, steps=2, batch_size=6, vocab_size=300,
                          progress=False, device="cpu", eval_pool=4, warmup=1)
     pretrain(shards, run, cfg, resume=False)
     rc, stdout, stderr = cli(capsys, "pretrain", "export", "--format", fmt, str(run), str(out))
     assert rc == 0, stderr
-    assert json.loads(stdout.strip().splitlines()[-1])["format"] == fmt
+    written = json.loads(stdout.strip().splitlines()[-1])
+    assert written["format"] == fmt and written["left_out"] == []  # every trained head has its HF name
 
     cls = transformers.LxmertForPreTraining if fmt == "hf-lxmert" else transformers.VisualBertForPreTraining
     hf, info = cls.from_pretrained(out, output_loading_info=True)
@@ -68,9 +71,16 @@ def test_export_loads_in_transformers_with_equal_outputs(style: str, fmt: str, s
         if fmt == "hf-lxmert":
             theirs = hf(visual_feats=batch["features"], visual_pos=batch["geometry"], **common)
             base = hf.lxmert(visual_feats=batch["features"], visual_pos=batch["geometry"], **common)
+            visual = hf.obj_predict_head(base.vision_output)
+            assert set(visual) == {"obj", "attr", "feat"}
+            # 11 labels (10 shapes, background) after column 0, the detector's own background
+            assert hf.config.num_object_labels == model.objectives["mrc"].width == 12
+            assert hf.config.num_attr_labels == model.objectives["attr"].width == 8
             pairs = [(theirs.prediction_logits, logits), (theirs.cross_relationship_score, itm),
                      (base.language_output, ours.text), (base.vision_output, ours.regions),
-                     (base.pooled_output, ours.pooled)]
+                     (base.pooled_output, ours.pooled), (visual["feat"], model.heads.region(ours.regions)),
+                     (visual["obj"], model.objectives["mrc"].logits(model, ours.regions)),
+                     (visual["attr"], model.objectives["attr"].logits(model, ours.regions))]
         else:
             theirs = hf(visual_embeds=batch["features"], **common)
             base = hf.visual_bert(visual_embeds=batch["features"], **common)

@@ -294,6 +294,41 @@ def test_itm_hard_negative_is_the_most_tag_overlapping_caption(tok) -> None:
     assert abs(share - 0.5) < 0.06
 
 
+def test_itm_hard_model_mode_trains_on_the_highest_scoring_wrong_caption(tok, examples) -> None:
+    """UNITER's hard negatives: an image marked negative scores other captions of the batch with the
+    model itself (no grad) and trains on the argmax, never its own caption nor a copy of it. The
+    expected scores come from `pair_batch`, the evaluator's own (image, caption) layout."""
+    from laitkit.pipeline.pretrain.masking import pair_batch
+    from laitkit.pipeline.pretrain.objectives_matching import HardITM
+
+    batch_ex = examples[:16]
+    model = _model(tok, ("itm_hard",))
+    masker = Masker(tok, tasks=("itm_hard",), itm_hard_mode="model", itm_share=1.0)
+    batch = masker(batch_ex, np.random.default_rng(0), DIM)
+    neg, labels = batch["itm_hard_negative"], batch["itm_hard_labels"]
+    assert neg.any() and (~neg).any()
+    assert (labels[neg] == 0).all() and (labels[~neg] == 1).all()
+    for i, ex in enumerate(batch_ex):  # the data side swaps nothing in model mode
+        assert batch["input_ids"][i, 1 : 1 + len(ex.caption_ids)].tolist() == ex.caption_ids
+    hard: HardITM = model.objectives["itm_hard"]
+    hard.candidates = 6  # fewer than the 15 others: a random subset is scored
+    images = neg.nonzero().flatten()
+    chosen, cands, scores = hard.hardest(model, batch, images, torch.arange(len(batch_ex)))
+    model.eval()
+    for k, i in enumerate(images.tolist()):
+        c = cands[k].tolist()
+        assert len(c) == 6 and i not in c and all(batch_ex[j].caption_ids != batch_ex[i].caption_ids for j in c)
+        pairs = pair_batch([batch_ex[i]] * len(c), [batch_ex[j] for j in c], tok, DIM)
+        expect = model.itm_scores(pairs)
+        assert torch.allclose(scores[k], expect, atol=1e-5), (scores[k], expect)
+        assert float(expect.max() - expect.min()) > 0  # the argmax is a real choice
+        assert int(chosen[k]) == c[int(expect.argmax())] != i
+    model.train()
+    loss = hard.loss(model, model.encoder(batch), batch)
+    loss.backward()
+    assert torch.isfinite(loss) and model.encoder.blocks[0].qkv.weight.grad.abs().sum() > 0
+
+
 def test_task_sampling_follows_weights_and_carries_one_task(tok, examples) -> None:
     tasks = ("mlm", "mrfr", "itm", "unimo_text")
     m = Masker(tok, tasks=tasks, mixing="sample", task_weights={"mlm": 4, "mrfr": 2, "itm": 1, "unimo_text": 1})

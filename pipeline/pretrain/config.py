@@ -58,6 +58,7 @@ class PretrainConfig:
     task_weights: dict[str, float] = field(default_factory=dict)  # per task; missing = 1.0
     conditional_masking: bool = False  # UNITER: a masked sample masks text or regions, never both
     region_overlap_iou: float = 0.0  # 12-in-1: also mask regions with IoU > this with a masked one; 0 = off
+    itm_hard_mode: str = "tags"  # itm_hard negatives: tags (most shared detector tags) | model (UNITER: its own score)
     loader_workers: int = 0
     threads: int = 0  # torch intra-op threads per trainer process; 0 = torch's default
     shuffle_buffer: int = 1000
@@ -95,6 +96,8 @@ class PretrainConfig:
         ):
             raise ValueError("task_weights must be >= 0, and some task's weight > 0 when mixing is sample")
         object.__setattr__(self, "task_weights", {k: float(v) for k, v in weights.items()})
+        if self.itm_hard_mode not in ("tags", "model"):
+            raise ValueError(f"itm_hard_mode must be tags or model (got {self.itm_hard_mode!r})")
         if not 0.0 <= self.region_overlap_iou < 1.0:
             raise ValueError(f"region_overlap_iou must be in [0, 1) (got {self.region_overlap_iou})")
         if self.steps < 0 or self.batch_size < 1 or self.grad_accum < 1 or self.workers < 1:
@@ -135,6 +138,7 @@ class PretrainConfig:
             "tasks": tuple(self.tasks), "mixing": self.mixing, "task_weights": dict(self.task_weights),
             "itm_share": self.itm_share,
             "conditional_masking": self.conditional_masking, "region_overlap_iou": self.region_overlap_iou,
+            "itm_hard_mode": self.itm_hard_mode,
         }
 
     def _check_encoder(self) -> None:

@@ -5,14 +5,19 @@ own `LxmertModel` / `VisualBertModel`, and the shared heads (model.py) have BERT
 every exported tensor is a laitkit tensor under its Hugging Face name:
 
     encoder.lxmert.*        -> lxmert.*            encoder.visual_bert.* -> visual_bert.*
+    (LXMERT's box_fc.bias also absorbs laitkit's box centring: b - W mu, see model.centered_box)
     heads.token.dense/norm  -> cls.predictions.transform.dense / .LayerNorm
     heads.token.decoder     -> cls.predictions.decoder (tied to the word embeddings), bias -> .bias
     heads.itm               -> cls.seq_relationship
     heads.region (LXMERT)   -> obj_predict_head.transform + decoder_dict.feat (feature regression)
+    objectives.mrc.head     -> obj_predict_head.decoder_dict.obj (LXMERT; `visual_obj_loss`,
+                               `num_object_labels` = detector classes + background)
+    objectives.attr.head    -> obj_predict_head.decoder_dict.attr (`visual_attr_loss`, `num_attr_labels`)
 
-LXMERT's object/attribute classifiers (`obj`, `attr`) and its QA head are not exported (they
-would need the objectives' own heads; `visual_obj_loss`/`visual_attr_loss`/`task_qa` are off in
-the written config, so `from_pretrained` expects none of them). The folder also holds the
+The object and attribute decoders are exported when the run trained `mrc` / `attr` (with the
+LXMERT encoder they sit on the shared `heads.region` transform, as LXMERT's do); otherwise the
+written config turns those losses off, so `from_pretrained` expects no such weights. LXMERT's QA
+head is never exported (no QA data in shards; `task_qa` off). The folder also holds the
 tokenizer (`vocab.txt`, BERT uncased WordPiece), so `BertTokenizer.from_pretrained(OUT)` works.
 """
 
@@ -24,9 +29,10 @@ from pathlib import Path
 
 import torch
 
-from laitkit.pipeline.pretrain.model import ModelConfig
+from laitkit.pipeline.pretrain.model import BOX_MEAN, ModelConfig
 
 FORMATS = {"hf-lxmert": "lxmert", "hf-visualbert": "visualbert"}
+LXMERT_VISUAL_HEADS = {"mrc": "obj", "attr": "attr"}  # laitkit objective -> LXMERT's visual decoder
 
 
 def load_run(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor], Path]:
@@ -84,7 +90,16 @@ def _heads(weights: dict[str, torch.Tensor], visualbert: bool) -> dict[str, torc
         for src, dst in pairs:
             for p in ("weight", "bias"):
                 out[f"obj_predict_head.{dst}.{p}"] = w[f"heads.region.{src}.{p}"]
+        for task, key in LXMERT_VISUAL_HEADS.items():
+            if f"objectives.{task}.head.weight" in w:
+                for p in ("weight", "bias"):
+                    out[f"obj_predict_head.decoder_dict.{key}.{p}"] = w[f"objectives.{task}.head.{p}"]
     return out
+
+
+def _lxmert_visual_heads(weights: dict[str, torch.Tensor]) -> dict[str, bool]:
+    """Which of LXMERT's object / attribute decoders the run has (its `mrc` / `attr` objectives)."""
+    return {key: f"objectives.{task}.head.weight" in weights for task, key in LXMERT_VISUAL_HEADS.items()}
 
 
 def hf_state_dict(fmt: str, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -96,17 +111,22 @@ def hf_state_dict(fmt: str, weights: dict[str, torch.Tensor]) -> dict[str, torch
         if k.startswith(f"encoder.{prefix}.")
     }
     out.update(_heads(weights, fmt == "hf-visualbert"))
+    box = "lxmert.encoder.visn_fc.box_fc"
+    if fmt == "hf-lxmert":  # laitkit centres the box first (model.centered_box): W (g - mu) + b = W g + (b - W mu)
+        weight = out[f"{box}.weight"]
+        out[f"{box}.bias"] = out[f"{box}.bias"] - weight @ torch.tensor(BOX_MEAN, dtype=weight.dtype)
     return out
 
 
-def hf_model(fmt: str, cfg: ModelConfig):
-    """An empty `LxmertForPreTraining` / `VisualBertForPreTraining` of the laitkit model's shape."""
+def hf_model(fmt: str, cfg: ModelConfig, weights: dict[str, torch.Tensor] | None = None):
+    """An empty `LxmertForPreTraining` / `VisualBertForPreTraining` of the laitkit model's shape
+    (for LXMERT with the object / attribute decoders that `weights` has)."""
     if fmt == "hf-lxmert":
         from transformers import LxmertForPreTraining
 
         from laitkit.pipeline.pretrain.encoders.lxmert import lxmert_config
 
-        return LxmertForPreTraining(lxmert_config(cfg))
+        return LxmertForPreTraining(lxmert_config(cfg, **_lxmert_visual_heads(weights or {})))
     from transformers import VisualBertForPreTraining
 
     from laitkit.pipeline.pretrain.encoders.visualbert import visualbert_config
@@ -124,7 +144,7 @@ def export(checkpoint: Path, out: Path, fmt: str) -> dict:
             f"--format {fmt} needs a model trained with encoder {FORMATS[fmt]!r} (style lxmert/visualbert); "
             f"this one has encoder {cfg.encoder!r}"
         )
-    model = hf_model(fmt, cfg)
+    model = hf_model(fmt, cfg, weights)
     state = hf_state_dict(fmt, weights)
     missing, unexpected = model.load_state_dict(state, strict=False)
     ignorable = {"lxmert.embeddings.position_ids", "visual_bert.embeddings.position_ids"}
@@ -135,7 +155,9 @@ def export(checkpoint: Path, out: Path, fmt: str) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     _write_tokenizer(tok_dir, out, cfg.max_text)
-    left_out = sorted(k for k in weights if not k.startswith(("encoder.", "heads.")))
+    exported = {f"objectives.{t}.head.{p}" for t in LXMERT_VISUAL_HEADS for p in ("weight", "bias")}
+    exported = exported if fmt == "hf-lxmert" else set()
+    left_out = sorted(k for k in weights if not k.startswith(("encoder.", "heads.")) and k not in exported)
     return {"out": str(out), "format": fmt, "tensors": len(state), "left_out": left_out}
 
 

@@ -162,12 +162,16 @@ class Masker:
         itm_neg: float = 0.5,
         pollute_prob: float = 0.5,
         unimo_share: float = 0.2,
+        itm_hard_mode: str = "tags",
     ) -> None:
         unknown = [t for t in tasks if t not in ALL_TASKS]
         if unknown:
             raise ValueError(f"unknown pretraining task(s) {unknown}; known: {', '.join(ALL_TASKS)}")
         if mixing not in ("sum", "sample"):
             raise ValueError(f"mixing must be sum or sample (got {mixing!r})")
+        if itm_hard_mode not in ("tags", "model"):
+            raise ValueError(f"itm_hard_mode must be tags or model (got {itm_hard_mode!r})")
+        self.itm_hard_mode = itm_hard_mode
         self.tok = tok
         self.tasks = tuple(tasks)
         self.mixing = mixing
@@ -291,6 +295,13 @@ class Masker:
         out.update({TASK_LABELS[k]: v for k, v in label.items()})
         out.update(self._region_labels(examples, mrm_mask, region_need, self.keys & set(REGION_TASKS), max_r))
         out.update(self._pair_labels(examples, partner, tags_from, pair_task, self.keys))
+        if "itm_hard" in self.keys and self.itm_hard_mode == "model":
+            # Which itm_hard samples become negatives: their label is already 0; the caption stays
+            # the image's own until the objective swaps in the highest-scoring wrong one.
+            hard = out["itm_hard_labels"] != IGNORE
+            negative = hard & (rng.random(n) < self.itm_neg)
+            out["itm_hard_labels"] = np.where(hard, 1 - negative.astype(np.int64), IGNORE)
+            out["itm_hard_negative"] = negative
         if "unimo_contrastive" in self.keys:
             drawn = "unimo_contrastive" in need
             out.update(self._contrastive_inputs(examples if drawn else [], rng, max_r, feature_dim, len(examples)))
@@ -314,6 +325,8 @@ class Masker:
         tagsets = [set(ex.tag_ids) for ex in examples]
         for i in range(n):
             task = pair_task[i]
+            if task == "itm_hard" and self.itm_hard_mode == "model":
+                continue  # the objective picks the negative by the model's own score (objectives_matching.py)
             if task in ("itm", "itm_hard") and n > 1 and rng.random() < self.itm_neg:
                 others = [k for k in range(n) if examples[k].caption_ids != examples[i].caption_ids]
                 if not others:
@@ -330,8 +343,14 @@ class Masker:
         return partner, tags_from
 
     def _region_draw(self, ex: Any, rng: np.random.Generator) -> np.ndarray:
+        """`mrm_prob` of the regions, and at least one (UNITER masks one region when the draw
+        picks none). Why: with the few regions of a small image (3-6 here, not a detector's 36),
+        15 % leaves most masked samples without a region target, so a region task would train
+        on a handful of regions per batch and its loss would be mostly noise."""
         nr = ex.features.shape[0]
         sel = rng.random(nr) < self.mrm_prob
+        if self.mrm_prob > 0 and nr and not sel.any():
+            sel[int(rng.integers(nr))] = True
         return overlap_group(sel, ex.geometry[:, :4], self.iou)
 
     def _mask_caption(self, ex, i: int, ids, label: dict, sgp_kind, need: set[str], rng: np.random.Generator) -> None:

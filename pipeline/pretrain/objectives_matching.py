@@ -2,9 +2,14 @@
 Oscar's polluted-tags contrastive loss, and UNITER's word-region alignment by optimal transport.
 
 The data workers decide the pairs (masking.py): `itm_labels` / `itm_hard_labels` are 1 for the
-image's own caption and 0 for a swapped one; ITM-hard swaps in the caption of the image whose
-detector tags overlap most (a data-side choice: scoring all B x B pairs with the model would cost a
-forward pass per candidate); `oscar_labels` are 1 for the image's own tags, 0 for another image's.
+image's own caption and 0 for a swapped one; `oscar_labels` are 1 for the image's own tags, 0
+for another image's. ITM-hard has two ways to find its negative (`itm_hard_mode`):
+- `tags` (default): the data workers swap in the caption of the image whose detector tags overlap
+  most; no extra model pass.
+- `model` (UNITER's hard-negative training): the data workers only mark which samples become
+  negatives (`itm_hard_negative`); here each such image scores up to `candidates` other captions
+  of the batch with the model itself, without grad, and trains on the highest-scoring wrong one.
+  Costs one no-grad pass over image x candidate pairs and one pass over the chosen negatives.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from laitkit.pipeline.pretrain.ipot import cosine_cost, ipot, ot_distance
@@ -33,9 +39,91 @@ class ITM(Objective):
 
 
 class HardITM(ITM):
-    """ITM whose negatives are the most confusable caption in the batch by tag overlap (Jaccard)."""
+    """ITM whose negatives are the most confusable caption in the batch: by tag overlap (Jaccard,
+    chosen by the data workers) or by the model's own matching score (`itm_hard_negative` set)."""
 
     name, label_key = "itm_hard", "itm_hard_labels"
+    candidates = 16  # captions scored per image in model mode (UNITER scores a pool per positive)
+
+    def loss(self, model: PretrainModel, out: EncoderOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        negative = batch.get("itm_hard_negative")
+        if negative is None:  # tags mode: the pairs are already laid out
+            return super().loss(model, out, batch)
+        labels = batch[self.label_key]
+        rows = (labels != IGNORE).nonzero().flatten()
+        if not len(rows):
+            return None
+        positives = rows[~negative[rows]]
+        images, pool = rows[negative[rows]], rows  # every itm_hard sample carries its own caption
+        chosen = self.hardest(model, batch, images, pool)[0] if len(images) else images
+        found = chosen >= 0  # an image with no other caption in the batch has no negative this step
+        logits = [model.heads.itm(out.pooled[positives])]
+        if found.any():
+            swapped = model.encoder(pair_inputs(batch, images[found], chosen[found])).pooled
+            logits.append(model.heads.itm(swapped))
+        target = torch.cat([labels[positives], torch.zeros_like(images[found])])
+        if not len(target):
+            return None
+        return F.cross_entropy(torch.cat(logits).float(), target)
+
+    @torch.no_grad()
+    def hardest(
+        self, model: PretrainModel, batch: dict[str, torch.Tensor], images: torch.Tensor, pool: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """(chosen caption row per image or -1, candidate rows per image, their scores).
+
+        Candidates are rows of `pool` whose caption differs from the image's own (never the
+        positive, nor a duplicate of it); at most `candidates` of them, a random subset. Scores are
+        log p(match) in eval mode (no dropout), so the choice is the model's, not the noise's."""
+        caps = [tuple(batch["input_ids"][r][batch["caption_mask"][r]].tolist()) for r in range(len(batch["input_ids"]))]
+        cands = []
+        for i in images.tolist():
+            c = pool[torch.tensor([caps[j] != caps[i] for j in pool.tolist()], dtype=torch.bool, device=pool.device)]
+            if len(c) > self.candidates:
+                c = c[torch.randperm(len(c), device=c.device)[: self.candidates]]
+            cands.append(c)
+        sizes = [len(c) for c in cands]
+        chosen = torch.full_like(images, -1)
+        scores: list[torch.Tensor] = [c.new_zeros(0, dtype=torch.float32) for c in cands]
+        if sum(sizes):
+            img = torch.repeat_interleave(images, torch.tensor(sizes, device=images.device))
+            was = model.training
+            model.eval()
+            try:
+                flat = model.itm_scores(pair_inputs(batch, img, torch.cat(cands)))
+            finally:
+                model.train(was)
+            scores = list(flat.split(sizes))
+            for k, (c, sc) in enumerate(zip(cands, scores, strict=True)):
+                if len(c):
+                    chosen[k] = c[int(sc.argmax())]
+        return chosen, cands, scores
+
+
+IMAGE_KEYS = ("features", "geometry", "region_mask", "obj_ids", "image")  # what an image brings to a pair
+
+
+def pair_inputs(batch: dict[str, torch.Tensor], images: torch.Tensor, captions: torch.Tensor) -> dict:
+    """Encoder inputs for the pairs (image `images[m]`, caption of row `captions[m]`) of a batch.
+
+    Row layout as the data workers write it: `[CLS] caption [SEP]` (segment 0) from the caption's
+    row, then the image's own tags and closing `[SEP]` (segment 1) from the image's row; regions
+    (or pixels) from the image's row. Both rows must be unmasked pair samples."""
+    ids, seg, text = batch["input_ids"], batch["segment"], batch["text_mask"]
+    heads = [ids[j, : int(batch["caption_mask"][j].sum()) + 2] for j in captions.tolist()]
+    tails = [ids[i][(seg[i] == 1) & text[i]] for i in images.tolist()]
+    width = max(len(h) + len(t) for h, t in zip(heads, tails, strict=True))
+    m = len(heads)
+    new_ids = ids.new_zeros((m, width))
+    new_seg = seg.new_zeros((m, width))
+    new_mask = torch.zeros((m, width), dtype=torch.bool, device=ids.device)
+    for r, (h, t) in enumerate(zip(heads, tails, strict=True)):
+        new_ids[r, : len(h)], new_ids[r, len(h) : len(h) + len(t)] = h, t
+        new_seg[r, len(h) : len(h) + len(t)] = 1
+        new_mask[r, : len(h) + len(t)] = True
+    out = {"input_ids": new_ids, "segment": new_seg, "text_mask": new_mask}
+    out.update({k: batch[k][images] for k in IMAGE_KEYS if k in batch})
+    return out
 
 
 class OscarContrastive(Objective):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from laitkit.pipeline.pretrain.masking import IGNORE
 from laitkit.pipeline.pretrain.model import EncoderOutput, ModelConfig
@@ -51,9 +52,22 @@ def _need(count: int, name: str, what: str) -> int:
 
 
 class _Classify(Objective):
-    """A classifier head of its own over masked regions, with labels IGNORE elsewhere."""
+    """A classifier over masked regions, with labels IGNORE elsewhere.
+
+    Elsewhere a head of its own (transform + output layer). With the LXMERT encoder only the output
+    layer is its own: LXMERT's visual head runs one transform (`heads.region.transform`) under its
+    feature, object and attribute decoders, so MRC and attributes are exactly its `obj` / `attr`
+    decoders and export to `obj_predict_head.decoder_dict.{obj,attr}` (export_hf.py)."""
 
     label_key = ""
+
+    def _build(self, cfg: ModelConfig, width: int) -> None:
+        self.width = width
+        self.shared_transform = cfg.encoder == "lxmert"
+        self.head = nn.Linear(cfg.hidden, width) if self.shared_transform else mlp_head(cfg.hidden, width)
+
+    def logits(self, model: PretrainModel, h: torch.Tensor) -> torch.Tensor:
+        return self.head(model.heads.region.transform(h) if self.shared_transform else h)
 
     def _labels(self, batch: dict[str, torch.Tensor], width: int) -> torch.Tensor | None:
         labels = batch.get(self.label_key)
@@ -68,7 +82,7 @@ class _Classify(Objective):
         sel = labels != IGNORE
         if not sel.any():
             return None
-        return F.cross_entropy(self.head(out.regions[sel]).float(), labels[sel])
+        return F.cross_entropy(self.logits(model, out.regions[sel]).float(), labels[sel])
 
 
 class MRC(_Classify):
@@ -80,8 +94,7 @@ class MRC(_Classify):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)
-        self.width = _need(cfg.num_classes, self.name, "num_classes") + 1
-        self.head = mlp_head(cfg.hidden, self.width)
+        self._build(cfg, _need(cfg.num_classes, self.name, "num_classes") + 1)
 
 
 class Attribute(_Classify):
@@ -91,8 +104,7 @@ class Attribute(_Classify):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)
-        self.width = _need(cfg.num_attributes, self.name, "num_attributes")
-        self.head = mlp_head(cfg.hidden, self.width)
+        self._build(cfg, _need(cfg.num_attributes, self.name, "num_attributes"))
 
 
 class MRCKL(Objective):

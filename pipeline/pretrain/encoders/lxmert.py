@@ -6,7 +6,8 @@ checkpoint exports to `LxmertForPreTraining` by renaming (export_hf.py). The mod
 `forward` runs embeddings and layers in one call; here `embed` runs its word and visual-feature
 embedders and `encode` its three layer stacks and pooler, the same computation split where
 VILLA perturbs it. The 7-d box (x1, y1, x2, y2, w, h, area) is the visual position input
-(`visual_pos_dim=7`; LXMERT's release uses the first 4).
+(`visual_pos_dim=7`; LXMERT's release uses the first 4), centred before the projection
+(model.centered_box; the export folds the centring into `box_fc.bias`).
 """
 
 from __future__ import annotations
@@ -15,11 +16,21 @@ import torch
 from torch import nn
 
 from laitkit.pipeline.pretrain.masking import GEOM_DIM
-from laitkit.pipeline.pretrain.model import Embedded, Encoder, EncoderOutput, ModelConfig, additive_mask
+from laitkit.pipeline.pretrain.model import (
+    Embedded,
+    Encoder,
+    EncoderOutput,
+    ModelConfig,
+    additive_mask,
+    centered_box,
+)
 
 
-def lxmert_config(cfg: ModelConfig):
-    """The `LxmertConfig` of a laitkit model config (also what the export writes)."""
+def lxmert_config(cfg: ModelConfig, *, obj: bool = False, attr: bool = False):
+    """The `LxmertConfig` of a laitkit model config (also what the export writes).
+
+    `obj` / `attr`: the run trained the `mrc` / `attr` objectives, so the exported visual head has
+    LXMERT's object (detector classes + background, column 0) and attribute decoders too."""
     from transformers import LxmertConfig
 
     lang, reg, cross = cfg.stream_layers()
@@ -28,7 +39,8 @@ def lxmert_config(cfg: ModelConfig):
         intermediate_size=cfg.ffn, hidden_act="gelu", hidden_dropout_prob=cfg.dropout,
         attention_probs_dropout_prob=cfg.dropout, max_position_embeddings=cfg.max_text, type_vocab_size=2,
         l_layers=lang, r_layers=reg, x_layers=cross, visual_feat_dim=cfg.feature_dim, visual_pos_dim=GEOM_DIM,
-        task_qa=False, task_obj_predict=True, visual_obj_loss=False, visual_attr_loss=False,
+        task_qa=False, task_obj_predict=True, visual_obj_loss=obj, visual_attr_loss=attr,
+        num_object_labels=cfg.num_classes + 1 if obj else 1600, num_attr_labels=cfg.num_attributes if attr else 400,
         visual_feat_loss=True, task_mask_lm=True, task_matched=True,
     )
 
@@ -50,7 +62,7 @@ class LxmertEncoder(Encoder):
         t = min(batch["input_ids"].shape[1], self.cfg.max_text)
         seg = batch["segment"][:, :t].clamp(max=1)
         text = self.lxmert.embeddings(batch["input_ids"][:, :t], seg)
-        regions = self.lxmert.encoder.visn_fc(batch["features"], batch["geometry"])
+        regions = self.lxmert.encoder.visn_fc(batch["features"], centered_box(batch["geometry"]))
         return Embedded(text=text, regions=regions)
 
     def encode(self, emb: Embedded, batch: dict[str, torch.Tensor]) -> EncoderOutput:
