@@ -230,6 +230,7 @@ class _Walk:
         "skip",
         "nouns",
         "certain",
+        "certain_toks",
     )
 
     def __init__(
@@ -265,6 +266,7 @@ class _Walk:
         # node indices of the facts of constructions the rules are sure of (containers, animate
         # agents, "with ... in it", possessives): the learned proposer keeps them as they are
         self.certain: set[int] = set()
+        self.certain_toks: set[int] = set()  # attribute words whose reading is a sure construction
 
     def retag(self) -> None:
         """Repair two tagger errors typical of caption fragments, on private copies of the lists.
@@ -574,7 +576,9 @@ class _Walk:
             mods = [k for k in self.kids[i] if dep[k] in ("amod", "nummod", "compound", "quantmod")]
             for k in list(mods):  # "a muddy dirt road": "muddy" hangs off "dirt" but describes the road
                 if dep[k] == "compound":
-                    mods.extend(c for c in self.kids[k] if dep[c] in ("amod", "compound") and c < k)
+                    lifted = [c for c in self.kids[k] if dep[c] in ("amod", "compound") and c < k]
+                    mods.extend(lifted)
+                    self.certain_toks.update(lifted)
             for a, qn in self.alias.items():  # "group of birds": "group of" describes the birds
                 if qn == i and self.lemma[a].lower() in lex.quantities:  # (not "it" of with_pronouns)
                     txt = lex.quantities[self.lemma[a].lower()]
@@ -639,7 +643,11 @@ class _Walk:
 
     def add_attr(self, oi: int, txt: str, toks: Iterable[int]) -> None:
         if txt.strip():
-            self.add(SceneNode(kind="attribute", lemma=txt, tokens=tuple(toks), subject=oi), ("a", oi, txt))
+            toks = tuple(toks)
+            key = ("a", oi, txt)
+            if key not in self.seen and any(t in self.certain_toks for t in toks):
+                self.certain.add(len(self.nodes))
+            self.add(SceneNode(kind="attribute", lemma=txt, tokens=toks, subject=oi), key)
 
     # --- relations ------------------------------------------------------------------------------
 
@@ -719,6 +727,8 @@ class _Walk:
                     si, oi = oi, si
         if not pred.strip():
             return
+        toks = tuple(toks)
+        certain = certain or len(toks) > 2  # "sit on the right side of", "in front of": exact words
         node = SceneNode(kind="relation", lemma=pred, tokens=tuple(toks), subject=si, object=oi)
         key = ("r", si, pred, oi)
         if (raw or certain) and key not in self.seen:
@@ -876,7 +886,9 @@ class _Walk:
                     subs_all = g if (len(g) > 1 and k > max(g)) else [i]
                 for s in subs_all if subj == i else [subj]:
                     for o2 in group:
-                        self.rel(s, words, o2, ptoks, certain=subj != i)
+                        # "cows in it": "it" is the X of "X with Y", a construction the rules are sure of
+                        sure = subj != i or (o2 in self.alias and self.lower[o2] in ("it", "them"))
+                        self.rel(s, words, o2, ptoks, certain=sure)
             if d == "poss" and self.is_noun(k) and self.pos[k] != "PRON":
                 self.rel(k, "have", i, [k, *(c for c in kids[k] if dep[c] == "case")], certain=True)
 

@@ -262,6 +262,7 @@ def candidates(
     rule_attr: dict[int, list[SceneNode]] = {}
     keep: list[SceneNode] = []
     certain = {id(graph[j]) for j in ctx.certain if j < len(graph)}
+    sure_attr: set[tuple[int, str]] = set()
     for nd in graph:
         if nd.kind == "relation" and nd.subject >= 0 and nd.object >= 0:
             if nd.subject == nd.object:
@@ -278,6 +279,8 @@ def candidates(
                 rule_rel.setdefault((nd.subject, nd.object), []).append(nd)
         elif nd.kind == "attribute" and nd.subject >= 0:
             rule_attr.setdefault(nd.subject, []).append(nd)
+            if id(nd) in certain:
+                sure_attr.add((nd.subject, nd.lemma))
     rcands: list[tuple] = []
     for x in range(n_obj):
         for y in range(x + 1, n_obj):
@@ -314,10 +317,12 @@ def candidates(
                     cands[(nd.lemma, swap)] = (nd.tokens, "rule")
                     kinds[(nd.lemma, swap)] = CERTAIN if id(nd) in certain else RULE
             if alts:
-                for (pred, _), (toks, _src) in list(cands.items()):
-                    for alt in alts.get(pred, ()):
-                        cands.setdefault((alt, False), (toks, "alt"))
-                        cands.setdefault((alt, True), (toks, "alt"))
+                for (pred, swap), (toks, _src) in list(cands.items()):
+                    for alt in alts.get(pred, ()):  # "~under": the other direction ("below" -> "under")
+                        if alt[0] == "~":
+                            cands.setdefault((alt[1:], not swap), (toks, "alt"))
+                        else:
+                            cands.setdefault((alt, swap), (toks, "alt"))
             n_rule = len(r_ab) + len(r_ba)
             sa, sb = graph[a].lemma, graph[b].lemma
             for (pred, swap), (toks, src) in cands.items():
@@ -391,5 +396,6 @@ def candidates(
                 "anob=" + nob + src,
                 "aod=" + dep[h] + "|" + src,
             ]
-            acands.append((i, txt, tuple(toks), f, RULE if src == "rule" else NEW))
+            kind = NEW if src != "rule" else (CERTAIN if (i, txt) in sure_attr else RULE)
+            acands.append((i, txt, tuple(toks), f, kind))
     return rcands, acands, keep

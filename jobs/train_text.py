@@ -21,6 +21,13 @@ attribute and relation the rules propose on a train caption is labelled by wheth
 tuple is in the gold graph; a logistic regression is fitted on all but `--holdout` captions (picked
 by `--seed`), its threshold is the one that maximises all-F1 on those held-out captions, and the
 shipped weights are then refitted on every train caption. Dev is never read.
+
+`--proposer` trains the fact proposer (`extractors/scene_graph_proposer.py`, weights
+`weights/factual_proposer.npz`) over the rules' graphs with the shipped lexicon and noun tagger:
+the predicate alternatives FACTUAL writes for a candidate's words are mined from the fit captions,
+every relation and attribute candidate is labelled by whether its normalised tuple is in gold, one
+logistic regression is fitted on all but `--holdout` captions (picked by `--seed`) and its five
+decision thresholds are chosen on the held-out ones (all-F1). CPU, about 5-10 minutes.
 """
 
 from __future__ import annotations
@@ -365,7 +372,7 @@ def train_filter(
     cfg = cfg or TextConfig()
     nouns_out = nouns_out or out.with_name(NOUN_TAGGER_PATH.name)
     meta = {"source": "FACTUAL train.csv (Li et al., 2023; MIT), laitkit.jobs.train_text", "seed": str(seed)}
-    ex = TextExtractor(replace(cfg, fact_filter="/nonexistent", noun_tagger="/nonexistent"))
+    ex = TextExtractor(replace(cfg, fact_filter="/nonexistent", noun_tagger="/nonexistent", proposer="/nonexistent"))
     norm = Normalizer(spacy_noun_lemmatizer(ex.nlp))
     t0 = time.perf_counter()
     docs = list(ex.nlp.pipe([c[: cfg.max_chars] for c in captions], batch_size=cfg.batch_size))
@@ -400,7 +407,7 @@ def train_filter(
         return {**score_facts(pred, gold_h, norm), "set_match": set_match(pred, gold_h, norm)}
 
     rules_only = score([ex.annotate_doc(docs[i]) for i in held])
-    ex = TextExtractor(replace(cfg, fact_filter="/nonexistent", noun_tagger=str(nouns_out)))
+    ex = TextExtractor(replace(cfg, fact_filter="/nonexistent", noun_tagger=str(nouns_out), proposer="/nonexistent"))
     per_caption, labels = filter_examples(docs, golds, ex, norm)
     base = score([per_caption[i][0] for i in held])
     t0 = time.perf_counter()
@@ -464,12 +471,13 @@ def _proposer_caption(doc: Any, gold: list, ex: TextExtractor, norm: Normalizer,
     return graph, rc, ac, keep, nm
 
 
-def mine_alternatives(docs: list, golds: list, ex: TextExtractor, norm: Normalizer, top: int = 4) -> dict:
+def mine_alternatives(docs: list, golds: list, ex: TextExtractor, norm: Normalizer, top: int = 3) -> dict:
     """Predicate -> the gold predicates FACTUAL writes instead, on the same pair of objects.
 
     "has" between a girl and her shorts is written "wear", "below" is "under": a candidate's
     words can be right about the pair and wrong about the predicate. Counted over the candidates
-    of train captions; an alternative needs 3 votes, at most `top` per predicate.
+    of train captions; an alternative needs 3 votes, at most `top` per predicate; "~p" is `p` with
+    subject and object swapped ("below" -> "~under").
     """
     votes: dict[str, Counter] = defaultdict(Counter)
     for doc, gold in zip(docs, golds, strict=True):
@@ -478,12 +486,13 @@ def mine_alternatives(docs: list, golds: list, ex: TextExtractor, norm: Normaliz
             continue
         _, rc, _, _, nm = c
         _, _, g_rel = norm.tuples(gold)
-        by_pair: dict[frozenset, set] = defaultdict(set)
+        by_pair: dict[tuple[str, str], set] = defaultdict(set)
         for s, p, o in g_rel:
-            by_pair[frozenset((s, o))].add(p)
+            by_pair[(s, o)].add(p)
+            by_pair[(o, s)].add("~" + p)  # written the other way round
         for x in rc:
             pred = norm.pred(x[2][0])
-            for g in by_pair.get(frozenset((nm(x[0]), nm(x[1]))), ()):
+            for g in by_pair.get((nm(x[0]), nm(x[1])), ()):
                 if g != pred:
                     votes[pred][g] += 1
     return {
@@ -547,10 +556,11 @@ def train_proposer(
 
     Labels: a candidate relation or attribute is positive when its normalised tuple is in the
     caption's gold graph. The relation and the attribute scorers share one feature space (their
-    feature names differ) and are fitted together; their two thresholds are chosen on `holdout`
-    train captions (picked by `seed`) for the best all-F1, then the weights are refitted on all of
-    train. Returns the held-out scores of the rules + fact filter (the previous pipeline) and of
-    the proposer.
+    feature names differ) and are fitted together on all but `holdout` train captions (picked by
+    `seed`); the decision thresholds are chosen on those held-out captions for the best all-F1,
+    and the shipped weights are exactly the ones the thresholds were chosen for (no refit: the
+    thresholds stay calibrated, and training takes half the time). Returns the held-out scores of
+    the rules + fact filter (the previous pipeline) and of the proposer.
     """
     import numpy as np
 
@@ -625,12 +635,6 @@ def train_proposer(
         log.info("%s = %.2f: %s", name, v, {k: round(x, 4) for k, x in sc[v].items()})
     after = score(lambda i: graph_at(i, thr))
     log.info("held-out, proposer %s: %s", thr, {k: round(v, 4) for k, v in after.items()})
-    t0 = time.perf_counter()
-    alts = mine_alternatives(docs, golds, ex, norm)
-    feat_index = {}
-    ex_data = proposer_examples(docs, golds, ex, norm, feat_index, alts)
-    w = _fit_rows(*rows_of(list(range(len(docs)))), len(feat_index))
-    log.info("refitted on all of train in %.1fs", time.perf_counter() - t0)
     vocab = sorted(feat_index, key=feat_index.__getitem__)
     nz = [k for k in range(len(vocab)) if abs(w[k]) > 1e-4]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -677,7 +681,8 @@ def main(argv: list[str] | None = None) -> int:
         res = train_filter(captions, golds, out, seed=args.seed, holdout=args.holdout or 3000)
         print(json.dumps(res))
         return 0
-    cfg = TextConfig(lexicon="/nonexistent", fact_filter="/nonexistent", noun_tagger="/nonexistent")
+    off = "/nonexistent"
+    cfg = TextConfig(lexicon=off, fact_filter=off, noun_tagger=off, proposer=off)
     lex, score = mine(captions, golds, cfg, holdout=args.holdout)
     if score is not None:
         print(json.dumps({"holdout": args.holdout, "f1": score}))
