@@ -256,6 +256,7 @@ def candidates(
     hd = {i: graph[i].span[1] - 1 for i in objs}
     n_obj = len(objs)
     nob = _bucket(n_obj, 5)
+    nob_f = "nob=" + nob
     obj_tok = {t for i in objs for t in graph[i].tokens}
     head_of = {hd[i]: i for i in objs}
     rule_rel: dict[tuple[int, int], list[SceneNode]] = {}
@@ -325,33 +326,38 @@ def candidates(
                             cands.setdefault((alt, swap), (toks, "alt"))
             n_rule = len(r_ab) + len(r_ba)
             sa, sb = graph[a].lemma, graph[b].lemma
-            for (pred, swap), (toks, src) in cands.items():
+            # strings that do not depend on the predicate: built once per pair (and direction)
+            pl, nrb = "plen=" + _bucket(plen, 6), "nr=" + _bucket(n_rule, 3)
+            by_rule = {r: (pl + str(r), "via=" + str(via) + str(r), nrb + str(r)) for r in (False, True)}
+            pd_f = "pd=" + pd
+            by_swap = {}
+            for swap in (False, True):
                 s, o = (b, a) if swap else (a, b)
                 sl, ol = (sb, sa) if swap else (sa, sb)
+                by_swap[swap] = (
+                    s, o, sl, ol, "|" + sl, "|" + ol, sl + "|",
+                    ["b", "so=" + sl + "|" + ol, "sw=" + str(swap), pd_f, "pdsw=" + pd + "|" + str(swap), nob_f,
+                     "sd=" + dep[hd[s]] + "|" + dep[hd[o]] + "|" + str(swap), "st=" + tag[hd[s]] + "|" + tag[hd[o]]],
+                    "|" + str(swap) + "|", "ord=" + str(swap) + "|",
+                )  # fmt: skip
+            pdp, pwp = "pdp=" + pd + "|", "pw=" + pw + "|"
+            for (pred, swap), (toks, src) in cands.items():
+                s, o, sl, ol, bar_sl, bar_ol, sl_bar, shared, swb, ordp = by_swap[swap]
                 is_rule = src == "rule" or any(nd.lemma == pred for nd in (r_ba if swap else r_ab))
                 first = pred.split(" ", 1)[0]
                 f = [
-                    "b",
+                    *shared,
+                    *by_rule[is_rule],
                     "p=" + pred,
                     "p1=" + first,
-                    "ps=" + pred + "|" + sl,
-                    "po=" + pred + "|" + ol,
-                    "so=" + sl + "|" + ol,
-                    "pso=" + sl + "|" + pred + "|" + ol,
-                    "sw=" + str(swap),
+                    "ps=" + pred + bar_sl,
+                    "po=" + pred + bar_ol,
+                    "pso=" + sl_bar + pred + bar_ol,
                     "src=" + src + str(is_rule),
-                    "psw=" + pred + "|" + str(swap) + "|" + str(is_rule),
-                    "pd=" + pd,
-                    "pdsw=" + pd + "|" + str(swap),
-                    "pdp=" + pd + "|" + pred,
-                    "pw=" + pw + "|" + pred,
-                    "plen=" + _bucket(plen, 6) + str(is_rule),
-                    "via=" + str(via) + str(is_rule),
-                    "nr=" + _bucket(n_rule, 3) + str(is_rule),
-                    "nob=" + nob,
-                    "sd=" + dep[hd[s]] + "|" + dep[hd[o]] + "|" + str(swap),
-                    "st=" + tag[hd[s]] + "|" + tag[hd[o]],
-                    "ord=" + str(swap) + "|" + first,
+                    "psw=" + pred + swb + str(is_rule),
+                    pdp + pred,
+                    pwp + pred,
+                    ordp + first,
                 ]
                 rcands.append((s, o, (pred, tuple(toks)), f, kinds.get((pred, swap), NEW)))
     acands: list[tuple] = []
