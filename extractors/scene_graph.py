@@ -229,6 +229,8 @@ class _Walk:
         "with_back",
         "skip",
         "nouns",
+        "certain",
+        "certain_toks",
     )
 
     def __init__(
@@ -261,6 +263,10 @@ class _Walk:
         self.with_back: dict[int, tuple[int, str, list[int]]] = {}
         self.nodes: list[SceneNode] = []
         self.seen: set[tuple] = set()
+        # node indices of the facts of constructions the rules are sure of (containers, animate
+        # agents, "with ... in it", possessives): the learned proposer keeps them as they are
+        self.certain: set[int] = set()
+        self.certain_toks: set[int] = set()  # attribute words whose reading is a sure construction
 
     def retag(self) -> None:
         """Repair two tagger errors typical of caption fragments, on private copies of the lists.
@@ -570,7 +576,9 @@ class _Walk:
             mods = [k for k in self.kids[i] if dep[k] in ("amod", "nummod", "compound", "quantmod")]
             for k in list(mods):  # "a muddy dirt road": "muddy" hangs off "dirt" but describes the road
                 if dep[k] == "compound":
-                    mods.extend(c for c in self.kids[k] if dep[c] in ("amod", "compound") and c < k)
+                    lifted = [c for c in self.kids[k] if dep[c] in ("amod", "compound") and c < k]
+                    mods.extend(lifted)
+                    self.certain_toks.update(lifted)
             for a, qn in self.alias.items():  # "group of birds": "group of" describes the birds
                 if qn == i and self.lemma[a].lower() in lex.quantities:  # (not "it" of with_pronouns)
                     txt = lex.quantities[self.lemma[a].lower()]
@@ -591,7 +599,7 @@ class _Walk:
                 if dep[k] == "compound":
                     got = self.compound(k, i) or ""
                     if got == "@have":
-                        self.rel(k, "have", i, (k,))
+                        self.rel(k, "have", i, (k,), certain=True)
                     elif got and got != "=":
                         self.add_attr(oi, got, (k,))
                     continue
@@ -635,7 +643,11 @@ class _Walk:
 
     def add_attr(self, oi: int, txt: str, toks: Iterable[int]) -> None:
         if txt.strip():
-            self.add(SceneNode(kind="attribute", lemma=txt, tokens=tuple(toks), subject=oi), ("a", oi, txt))
+            toks = tuple(toks)
+            key = ("a", oi, txt)
+            if key not in self.seen and any(t in self.certain_toks for t in toks):
+                self.certain.add(len(self.nodes))
+            self.add(SceneNode(kind="attribute", lemma=txt, tokens=toks, subject=oi), key)
 
     # --- relations ------------------------------------------------------------------------------
 
@@ -675,10 +687,20 @@ class _Walk:
             return [h], self.tag[v] == "VBN"
         return [], passive
 
-    def rel(self, s: int, pred: str, o: int, toks: Iterable[int], raw: bool = False, same: bool = False) -> None:
+    def rel(
+        self,
+        s: int,
+        pred: str,
+        o: int,
+        toks: Iterable[int],
+        raw: bool = False,
+        same: bool = False,
+        certain: bool = False,
+    ) -> None:
         """Add relation `pred` between the objects of tokens `s` and `o` (after the lexicon's rewrites).
 
-        `raw` skips the mined rewrites; `same` allows one object with itself ("each other").
+        `raw` skips the mined rewrites (and marks the fact certain); `same` allows one object with
+        itself ("each other"); `certain` marks a construction the learned proposer must keep.
         """
         si, oi = self.resolve(s), self.resolve(o)
         if si is None or oi is None or (si == oi and not same):
@@ -705,8 +727,13 @@ class _Walk:
                     si, oi = oi, si
         if not pred.strip():
             return
+        toks = tuple(toks)
+        certain = certain or len(toks) > 2  # "sit on the right side of", "in front of": exact words
         node = SceneNode(kind="relation", lemma=pred, tokens=tuple(toks), subject=si, object=oi)
-        self.add(node, ("r", si, pred, oi))
+        key = ("r", si, pred, oi)
+        if (raw or certain) and key not in self.seen:
+            self.certain.add(len(self.nodes))
+        self.add(node, key)
 
     def verb_relations(self, v: int) -> None:
         dep, kids, lower = self.dep, self.kids, self.lower
@@ -753,9 +780,11 @@ class _Walk:
                 made = True
         if gap >= 0 and not objs and not copula and not any(not self.child(p, ("pobj",)) for p, _ in preps):
             objs.append(gap)
+        motion: set[int] = set()
         for o in objs:  # "ride bicycles down a hill": the path belongs to the verb
             if dep[o] == "dobj":
-                preps.extend((p, p) for p in kids[o] if dep[p] == "prep" and lower[p] in MOTION_PREPS)
+                motion.update(p for p in kids[o] if dep[p] == "prep" and lower[p] in MOTION_PREPS)
+        preps.extend((p, p) for p in sorted(motion))
         for s in subs:
             for o in objs:
                 self.rel(s, vpred, o, vtoks)
@@ -787,7 +816,7 @@ class _Walk:
                     elif copula:
                         self.rel(s, words, o2, ptoks)
                     else:
-                        self.rel(s, f"{vpred} {words}", o2, vtoks + ptoks)
+                        self.rel(s, f"{vpred} {words}", o2, vtoks + ptoks, certain=p in motion)
                     made = True
         if (
             not made
@@ -844,7 +873,7 @@ class _Walk:
                     for o2 in group:  # "a lake with cows in it": ( cows , in , lake ) instead
                         _, w2, t2 = self.with_back[o2]
                         if w2:
-                            self.rel(o2, w2, i, t2)
+                            self.rel(o2, w2, i, t2, certain=True)
                     continue
                 subj = i
                 if self.lower[p] == "with" and (content := self.content_of(i)) is not None and content < p:
@@ -857,9 +886,11 @@ class _Walk:
                     subs_all = g if (len(g) > 1 and k > max(g)) else [i]
                 for s in subs_all if subj == i else [subj]:
                     for o2 in group:
-                        self.rel(s, words, o2, ptoks)
+                        # "cows in it": "it" is the X of "X with Y", a construction the rules are sure of
+                        sure = subj != i or (o2 in self.alias and self.lower[o2] in ("it", "them"))
+                        self.rel(s, words, o2, ptoks, certain=sure)
             if d == "poss" and self.is_noun(k) and self.pos[k] != "PRON":
-                self.rel(k, "have", i, [k, *(c for c in kids[k] if dep[c] == "case")])
+                self.rel(k, "have", i, [k, *(c for c in kids[k] if dep[c] == "case")], certain=True)
 
     def reciprocal(self, o: int) -> bool:
         """Is token `o` the "other" of "each other" / "one another"?"""
@@ -910,20 +941,48 @@ def build_graph(
     ws: list[str],
     nouns: frozenset[int] = frozenset(),
     fact_filter: Any = None,
+    proposer: Any = None,
 ) -> list[SceneNode]:
     """The scene graph of one parsed caption, from its per-token lists (see module docstring).
 
     `nouns`: tokens to read as nouns whatever their tag (the learned noun tagger's verdicts).
     `fact_filter`: a `scene_graph_filter.FactFilter`, applied to the graph with the repaired tags
     and dependencies the walk used (so that it sees what the rules saw).
+    `proposer`: a `scene_graph_proposer.Proposer`; when given it replaces the fact filter and
+    chooses the relations and attributes among the rules' and its own candidates.
     """
     if not lower:
         return []
     w = _Walk(lex, lower, lemma, pos, tag, dep, head, ws, nouns)
     nodes = w.run()
+    if proposer is not None:
+        return proposer.apply(nodes, walk_context(w))
     if fact_filter is not None:
         nodes = fact_filter.apply(nodes, w.lower, w.tag, w.dep, w.head)
     return nodes
+
+
+def walk_context(w: _Walk) -> Any:
+    """The proposer's view of a finished walk: its repaired lists and the verb lemma table."""
+    from laitkit.extractors.scene_graph_proposer import Context
+
+    return Context(w.lower, w.lemma, w.pos, w.tag, w.dep, w.head, w.lex.verb_lemmas, frozenset(w.certain))
+
+
+def rule_graph(
+    lex: Lexicon,
+    lower: list[str],
+    lemma: list[str],
+    pos: list[str],
+    tag: list[str],
+    dep: list[str],
+    head: list[int],
+    ws: list[str],
+    nouns: frozenset[int] = frozenset(),
+) -> tuple[list[SceneNode], Any]:
+    """The rules' whole graph and the proposer's context for it (what training labels)."""
+    w = _Walk(lex, lower, lemma, pos, tag, dep, head, ws, nouns)
+    return w.run(), walk_context(w)
 
 
 def repaired_lists(

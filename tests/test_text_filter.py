@@ -1,5 +1,8 @@
 """The learned fact filter (`extractors/scene_graph_filter.py`) and the parallel text stage.
 
+(The shipped pipeline uses the fact proposer, which replaces the filter; the filter stays as the
+fallback when no proposer weights are present, and is tested here with the proposer off.)
+
 The filter may only remove attributes and relations: objects and every kept node's `tokens` must
 be exactly the rule parser's. Its training script must run end to end on a small slice of FACTUAL
 train (the shipped weights come from the full split; training them is not a test's job).
@@ -33,7 +36,9 @@ CAPTIONS = [
 
 @pytest.fixture(scope="module")
 def both() -> tuple[TextExtractor, TextExtractor]:
-    return TextExtractor(TextConfig()), TextExtractor(TextConfig(fact_filter="/nonexistent"))
+    # the proposer (tests/test_scene_graph_proposer.py) replaces the filter when present: off here
+    off = "/nonexistent"
+    return TextExtractor(TextConfig(proposer=off)), TextExtractor(TextConfig(fact_filter=off, proposer=off))
 
 
 def test_shipped_filter_is_small_and_loads() -> None:

@@ -1,0 +1,407 @@
+"""A learned fact proposer: scores relations and attributes the rules did not (or did) propose.
+
+Why a proposer and not only a filter: on FACTUAL dev a third of the missed relations and half of
+the missed attributes were never proposed by the rules, so dropping facts cannot recover them.
+Here the rules' objects stay as they are (their `tokens` are the truth pretraining masks), and
+candidates are generated from the dependency parse around them:
+
+- relations: for every pair of objects whose heads are close in the parse, the predicate words on
+  the dependency path between them ("sitting" + "on" -> "sit on", "in front of", "next to"), the
+  verbs alone ("parked by" -> "park", for the inverted passive), "have" for "with"/"of"/possessive
+  paths, and every predicate the rules proposed on the pair, each in both directions;
+- attributes: for every object, the adjectives, numbers and participles near its head in the
+  parse, plus the rules' own attributes.
+
+One logistic regression per family scores each candidate from a few dozen sparse features (the
+predicate or attribute word, the objects' names, the dependency labels on the path, distances,
+whether and how the rules proposed it). Per pair of objects the best-scoring relation is kept when
+it clears a threshold; attributes are kept independently. The thresholds are chosen on held-out
+FACTUAL train captions by `jobs/train_text.py --proposer`; dev is only measured.
+
+Every node the proposer writes carries exactly the token indices of its words: a path predicate the
+tokens it was built from, a rule fact the rule's tokens.
+
+Cost: features are short strings from lists the walk already has; they are mapped to weight
+indices through one dict and a whole caption's candidates are scored by one numpy gather and sum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from laitkit.datasets.schema import SceneNode
+from laitkit.extractors.factual import NUMBER_WORDS
+
+PROPOSER_PATH = Path(__file__).resolve().parent / "weights" / "factual_proposer.npz"
+
+# Words that belong to a multiword predicate although they are not verbs or prepositions.
+REL_WORDS = frozenset(
+    {
+        "front", "top", "side", "back", "middle", "edge", "bottom", "next", "close", "out", "ahead",
+        "inside", "outside", "near", "underneath", "away", "across", "together", "full", "left", "right",
+    }
+)  # fmt: skip
+PRED_POS = frozenset({"VERB", "ADP", "AUX"})
+ATTR_POS = frozenset({"ADJ", "NUM"})
+MAX_PATH = 5
+MAX_ATTR_PATH = 3
+
+
+def _bucket(x: int, top: int) -> str:
+    return str(max(-top, min(top, x)))
+
+
+@dataclass
+class Context:
+    """The per-caption lists the walk used (after its tag repairs), with lazily built ancestors."""
+
+    lower: Sequence[str]
+    lemma: Sequence[str]
+    pos: Sequence[str]
+    tag: Sequence[str]
+    dep: Sequence[str]
+    head: Sequence[int]
+    verb_lemmas: dict[str, str]
+    certain: frozenset[int] = frozenset()
+
+    def __post_init__(self) -> None:
+        self._anc: dict[int, list[int]] = {}
+
+    def ancestors(self, i: int) -> list[int]:
+        """`i` and its heads up to the root."""
+        a = self._anc.get(i)
+        if a is None:
+            a = [i]
+            head = self.head
+            while head[a[-1]] != a[-1] and len(a) < 40:
+                a.append(head[a[-1]])
+            self._anc[i] = a
+        return a
+
+    def path(self, a: int, b: int) -> tuple[list[int], list[int]]:
+        """(up, down): tokens from `a` up to the lowest common head, and from there down to `b`.
+
+        `up` starts at `a` and ends at the common head; `down` starts below it and ends at `b`.
+        """
+        aa, bb = self.ancestors(a), self.ancestors(b)
+        bset = {t: k for k, t in enumerate(bb)}
+        for k, t in enumerate(aa):
+            if t in bset:
+                return aa[: k + 1], list(reversed(bb[: bset[t]]))
+        return aa, list(reversed(bb))  # two roots (a fragment): no common head
+
+    def word(self, t: int) -> str:
+        if self.pos[t] in ("VERB", "AUX"):
+            return self.verb_lemmas.get(self.lower[t]) or self.lemma[t].lower()
+        return self.lower[t]
+
+
+def _pred_from(ctx: Context, toks: list[int], verbs_only: bool) -> tuple[str, tuple[int, ...]]:
+    """Predicate words and tokens from path tokens `toks` (in sentence order)."""
+    pos, lower, dep = ctx.pos, ctx.lower, ctx.dep
+    keep: list[int] = []
+    for t in toks:
+        p = pos[t]
+        if p == "AUX" and ctx.lemma[t].lower() == "be":
+            continue
+        if verbs_only:
+            if p in ("VERB", "AUX"):
+                keep.append(t)
+        elif p in PRED_POS or lower[t] in REL_WORDS:
+            keep.append(t)
+    for t in list(keep):  # particles of a kept verb: "pick up"
+        if pos[t] == "VERB":
+            keep.extend(k for k in range(len(lower)) if ctx.head[k] == t and dep[k] == "prt" and k not in keep)
+    keep.sort()
+    return " ".join(ctx.word(t) for t in keep), tuple(keep)
+
+
+class Proposer:
+    """Weights of the relation and attribute scorers and their thresholds."""
+
+    def __init__(
+        self,
+        vocab: Sequence[str],
+        weights: np.ndarray,
+        thresholds: Thresholds,
+        alts: dict[str, list[str]] | None = None,
+    ) -> None:
+        self.alts = alts or {}
+        self.thresholds = thresholds
+        self.index = {x: i for i, x in enumerate(vocab)}
+        self.w = np.concatenate([np.asarray(weights, dtype=np.float64), [0.0]])  # last: unknown features
+        self.unknown = len(vocab)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Proposer | None:
+        """The shipped proposer (or `path`); None when the file is absent."""
+        p = Path(path) if path is not None else PROPOSER_PATH
+        if not p.exists():
+            return None
+        with np.load(p, allow_pickle=False) as z:
+            alts = {k: v.split("|") for k, v in zip(z["alt_keys"].tolist(), z["alt_values"].tolist(), strict=True)}
+            thr = Thresholds(*(float(x) for x in z["thresholds"]))
+            return cls(z["vocab"].tolist(), z["weights"], thr, alts)
+
+    def scores(self, rows: Sequence[Sequence[str]]) -> np.ndarray:
+        """Logits of candidate feature rows: one gather over all the rows' feature indices."""
+        if not rows:
+            return np.zeros(0)
+        get, unk = self.index.get, self.unknown
+        lens = [len(r) for r in rows]
+        idx = np.fromiter((get(x, unk) for r in rows for x in r), dtype=np.int64, count=sum(lens))
+        seg = np.repeat(np.arange(len(rows)), lens)
+        return np.bincount(seg, weights=self.w[idx], minlength=len(rows))
+
+    def apply(self, graph: list[SceneNode], ctx: Context) -> list[SceneNode]:
+        """The graph with objects unchanged and relations/attributes chosen by the model."""
+        if not any(n.kind == "object" for n in graph):
+            return graph
+        rcands, acands, keep = candidates(graph, ctx, self.alts)
+        z = self.scores([c[3] for c in rcands] + [c[3] for c in acands])
+        return decide(graph, rcands, acands, keep, z, self.thresholds)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Logit thresholds of the proposer's decisions (chosen on held-out train captions).
+
+    rel_add: a new relation on a pair of objects the rules left unrelated; rel_drop: a rule
+    relation is kept above it; rel_margin: a new predicate replaces the rules' one on the same pair
+    when it scores this much higher; attr_add / attr_drop: the same for attributes.
+    """
+
+    rel_add: float = 0.0
+    rel_drop: float = -2.0
+    rel_margin: float = 1.0
+    attr_add: float = 0.0
+    attr_drop: float = -2.0
+
+
+NEW, RULE, CERTAIN = 0, 1, 2
+
+
+def decide(
+    graph: Sequence[SceneNode],
+    rcands: list[tuple],
+    acands: list[tuple],
+    keep: list[SceneNode],
+    z: np.ndarray,
+    thr: Thresholds,
+) -> list[SceneNode]:
+    """The new graph from scored candidates (see `Thresholds`): objects first in their order, the
+    rules' self-relations, attributes, then relations (the rules' order of kinds).
+
+    Per pair of objects: a certain rule relation stays as it is; otherwise the rules' relations stay
+    when they score over `rel_drop`, unless a new candidate beats the best of them by `rel_margin`;
+    a pair without rule relations gets its best candidate over `rel_add`. `z`: logits of `rcands`
+    followed by those of `acands`.
+    """
+    objs = [i for i, n in enumerate(graph) if n.kind == "object"]
+    new_idx = {o: k for k, o in enumerate(objs)}
+    nr = len(rcands)
+    out = [graph[i] for i in objs] + keep
+    seen: set[tuple] = set()
+    for j, c in enumerate(acands):
+        s, txt, toks, _, kind = c
+        zj = z[nr + j]
+        ok = kind == CERTAIN or zj >= (thr.attr_drop if kind == RULE else thr.attr_add)
+        if ok and (s, txt) not in seen:
+            seen.add((s, txt))
+            out.append(SceneNode(kind="attribute", lemma=txt, tokens=toks, subject=new_idx[s]))
+    pairs: dict[frozenset, list[int]] = {}
+    for j in range(nr):
+        c = rcands[j]
+        pairs.setdefault(frozenset((c[0], c[1])), []).append(j)
+    chosen: list[int] = []
+    for js in pairs.values():
+        rule = [j for j in js if rcands[j][4] != NEW]
+        new = [j for j in js if rcands[j][4] == NEW]
+        best_new = max(new, key=lambda j: z[j]) if new else -1
+        if any(rcands[j][4] == CERTAIN for j in rule):
+            chosen.extend(j for j in rule if rcands[j][4] == CERTAIN)
+        elif rule:
+            top = max(z[j] for j in rule)
+            if best_new >= 0 and z[best_new] >= top + thr.rel_margin and z[best_new] >= thr.rel_add:
+                chosen.append(best_new)
+            else:
+                chosen.extend(j for j in rule if z[j] >= thr.rel_drop)
+        elif best_new >= 0 and z[best_new] >= thr.rel_add:
+            chosen.append(best_new)
+    for j in sorted(chosen):
+        s, o, (pred, toks), _, _ = rcands[j]
+        key = (s, pred, o)
+        if key not in seen:
+            seen.add(key)
+            out.append(SceneNode(kind="relation", lemma=pred, tokens=toks, subject=new_idx[s], object=new_idx[o]))
+    return out
+
+
+def candidates(
+    graph: Sequence[SceneNode], ctx: Context, alts: dict[str, list[str]] | None = None
+) -> tuple[list[tuple], list[tuple], list[SceneNode]]:
+    """Relation candidates (s, o, (pred, tokens), features), attribute candidates (s, text, tokens,
+    features), and the rule nodes passed through unchanged (relations of an object with itself,
+    renumbered to the proposer's object order).
+
+    `s`/`o` are node indices in `graph`.
+    """
+    lower, dep, tag, pos = ctx.lower, ctx.dep, ctx.tag, ctx.pos
+    objs = [i for i, n in enumerate(graph) if n.kind == "object"]
+    new_idx = {o: k for k, o in enumerate(objs)}
+    hd = {i: graph[i].span[1] - 1 for i in objs}
+    n_obj = len(objs)
+    nob = _bucket(n_obj, 5)
+    nob_f = "nob=" + nob
+    obj_tok = {t for i in objs for t in graph[i].tokens}
+    head_of = {hd[i]: i for i in objs}
+    rule_rel: dict[tuple[int, int], list[SceneNode]] = {}
+    rule_attr: dict[int, list[SceneNode]] = {}
+    keep: list[SceneNode] = []
+    certain = {id(graph[j]) for j in ctx.certain if j < len(graph)}
+    sure_attr: set[tuple[int, str]] = set()
+    for nd in graph:
+        if nd.kind == "relation" and nd.subject >= 0 and nd.object >= 0:
+            if nd.subject == nd.object:
+                keep.append(
+                    SceneNode(
+                        kind="relation",
+                        lemma=nd.lemma,
+                        tokens=nd.tokens,
+                        subject=new_idx[nd.subject],
+                        object=new_idx[nd.object],
+                    )
+                )
+            else:
+                rule_rel.setdefault((nd.subject, nd.object), []).append(nd)
+        elif nd.kind == "attribute" and nd.subject >= 0:
+            rule_attr.setdefault(nd.subject, []).append(nd)
+            if id(nd) in certain:
+                sure_attr.add((nd.subject, nd.lemma))
+    rcands: list[tuple] = []
+    for x in range(n_obj):
+        for y in range(x + 1, n_obj):
+            a, b = objs[x], objs[y]
+            ha, hb = hd[a], hd[b]
+            up, down = ctx.path(ha, hb)
+            plen = len(up) + len(down) - 1
+            r_ab, r_ba = rule_rel.get((a, b), []), rule_rel.get((b, a), [])
+            if plen > MAX_PATH and not r_ab and not r_ba:
+                continue
+            inner = sorted(set(up[1:] + down[:-1]))
+            via = any(t in head_of for t in inner)
+            pd = "^".join(dep[t] for t in up[:-1]) + "|" + pos[up[-1]] + "|" + "v".join(dep[t] for t in down)
+            pw = " ".join(lower[t] for t in inner if t not in obj_tok)[:40]
+            cands: dict[tuple[str, bool], tuple[tuple[int, ...], str]] = {}
+            kinds: dict[tuple[str, bool], int] = {}
+            full = _pred_from(ctx, inner, False)
+            verbs = _pred_from(ctx, inner, True)
+            if full[0]:
+                cands[(full[0], False)] = (full[1], "path")
+                cands[(full[0], True)] = (full[1], "path")
+            if verbs[0] and verbs[0] != full[0]:
+                cands[(verbs[0], False)] = (verbs[1], "verb")
+                cands[(verbs[0], True)] = (verbs[1], "verb")
+            hv = [t for t in inner if lower[t] in ("with", "of", "'s", "has", "have")] or (
+                [ha] if dep[ha] == "poss" else []
+            )
+            if hv or dep[ha] == "compound" or dep[hb] == "compound":
+                toks = tuple(hv) if hv else ((ha,) if dep[ha] == "compound" else (hb,))
+                cands.setdefault(("have", False), (toks, "have"))
+                cands.setdefault(("have", True), (toks, "have"))
+            for swap, rr in ((False, r_ab), (True, r_ba)):
+                for nd in rr:
+                    cands[(nd.lemma, swap)] = (nd.tokens, "rule")
+                    kinds[(nd.lemma, swap)] = CERTAIN if id(nd) in certain else RULE
+            if alts:
+                for (pred, swap), (toks, _src) in list(cands.items()):
+                    for alt in alts.get(pred, ()):  # "~under": the other direction ("below" -> "under")
+                        if alt[0] == "~":
+                            cands.setdefault((alt[1:], not swap), (toks, "alt"))
+                        else:
+                            cands.setdefault((alt, swap), (toks, "alt"))
+            n_rule = len(r_ab) + len(r_ba)
+            sa, sb = graph[a].lemma, graph[b].lemma
+            # strings that do not depend on the predicate: built once per pair (and direction)
+            pl, nrb = "plen=" + _bucket(plen, 6), "nr=" + _bucket(n_rule, 3)
+            by_rule = {r: (pl + str(r), "via=" + str(via) + str(r), nrb + str(r)) for r in (False, True)}
+            pd_f = "pd=" + pd
+            by_swap = {}
+            for swap in (False, True):
+                s, o = (b, a) if swap else (a, b)
+                sl, ol = (sb, sa) if swap else (sa, sb)
+                by_swap[swap] = (
+                    s, o, sl, ol, "|" + sl, "|" + ol, sl + "|",
+                    ["b", "so=" + sl + "|" + ol, "sw=" + str(swap), pd_f, "pdsw=" + pd + "|" + str(swap), nob_f,
+                     "sd=" + dep[hd[s]] + "|" + dep[hd[o]] + "|" + str(swap), "st=" + tag[hd[s]] + "|" + tag[hd[o]]],
+                    "|" + str(swap) + "|", "ord=" + str(swap) + "|",
+                )  # fmt: skip
+            pdp, pwp = "pdp=" + pd + "|", "pw=" + pw + "|"
+            for (pred, swap), (toks, src) in cands.items():
+                s, o, sl, ol, bar_sl, bar_ol, sl_bar, shared, swb, ordp = by_swap[swap]
+                is_rule = src == "rule" or any(nd.lemma == pred for nd in (r_ba if swap else r_ab))
+                first = pred.split(" ", 1)[0]
+                f = [
+                    *shared,
+                    *by_rule[is_rule],
+                    "p=" + pred,
+                    "p1=" + first,
+                    "ps=" + pred + bar_sl,
+                    "po=" + pred + bar_ol,
+                    "pso=" + sl_bar + pred + bar_ol,
+                    "src=" + src + str(is_rule),
+                    "psw=" + pred + swb + str(is_rule),
+                    pdp + pred,
+                    pwp + pred,
+                    ordp + first,
+                ]
+                rcands.append((s, o, (pred, tuple(toks)), f, kinds.get((pred, swap), NEW)))
+    acands: list[tuple] = []
+    n = len(lower)
+    cand_tok = [
+        t
+        for t in range(n)
+        if t not in obj_tok and (pos[t] in ATTR_POS or tag[t] in ("VBN", "VBG") or dep[t] in ("acomp", "amod"))
+    ]
+    for i in objs:
+        h = hd[i]
+        ol = graph[i].lemma
+        props: dict[str, tuple[tuple[int, ...], str, int]] = {}
+        ruled: set[int] = set()
+        for nd in rule_attr.get(i, []):
+            props[nd.lemma] = (nd.tokens, "rule", nd.tokens[0] if nd.tokens else h)
+            ruled.update(nd.tokens)
+        for t in cand_tok:
+            w = NUMBER_WORDS.get(lower[t], lower[t])
+            if w in props or t in ruled:
+                continue
+            up, down = ctx.path(t, h)
+            if len(up) + len(down) - 1 > MAX_ATTR_PATH:
+                continue
+            props[w] = ((t,), "tok", t)
+        for txt, (toks, src, t) in props.items():
+            up, down = ctx.path(t, h) if 0 <= t < n else ([t], [])
+            pd = "^".join(dep[u] for u in up[:-1]) + "|" + pos[up[-1]] + "|" + "v".join(dep[u] for u in down)
+            others = sum(1 for j in objs if j != i and txt in {x.lemma for x in rule_attr.get(j, [])})
+            f = [
+                "ab",
+                "a=" + txt,
+                "ao=" + ol + "|" + txt,
+                "asc=" + src,
+                "asrc=" + txt + "|" + src,
+                "ad=" + dep[t] + "|" + src,
+                "at=" + tag[t] + "|" + src,
+                "apd=" + pd + "|" + src,
+                "apdw=" + pd + "|" + txt,
+                "adist=" + _bucket(t - h, 4) + src,
+                "aoth=" + _bucket(others, 2) + src,
+                "anob=" + nob + src,
+                "aod=" + dep[h] + "|" + src,
+            ]
+            kind = NEW if src != "rule" else (CERTAIN if (i, txt) in sure_attr else RULE)
+            acands.append((i, txt, tuple(toks), f, kind))
+    return rcands, acands, keep

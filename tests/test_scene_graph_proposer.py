@@ -1,0 +1,129 @@
+"""The learned fact proposer (`extractors/scene_graph_proposer.py`).
+
+It may add, drop and re-choose relations and attributes, but the objects must be exactly the
+rules' ones, and every node it writes must carry the exact tokens of its words. Its training
+script must run end to end on a small slice of FACTUAL train (the shipped weights come from the
+full split; training them is not a test's job).
+"""
+
+from __future__ import annotations
+
+from dataclasses import astuple
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from laitkit.datasets.schema import SceneNode
+from laitkit.extractors.factual import Normalizer, read_factual_csv, score_facts, spacy_noun_lemmatizer
+from laitkit.extractors.scene_graph_proposer import PROPOSER_PATH, Context, Proposer, Thresholds, candidates, decide
+from laitkit.extractors.text import TextConfig, TextExtractor, graph_to_facts
+
+FACTUAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "factual"
+WEIGHTS = Path(__file__).resolve().parents[1] / "extractors" / "weights"
+CAPTIONS = [
+    "girl has black shorts",
+    "a woman sitting cross legged on a concrete ledge",
+    "white stove is below yellow pot",
+    "people wear helmets and ride bicycles down a hill",
+    "a man standing with his dog next to a red car",
+    "a car was parked by a police officer",
+    "",
+]
+
+
+@pytest.fixture(scope="module")
+def both() -> tuple[TextExtractor, TextExtractor]:
+    return TextExtractor(TextConfig()), TextExtractor(TextConfig(proposer="/nonexistent"))
+
+
+def test_shipped_weights_are_small_and_load() -> None:
+    total = sum(p.stat().st_size for p in WEIGHTS.glob("factual_*"))
+    assert total <= 20 * 1024 * 1024
+    prop = Proposer.load()
+    assert prop is not None and len(prop.index) > 10_000
+    assert all(np.isfinite(x) for x in astuple(prop.thresholds))
+    assert prop.alts and all(isinstance(v, list) and v for v in prop.alts.values())
+    assert Proposer.load("/nonexistent/proposer.npz") is None
+    assert PROPOSER_PATH.exists()
+
+
+def test_objects_unchanged_and_tokens_exact(both: tuple[TextExtractor, TextExtractor]) -> None:
+    learned, rules = both
+    assert learned.proposer is not None and rules.proposer is None
+    for a, b in zip(learned.annotate(CAPTIONS), rules.annotate(CAPTIONS), strict=True):
+        assert [n for n in a.graph if n.kind == "object"] == [n for n in b.graph if n.kind == "object"]
+        for n in a.graph:
+            assert n.tokens and all(0 <= t < len(a.tokens) for t in n.tokens), n
+            if n.kind == "object":
+                continue
+            assert a.graph[n.subject].kind == "object"
+            if n.kind == "relation":
+                assert a.graph[n.object].kind == "object" and n.subject != n.object or n.lemma
+            assert n.lemma.strip(), "no empty facts"
+
+
+def test_proposer_adds_and_renames_what_the_rules_got_wrong(both: tuple[TextExtractor, TextExtractor]) -> None:
+    learned, _ = both
+    rules = TextExtractor(TextConfig(proposer="/nonexistent", fact_filter="/nonexistent"))
+    cases = [
+        # a participle compound the rules leave unrelated: the path gives "cover"
+        ("a mud covered truck", ("mud", "cover", "truck")),
+        # "is in": the lexicon's rewrite made "wear"; the model prefers the preposition
+        ("a man is in a garden", ("man", "in", "garden")),
+    ]
+    got = learned.annotate([c for c, _ in cases])
+    base = rules.annotate([c for c, _ in cases])
+    for (caption, fact), a, b in zip(cases, got, base, strict=True):
+        assert fact in graph_to_facts(a), (caption, graph_to_facts(a))
+        assert fact not in graph_to_facts(b), (caption, graph_to_facts(b))
+        rel = next(n for n in a.graph if n.kind == "relation" and n.lemma == fact[1])
+        # the relation's tokens are its own words: "covered", "in"
+        assert [a.tokens[t] for t in rel.tokens] == [{"cover": "covered"}.get(fact[1], fact[1])]
+
+
+def test_path_predicate_tokens_are_its_words() -> None:
+    # "man sitting on a bench": the path candidate "sit on" is exactly tokens 1 and 2
+    lower = ["man", "sitting", "on", "a", "bench"]
+    lemma = ["man", "sit", "on", "a", "bench"]
+    pos = ["NOUN", "VERB", "ADP", "DET", "NOUN"]
+    tag = ["NN", "VBG", "IN", "DT", "NN"]
+    ctx = Context(lower, lemma, pos, tag, ["ROOT", "acl", "prep", "det", "pobj"], [0, 0, 1, 4, 2], {})
+    graph = [
+        SceneNode(kind="object", lemma="man", span=(0, 1)),
+        SceneNode(kind="object", lemma="bench", span=(4, 5)),
+    ]
+    rc, ac, keep = candidates(graph, ctx, {"sit on": ["sit at", "~hold"]})
+    by = {(c[0], c[2][0], c[1]): c[2][1] for c in rc}
+    assert by[(0, "sit on", 1)] == (1, 2)
+    assert by[(0, "sit", 1)] == (1,)
+    assert (0, "sit at", 1) in by and (1, "sit on", 0) in by and (1, "hold", 0) in by
+    # decide keeps one relation per pair of objects: the best over the threshold
+    z = np.full(len(rc) + len(ac), -5.0)
+    z[[k for k, c in enumerate(rc) if c[2][0] == "sit on" and c[0] == 0][0]] = 1.0
+    out = decide(graph, rc, ac, keep, z, Thresholds(rel_add=0.0, attr_add=0.0))
+    assert [(n.kind, n.lemma, n.tokens, n.subject, n.object) for n in out[2:]] == [("relation", "sit on", (1, 2), 0, 1)]
+
+
+@pytest.mark.skipif(not (FACTUAL / "train.csv").exists(), reason="FACTUAL data (../shared) absent")
+def test_training_script_runs_on_a_slice(tmp_path: Path) -> None:
+    from laitkit.jobs.train_text import main
+
+    out = tmp_path / "prop.npz"
+    assert main(["--proposer", "--limit", "400", "--holdout", "80", "--out", str(out)]) == 0
+    prop = Proposer.load(out)
+    assert prop is not None and len(prop.index) > 100
+    with np.load(out) as z:
+        assert "FACTUAL" in str(z["source"]) and len(z["thresholds"]) == 5
+
+
+@pytest.mark.skipif(not (FACTUAL / "dev.csv").exists(), reason="FACTUAL data (../shared) absent")
+def test_proposer_beats_the_rules_on_dev_slice(both: tuple[TextExtractor, TextExtractor]) -> None:
+    learned, _ = both
+    rules = TextExtractor(TextConfig(proposer="/nonexistent", fact_filter="/nonexistent"))
+    caps, gold = read_factual_csv(FACTUAL / "dev.csv", limit=400)
+    norm = Normalizer(spacy_noun_lemmatizer(learned.nlp))
+    f_new = score_facts([graph_to_facts(a) for a in learned.annotate(caps)], gold, norm)
+    f_old = score_facts([graph_to_facts(a) for a in rules.annotate(caps)], gold, norm)
+    assert f_new["rel"] > f_old["rel"] and f_new["attr"] > f_old["attr"] and f_new["all"] > f_old["all"]
+    assert f_new["obj"] == f_old["obj"]  # objects are the rules'
