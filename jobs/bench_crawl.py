@@ -13,6 +13,10 @@ Why these numbers:
   on loopback) against its truth; reasons decided after the crawl stage (low_relevance) count as
   keep here.
 - `realweb_main_f1`, `realweb_caption_exact`: the DOM finder on the real-web corpus.
+- `lang_check` / `lang_check_no_vote`: the language step on captions of known language
+  (`realweb.evaluate_lang`: 1,000 Visual Genome captions when the shared data is there, the
+  real-web corpus's English captions, short English captions full of names, 90 non-English
+  captions), as "wrong/total", with the short-caption word vote on (the default) and off.
 - `load_average`: the machine is shared; speed numbers mean little without it.
 """
 
@@ -190,9 +194,10 @@ def verdicts(web: Path, work: Path) -> dict[str, Any]:
 
 
 def run_crawl_bench() -> dict[str, Any]:
-    from laitkit.datasets.realweb import evaluate
+    from laitkit.datasets.realweb import evaluate, evaluate_lang
     from laitkit.datasets.synth import generate
     from laitkit.datasets.synth.server import free_port
+    from laitkit.pipeline.crawl import CrawlConfig
 
     work = Path(tempfile.mkdtemp(prefix="laitkit-bench-crawl-"))
     try:
@@ -203,12 +208,17 @@ def run_crawl_bench() -> dict[str, Any]:
         html_pages_per_s = html_speed(web)
         real = evaluate()
         _progress(f"real web: F1 {real['main_f1']}, caption exact {real['caption_exact']}")
+        langs = {}
+        for name, cfg in (("lang_check", CrawlConfig()), ("lang_check_no_vote", CrawlConfig(lang_vote_words=0))):
+            langs[name] = evaluate_lang(cfg)
+            _progress(f"{name}: {langs[name].pop('wrong')}")
         result: dict[str, Any] = {"html_pages_per_s": html_pages_per_s}
         result.update(speed(work / "speed"))
         _progress("verdicts on the synthetic web")
         result.update(verdicts(web, work))
         result["realweb_main_f1"] = real["main_f1"]
         result["realweb_caption_exact"] = real["caption_exact"]
+        result.update(langs)
         result["load_average"] = [round(x, 2) for x in load_before] + [round(x, 2) for x in os.getloadavg()]
         return result
     finally:
