@@ -126,6 +126,8 @@ def servers():
         "/img/grey16.png": (200, {"Content-Type": "image/png"}, _png16_grey()),
         "/img/palette.png": (200, {"Content-Type": "image/png"}, _png_palette()),
         "/img/to-hidden.jpg": (302, {"Location": f"{hidden_base}/secret.jpg"}, b""),
+        "/img/on-private-page.jpg": (200, {"Content-Type": "image/jpeg"}, _jpeg(640, 480, seed=3)),
+        "/img/on-unreachable-page.jpg": (200, {"Content-Type": "image/jpeg"}, _jpeg(640, 480, seed=4)),
         "/img/drip.jpg": _drip,
         "/img/endless.jpg": _endless,
     }
@@ -209,6 +211,11 @@ def downloaded(servers, tmp_path_factory):
     names = ["img/ok.jpg", "private/a.jpg", "img/exif6.jpg", "img/grey16.png", "img/palette.png",
              "img/to-hidden.jpg", "img/drip.jpg", "img/endless.jpg"]  # fmt: skip
     samples = {n: Sample(key=n, url=f"{base}/{n}") for n in names}
+    # pages: one its site's robots.txt disallows for laitkit, one on a host the guard refuses
+    samples["img/on-private-page.jpg"] = Sample(key="pp", url=f"{base}/img/on-private-page.jpg",
+                                                page_url=f"{base}/private/story.html")  # fmt: skip
+    samples["img/on-unreachable-page.jpg"] = Sample(key="up", url=f"{base}/img/on-unreachable-page.jpg",
+                                                    page_url=f"{servers['hidden_base']}/story.html")  # fmt: skip
     cfg = CrawlConfig(timeout=2.0, thread_count=8, max_download_bytes=2_000_000, allowed_networks=("127.0.0.1/32",))
     t0 = time.monotonic()
     download_samples(list(samples.values()), cfg, tmp_path_factory.mktemp("guard"))
@@ -222,6 +229,12 @@ def test_img2dataset_fetches_go_through_the_guard(downloaded, servers) -> None:
     assert samples["private/a.jpg"].status == Reason.ROBOTS_TXT
     assert "/private/a.jpg" not in servers["public"].requests
     assert servers["public"].requests.count("/robots.txt") == 1
+    # the page's robots.txt: an explicit rule for our token refuses its images (never requested);
+    # a page host with no answer (here: refused by the guard, so not even asked) gives no page verdict
+    pp = samples["img/on-private-page.jpg"]
+    assert pp.status == Reason.ROBOTS_TXT and "page " in pp.verdicts[-1].detail, pp.verdicts
+    assert "/img/on-private-page.jpg" not in servers["public"].requests
+    assert samples["img/on-unreachable-page.jpg"].status == Reason.KEEP
     # a redirect inside img2dataset's worker to a refused address: refused before connecting
     assert samples["img/to-hidden.jpg"].status == Reason.BLOCKED_ADDRESS, samples["img/to-hidden.jpg"].verdicts
     assert servers["hidden"].requests == []
@@ -247,3 +260,25 @@ def test_img2dataset_images_come_out_upright_and_8bit(downloaded) -> None:
     assert g[:, :20].mean() < 20 and g[:, -20:].mean() > 235 and 100 < g[:, 190:210].mean() < 155
     pal = samples["img/palette.png"]
     assert pal.status == Reason.KEEP and (pal.orig_width, pal.orig_height) == (400, 400)
+
+
+def test_robots_rules_are_matched_with_the_configured_token(servers, tmp_path) -> None:
+    from laitkit.pipeline.crawl.robots_txt import RobotsCache
+
+    limits = netguard.FetchLimits(deadline_s=3, allowed_networks=("127.0.0.1/32",))
+    private = servers["base"] + "/private/a.jpg"
+    ours = RobotsCache(limits, token="laitkit")
+    assert "disallows /private/a.jpg for laitkit" in ours.refusal(private)
+    assert ours.refusal(servers["base"] + "/img/ok.jpg") == ""
+    assert RobotsCache(limits, token="otherbot").refusal(private) == ""  # the rule names laitkit only
+    # unreachable robots.txt (the guard refuses 127.0.0.2): images disallowed, pages not judged
+    hidden = RobotsCache(limits, token="laitkit")
+    assert "unreachable" in hidden.refusal(servers["hidden_base"] + "/secret.jpg")
+    assert hidden.page_refusal(servers["hidden_base"] + "/story.html") == ""
+    assert servers["hidden"].requests == []
+    # the on-disk cache: a second cache over the same folder decides the same without asking
+    before = servers["public"].requests.count("/robots.txt")
+    RobotsCache(limits, token="laitkit", cache_dir=tmp_path).prefetch([private])
+    cached = RobotsCache(limits, token="laitkit", cache_dir=tmp_path)
+    assert "(cached)" in cached.refusal(private)
+    assert servers["public"].requests.count("/robots.txt") == before + 1

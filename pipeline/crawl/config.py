@@ -53,6 +53,7 @@ class CrawlConfig:
     # `timeout` is a total deadline per fetch (redirects included), bodies are capped at max_download_bytes
     allowed_networks: tuple[str, ...] = ()
     robots_txt: bool = True
+    page_robots_txt: bool = True  # also ask the page's robots.txt (explicit rules only: robots_txt.py)
     max_download_bytes: int = 32 * 1024 * 1024
     # download (img2dataset): see download.img2dataset_kwargs for why each value
     image_size: int = 640
