@@ -289,7 +289,10 @@ def read_img2dataset_output(out_dir: Path, urls: Sequence[str]) -> dict[str, Fet
 
 
 def _is_http(url: str) -> bool:
-    return urlsplit(url or "").scheme.lower() in ALLOWED_SCHEMES
+    try:
+        return urlsplit(url or "").scheme.lower() in ALLOWED_SCHEMES and bool(urlsplit(url).hostname)
+    except ValueError:
+        return False
 
 
 def download_samples(samples: Sequence[Sample], cfg: Any, work_dir: str | Path) -> dict[str, Any]:
@@ -310,7 +313,11 @@ def download_samples(samples: Sequence[Sample], cfg: Any, work_dir: str | Path) 
     host_verdict: dict[tuple[str, int], str] = {}
     fetch: list[Sample] = []
     for s in todo:
-        parts = urlsplit(s.url)
+        try:
+            parts = urlsplit(s.url)
+        except ValueError as exc:  # "http://[::1" from a URL list or WAT record
+            s.reject(STAGE, Reason.DOWNLOAD_ERROR, f"malformed URL ({exc}): {s.url[:80]}")
+            continue
         if parts.scheme.lower() not in ALLOWED_SCHEMES:
             s.reject(STAGE, Reason.DOWNLOAD_ERROR, f"URL scheme not fetched: {s.url[:80]}")
             continue
