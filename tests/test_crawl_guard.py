@@ -58,7 +58,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
-def _start(host: str, routes: dict) -> tuple[_Server, str]:
+def _handler(routes: dict) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args) -> None:
             pass
@@ -82,7 +82,11 @@ def _start(host: str, routes: dict) -> tuple[_Server, str]:
             self.end_headers()
             self.wfile.write(body)
 
-    server = _Server((host, 0), Handler)
+    return Handler
+
+
+def _start(host: str, routes: dict, server_class: type[_Server] = _Server) -> tuple[_Server, str]:
+    server = server_class((host, 0), _handler(routes))
     server.requests = []  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://{host}:{server.server_address[1]}"
@@ -118,6 +122,7 @@ def _endless(handler: BaseHTTPRequestHandler) -> None:
 @pytest.fixture(scope="module")
 def servers():
     hidden, hidden_base = _start("127.0.0.2", {"/secret.jpg": (200, {"Content-Type": "image/jpeg"}, _jpeg(400, 400))})
+    hidden_port = hidden.server_address[1]
     routes = {
         "/robots.txt": (200, {"Content-Type": "text/plain"}, b"User-agent: laitkit\nDisallow: /private/\n"),
         "/img/ok.jpg": (200, {"Content-Type": "image/jpeg"}, _jpeg(640, 480)),
@@ -126,6 +131,10 @@ def servers():
         "/img/grey16.png": (200, {"Content-Type": "image/png"}, _png16_grey()),
         "/img/palette.png": (200, {"Content-Type": "image/png"}, _png_palette()),
         "/img/to-hidden.jpg": (302, {"Location": f"{hidden_base}/secret.jpg"}, b""),
+        "/img/to-metadata.jpg": (302, {"Location": "http://169.254.169.254/latest/meta-data/iam/"}, b""),
+        "/img/to-hidden-decimal.jpg": (301, {"Location": f"http://2130706434:{hidden_port}/secret.jpg"}, b""),
+        "/img/to-hidden-mapped.jpg": (307, {"Location": f"http://[::ffff:127.0.0.2]:{hidden_port}/secret.jpg"}, b""),
+        "/img/to-hidden-hex.jpg": (302, {"Location": f"http://0x7f000002:{hidden_port}/secret.jpg"}, b""),
         "/img/on-private-page.jpg": (200, {"Content-Type": "image/jpeg"}, _jpeg(640, 480, seed=3)),
         "/img/on-unreachable-page.jpg": (200, {"Content-Type": "image/jpeg"}, _jpeg(640, 480, seed=4)),
         "/img/drip.jpg": _drip,
@@ -176,10 +185,43 @@ def test_download_refuses_blocked_hosts_by_default_and_never_runs_img2dataset(se
     assert not (tmp_path / "img2dataset").exists()
 
 
+def test_ipv6_loopback_refused_without_a_connection_unless_allowed() -> None:
+    import socket
+
+    class Server6(_Server):
+        address_family = socket.AF_INET6
+
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    body = _jpeg(64, 64)
+    server, _ = _start("::1", {"/a.jpg": (200, {"Content-Type": "image/jpeg"}, body)}, Server6)
+    try:
+        url = f"http://[::1]:{server.server_address[1]}/a.jpg"
+        r = netguard.fetch(url, netguard.FetchLimits(deadline_s=3))
+        assert r.status == 0 and netguard.BLOCKED_PREFIX in r.error and "::1 is loopback" in r.error, r
+        assert server.requests == []  # type: ignore[attr-defined]
+        ok = netguard.fetch(url, netguard.FetchLimits(deadline_s=3, allowed_networks=("::1/128",)))
+        assert ok.status == 200 and ok.body == body  # the server answers when the network is allowed
+        assert server.requests == ["/a.jpg"]  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_redirect_to_a_refused_address_is_not_followed(servers) -> None:
     limits = netguard.FetchLimits(deadline_s=3, allowed_networks=("127.0.0.1/32",))
     r = netguard.fetch(servers["base"] + "/img/to-hidden.jpg", limits)
     assert r.status == 0 and netguard.BLOCKED_PREFIX in r.error and "127.0.0.2" in r.error
+    # every spelling of the refused address, and the metadata service, on any redirect hop
+    hops = {"/img/to-metadata.jpg": "cloud metadata", "/img/to-hidden-decimal.jpg": "127.0.0.2",
+            "/img/to-hidden-mapped.jpg": "127.0.0.2", "/img/to-hidden-hex.jpg": "127.0.0.2"}  # fmt: skip
+    for path, needle in hops.items():
+        r = netguard.fetch(servers["base"] + path, limits)
+        assert r.status == 0 and netguard.BLOCKED_PREFIX in r.error and needle in r.error, (path, r)
     assert servers["hidden"].requests == []
     ok = netguard.fetch(servers["base"] + "/img/ok.jpg", limits)
     assert ok.status == 200 and ok.body[:2] == b"\xff\xd8"
