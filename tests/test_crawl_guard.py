@@ -245,6 +245,19 @@ def test_normalise_fixes_orientation_16bit_and_palette() -> None:
     assert rot.size == (64, 48)
     grey = np.asarray(Image.open(io.BytesIO(normalise(_png16_grey(256, 8)))).convert("L"))
     assert grey[0, 0] < 3 and grey[0, -1] > 252 and 110 < grey[0, 128] < 145  # a ramp, not all white
+    # a palette PNG with a transparent index, and a grey+alpha one: colours kept, transparency on white
+    pal = Image.new("P", (8, 4))
+    pal.putpalette([200, 30, 40, 0, 0, 0] + [0] * 762)
+    pal.putdata([0] * 16 + [1] * 16)  # top half red, bottom half index 1 (transparent)
+    buf = io.BytesIO()
+    pal.save(buf, "PNG", transparency=1)
+    rgb = np.asarray(Image.open(io.BytesIO(normalise(buf.getvalue()))).convert("RGB")).astype(int)
+    assert (rgb[0, 0] == (200, 30, 40)).all() and (rgb[-1, -1] == (255, 255, 255)).all()
+    la = Image.fromarray(np.dstack([np.full((4, 8), 60, np.uint8), np.tile([0, 255], (4, 4)).astype(np.uint8)]), "LA")
+    buf = io.BytesIO()
+    la.save(buf, "PNG")
+    g = np.asarray(Image.open(io.BytesIO(normalise(buf.getvalue()))).convert("L")).astype(int)
+    assert g[0, 0] == 255 and g[0, 1] == 60  # transparent -> white, opaque grey stays grey
 
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,16 @@ def test_extract_html_prints_one_json_line_per_candidate(tmp_path, capsys) -> No
     assert maps and not any(r["is_main"] for r in maps)
     pixels = [r for r in lines if "facebook.com/tr" in r["url"]]
     assert pixels and not pixels[0]["is_main"] and "declared 1x1" in pixels[0]["detail"]
+    for r in lines:  # the fields' types, on every line
+        assert isinstance(r["url"], str) and r["url"].startswith(("http://", "https://"))
+        assert isinstance(r["is_main"], bool) and isinstance(r["score"], (int, float))
+        assert all(set(c) == {"text", "source"} and c["text"] for c in r["candidates"])
+        assert r["caption"] == "" or r["caption_source"] in {c["source"] for c in r["candidates"]}
+    # a page in a script written without spaces still yields its pair (language is a later step)
+    page = next(p for p in load_truth() if p["kind"] == "chinese")
+    assert main(["crawl", "extract-html", "--input", str(ROOT / page["file"]), "--base-url", page["url"]]) == 0
+    mains = [json.loads(line) for line in capsys.readouterr().out.splitlines() if json.loads(line)["is_main"]]
+    assert {(r["url"], r["caption"]) for r in mains} >= {(m["url"], m["caption"]) for m in page["main"]}
 
 
 def test_extract_html_user_errors_are_one_line(tmp_path) -> None:
