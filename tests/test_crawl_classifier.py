@@ -55,3 +55,31 @@ def test_callable_unnatural_classifier_replaces_the_heuristic() -> None:
         CrawlConfig(nsfw_image_classifier="/nonexistent/model.pt")
     with pytest.raises(ValueError, match="cannot be imported"):
         load_classifier("laitkit.nope:fn")
+
+
+class TwoLogits(torch.nn.Module):
+    """Two logits [not, yes] from brightness: the softmax's index 1 is the positive class."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = (x.mean() - 0.5) * 20.0
+        return torch.stack([-b, b]).reshape(1, 2)
+
+
+def test_torchscript_two_logit_unnatural_and_callable_nsfw_classifiers(tmp_path) -> None:
+    path = tmp_path / "two.pt"
+    torch.jit.script(TwoLogits()).save(str(path))
+    bright, dark = _sample("bright", (235, 235, 235)), _sample("dark", (30, 30, 30))
+    image_step([bright, dark], CrawlConfig(unnatural_classifier=str(path)))
+    assert bright.status == Reason.UNNATURAL and str(path) in bright.verdicts[-1].detail
+    assert bright.unnatural_score > 0.99 and dark.unnatural_score < 0.01  # softmax of the logits, stored
+    assert dark.status == Reason.KEEP
+    # a callable as the NSFW classifier (here the unnatural heuristic, ~0.15 on this noisy grey image):
+    # its score is stored, and the threshold decides
+    spec = "laitkit.pipeline.crawl.image_filters:heuristic_unnatural"
+    expected = heuristic_unnatural(Image.open(io.BytesIO(_sample("g", (128, 128, 128)).image)).convert("RGB"))
+    assert 0.05 < expected < 0.5
+    for threshold, reason in ((expected / 2, Reason.NSFW), (min(1.0, expected * 2), Reason.KEEP)):
+        grey = _sample("grey", (128, 128, 128))
+        grey.nsfw_score = 0.0  # the caption keywords found nothing
+        image_step([grey], CrawlConfig(nsfw_image_classifier=spec, max_nsfw_score=threshold, max_unnatural_score=1.0))
+        assert grey.nsfw_score == pytest.approx(expected) and grey.status == reason, grey.verdicts

@@ -58,7 +58,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
-def _start(host: str, routes: dict) -> tuple[_Server, str]:
+def _handler(routes: dict) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args) -> None:
             pass
@@ -82,7 +82,11 @@ def _start(host: str, routes: dict) -> tuple[_Server, str]:
             self.end_headers()
             self.wfile.write(body)
 
-    server = _Server((host, 0), Handler)
+    return Handler
+
+
+def _start(host: str, routes: dict, server_class: type[_Server] = _Server) -> tuple[_Server, str]:
+    server = server_class((host, 0), _handler(routes))
     server.requests = []  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://{host}:{server.server_address[1]}"
@@ -118,6 +122,7 @@ def _endless(handler: BaseHTTPRequestHandler) -> None:
 @pytest.fixture(scope="module")
 def servers():
     hidden, hidden_base = _start("127.0.0.2", {"/secret.jpg": (200, {"Content-Type": "image/jpeg"}, _jpeg(400, 400))})
+    hidden_port = hidden.server_address[1]
     routes = {
         "/robots.txt": (200, {"Content-Type": "text/plain"}, b"User-agent: laitkit\nDisallow: /private/\n"),
         "/img/ok.jpg": (200, {"Content-Type": "image/jpeg"}, _jpeg(640, 480)),
@@ -126,6 +131,12 @@ def servers():
         "/img/grey16.png": (200, {"Content-Type": "image/png"}, _png16_grey()),
         "/img/palette.png": (200, {"Content-Type": "image/png"}, _png_palette()),
         "/img/to-hidden.jpg": (302, {"Location": f"{hidden_base}/secret.jpg"}, b""),
+        "/img/to-metadata.jpg": (302, {"Location": "http://169.254.169.254/latest/meta-data/iam/"}, b""),
+        "/img/to-hidden-decimal.jpg": (301, {"Location": f"http://2130706434:{hidden_port}/secret.jpg"}, b""),
+        "/img/to-hidden-mapped.jpg": (307, {"Location": f"http://[::ffff:127.0.0.2]:{hidden_port}/secret.jpg"}, b""),
+        "/img/to-hidden-hex.jpg": (302, {"Location": f"http://0x7f000002:{hidden_port}/secret.jpg"}, b""),
+        "/img/on-private-page.jpg": (200, {"Content-Type": "image/jpeg"}, _jpeg(640, 480, seed=3)),
+        "/img/on-unreachable-page.jpg": (200, {"Content-Type": "image/jpeg"}, _jpeg(640, 480, seed=4)),
         "/img/drip.jpg": _drip,
         "/img/endless.jpg": _endless,
     }
@@ -174,10 +185,43 @@ def test_download_refuses_blocked_hosts_by_default_and_never_runs_img2dataset(se
     assert not (tmp_path / "img2dataset").exists()
 
 
+def test_ipv6_loopback_refused_without_a_connection_unless_allowed() -> None:
+    import socket
+
+    class Server6(_Server):
+        address_family = socket.AF_INET6
+
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    body = _jpeg(64, 64)
+    server, _ = _start("::1", {"/a.jpg": (200, {"Content-Type": "image/jpeg"}, body)}, Server6)
+    try:
+        url = f"http://[::1]:{server.server_address[1]}/a.jpg"
+        r = netguard.fetch(url, netguard.FetchLimits(deadline_s=3))
+        assert r.status == 0 and netguard.BLOCKED_PREFIX in r.error and "::1 is loopback" in r.error, r
+        assert server.requests == []  # type: ignore[attr-defined]
+        ok = netguard.fetch(url, netguard.FetchLimits(deadline_s=3, allowed_networks=("::1/128",)))
+        assert ok.status == 200 and ok.body == body  # the server answers when the network is allowed
+        assert server.requests == ["/a.jpg"]  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_redirect_to_a_refused_address_is_not_followed(servers) -> None:
     limits = netguard.FetchLimits(deadline_s=3, allowed_networks=("127.0.0.1/32",))
     r = netguard.fetch(servers["base"] + "/img/to-hidden.jpg", limits)
     assert r.status == 0 and netguard.BLOCKED_PREFIX in r.error and "127.0.0.2" in r.error
+    # every spelling of the refused address, and the metadata service, on any redirect hop
+    hops = {"/img/to-metadata.jpg": "cloud metadata", "/img/to-hidden-decimal.jpg": "127.0.0.2",
+            "/img/to-hidden-mapped.jpg": "127.0.0.2", "/img/to-hidden-hex.jpg": "127.0.0.2"}  # fmt: skip
+    for path, needle in hops.items():
+        r = netguard.fetch(servers["base"] + path, limits)
+        assert r.status == 0 and netguard.BLOCKED_PREFIX in r.error and needle in r.error, (path, r)
     assert servers["hidden"].requests == []
     ok = netguard.fetch(servers["base"] + "/img/ok.jpg", limits)
     assert ok.status == 200 and ok.body[:2] == b"\xff\xd8"
@@ -201,6 +245,19 @@ def test_normalise_fixes_orientation_16bit_and_palette() -> None:
     assert rot.size == (64, 48)
     grey = np.asarray(Image.open(io.BytesIO(normalise(_png16_grey(256, 8)))).convert("L"))
     assert grey[0, 0] < 3 and grey[0, -1] > 252 and 110 < grey[0, 128] < 145  # a ramp, not all white
+    # a palette PNG with a transparent index, and a grey+alpha one: colours kept, transparency on white
+    pal = Image.new("P", (8, 4))
+    pal.putpalette([200, 30, 40, 0, 0, 0] + [0] * 762)
+    pal.putdata([0] * 16 + [1] * 16)  # top half red, bottom half index 1 (transparent)
+    buf = io.BytesIO()
+    pal.save(buf, "PNG", transparency=1)
+    rgb = np.asarray(Image.open(io.BytesIO(normalise(buf.getvalue()))).convert("RGB")).astype(int)
+    assert (rgb[0, 0] == (200, 30, 40)).all() and (rgb[-1, -1] == (255, 255, 255)).all()
+    la = Image.fromarray(np.dstack([np.full((4, 8), 60, np.uint8), np.tile([0, 255], (4, 4)).astype(np.uint8)]), "LA")
+    buf = io.BytesIO()
+    la.save(buf, "PNG")
+    g = np.asarray(Image.open(io.BytesIO(normalise(buf.getvalue()))).convert("L")).astype(int)
+    assert g[0, 0] == 255 and g[0, 1] == 60  # transparent -> white, opaque grey stays grey
 
 
 @pytest.fixture(scope="module")
@@ -209,6 +266,11 @@ def downloaded(servers, tmp_path_factory):
     names = ["img/ok.jpg", "private/a.jpg", "img/exif6.jpg", "img/grey16.png", "img/palette.png",
              "img/to-hidden.jpg", "img/drip.jpg", "img/endless.jpg"]  # fmt: skip
     samples = {n: Sample(key=n, url=f"{base}/{n}") for n in names}
+    # pages: one its site's robots.txt disallows for laitkit, one on a host the guard refuses
+    samples["img/on-private-page.jpg"] = Sample(key="pp", url=f"{base}/img/on-private-page.jpg",
+                                                page_url=f"{base}/private/story.html")  # fmt: skip
+    samples["img/on-unreachable-page.jpg"] = Sample(key="up", url=f"{base}/img/on-unreachable-page.jpg",
+                                                    page_url=f"{servers['hidden_base']}/story.html")  # fmt: skip
     cfg = CrawlConfig(timeout=2.0, thread_count=8, max_download_bytes=2_000_000, allowed_networks=("127.0.0.1/32",))
     t0 = time.monotonic()
     download_samples(list(samples.values()), cfg, tmp_path_factory.mktemp("guard"))
@@ -222,6 +284,12 @@ def test_img2dataset_fetches_go_through_the_guard(downloaded, servers) -> None:
     assert samples["private/a.jpg"].status == Reason.ROBOTS_TXT
     assert "/private/a.jpg" not in servers["public"].requests
     assert servers["public"].requests.count("/robots.txt") == 1
+    # the page's robots.txt: an explicit rule for our token refuses its images (never requested);
+    # a page host with no answer (here: refused by the guard, so not even asked) gives no page verdict
+    pp = samples["img/on-private-page.jpg"]
+    assert pp.status == Reason.ROBOTS_TXT and "page " in pp.verdicts[-1].detail, pp.verdicts
+    assert "/img/on-private-page.jpg" not in servers["public"].requests
+    assert samples["img/on-unreachable-page.jpg"].status == Reason.KEEP
     # a redirect inside img2dataset's worker to a refused address: refused before connecting
     assert samples["img/to-hidden.jpg"].status == Reason.BLOCKED_ADDRESS, samples["img/to-hidden.jpg"].verdicts
     assert servers["hidden"].requests == []
@@ -247,3 +315,25 @@ def test_img2dataset_images_come_out_upright_and_8bit(downloaded) -> None:
     assert g[:, :20].mean() < 20 and g[:, -20:].mean() > 235 and 100 < g[:, 190:210].mean() < 155
     pal = samples["img/palette.png"]
     assert pal.status == Reason.KEEP and (pal.orig_width, pal.orig_height) == (400, 400)
+
+
+def test_robots_rules_are_matched_with_the_configured_token(servers, tmp_path) -> None:
+    from laitkit.pipeline.crawl.robots_txt import RobotsCache
+
+    limits = netguard.FetchLimits(deadline_s=3, allowed_networks=("127.0.0.1/32",))
+    private = servers["base"] + "/private/a.jpg"
+    ours = RobotsCache(limits, token="laitkit")
+    assert "disallows /private/a.jpg for laitkit" in ours.refusal(private)
+    assert ours.refusal(servers["base"] + "/img/ok.jpg") == ""
+    assert RobotsCache(limits, token="otherbot").refusal(private) == ""  # the rule names laitkit only
+    # unreachable robots.txt (the guard refuses 127.0.0.2): images disallowed, pages not judged
+    hidden = RobotsCache(limits, token="laitkit")
+    assert "unreachable" in hidden.refusal(servers["hidden_base"] + "/secret.jpg")
+    assert hidden.page_refusal(servers["hidden_base"] + "/story.html") == ""
+    assert servers["hidden"].requests == []
+    # the on-disk cache: a second cache over the same folder decides the same without asking
+    before = servers["public"].requests.count("/robots.txt")
+    RobotsCache(limits, token="laitkit", cache_dir=tmp_path).prefetch([private])
+    cached = RobotsCache(limits, token="laitkit", cache_dir=tmp_path)
+    assert "(cached)" in cached.refusal(private)
+    assert servers["public"].requests.count("/robots.txt") == before + 1

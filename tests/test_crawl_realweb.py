@@ -42,6 +42,16 @@ def test_extract_html_prints_one_json_line_per_candidate(tmp_path, capsys) -> No
     assert maps and not any(r["is_main"] for r in maps)
     pixels = [r for r in lines if "facebook.com/tr" in r["url"]]
     assert pixels and not pixels[0]["is_main"] and "declared 1x1" in pixels[0]["detail"]
+    for r in lines:  # the fields' types, on every line
+        assert isinstance(r["url"], str) and r["url"].startswith(("http://", "https://"))
+        assert isinstance(r["is_main"], bool) and isinstance(r["score"], (int, float))
+        assert all(set(c) == {"text", "source"} and c["text"] for c in r["candidates"])
+        assert r["caption"] == "" or r["caption_source"] in {c["source"] for c in r["candidates"]}
+    # a page in a script written without spaces still yields its pair (language is a later step)
+    page = next(p for p in load_truth() if p["kind"] == "chinese")
+    assert main(["crawl", "extract-html", "--input", str(ROOT / page["file"]), "--base-url", page["url"]]) == 0
+    mains = [json.loads(line) for line in capsys.readouterr().out.splitlines() if json.loads(line)["is_main"]]
+    assert {(r["url"], r["caption"]) for r in mains} >= {(m["url"], m["caption"]) for m in page["main"]}
 
 
 def test_extract_html_user_errors_are_one_line(tmp_path) -> None:
@@ -95,3 +105,24 @@ def test_relative_images_of_a_saved_page_without_base_url_get_a_verdict(tmp_path
     (page,) = readers.iter_html_dir(tmp_path / "site", base_url="https://boats.example/")
     (s,) = page_samples(page, CrawlConfig())
     assert s.status == Reason.KEEP and s.url == "https://boats.example/img/a.jpg"
+
+
+def test_malformed_image_urls_get_a_verdict_and_crash_nothing(tmp_path) -> None:
+    from laitkit.pipeline.crawl import crawl_url_rows
+
+    html = ("<html><head><base href='http://[::1'></head><body><article>"
+            "<img src='http://[::1' alt='A broken address in the source'>"
+            "<img data-src='http://h.example:99999/a.jpg' alt='A port number out of range'>"
+            "<img src='//cdn.example/fine.jpg' alt='A fine protocol relative image'></article></body></html>")
+    samples = page_samples(Page(url="http://x.example/p.html", html=html), CrawlConfig())
+    by_url = {s.url: s for s in samples}
+    broken = by_url["http://[::1"]
+    assert broken.status == Reason.BAD_HTML and "malformed" in broken.verdicts[-1].detail
+    assert by_url["http://cdn.example/fine.jpg"].kept  # the malformed <base> is ignored, as browsers do
+    rows = [
+        {"url": "http://[::1/a.jpg", "caption": "A red boat in the old harbour", "page_url": "http://[bad"},
+        {"url": "http://h.example:99999/a.jpg", "caption": "A red boat in the harbour at dusk", "page_url": ""},
+    ]
+    got = crawl_url_rows(rows, CrawlConfig(), tmp_path)
+    assert [s.status for s in got] == [Reason.DOWNLOAD_ERROR] * 2
+    assert "malformed URL" in got[0].verdicts[-1].detail and "bad port" in got[1].verdicts[-1].detail

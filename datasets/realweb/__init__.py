@@ -69,3 +69,58 @@ def evaluate(cfg: Any = None, root: Path = ROOT) -> dict[str, Any]:
         "per_kind": per_kind,
         "misses": misses,
     }
+
+
+#: Visual Genome region captions (FACTUAL's dev split), shared next to the repository when present
+FACTUAL_DEV = ROOT.parents[1] / ".." / "shared" / "data" / "factual" / "dev.csv"
+_SCRIPTS_WITHOUT_LATIN = ("chinese", "japanese", "arabic", "russian")
+
+
+def load_lang_captions(root: Path = ROOT) -> list[tuple[str, str]]:
+    """(language, caption) rows of lang_captions.tsv (English with names, and six other languages)."""
+    rows = []
+    for line in (root / "lang_captions.tsv").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            code, caption = line.split("\t", 1)
+            rows.append((code, caption))
+    return rows
+
+
+def evaluate_lang(cfg: Any = None, root: Path = ROOT, vg_path: Path = FACTUAL_DEV, vg_n: int = 1000) -> dict[str, Any]:
+    """The crawl's language step on captions whose language is known: English captions rejected
+    and non-English ones kept, per set, with the offending captions.
+
+    Sets: `vg` (the first `vg_n` Visual Genome region captions, 3-8 words; left out when the shared
+    data is absent), `realweb_en` (the English main-image captions of the real-web corpus),
+    `en_names` and `foreign` (lang_captions.tsv).
+    """
+    import csv
+
+    from laitkit.pipeline.crawl import CrawlConfig
+    from laitkit.pipeline.crawl.lang import decide
+
+    cfg = cfg or CrawlConfig()
+    rows = load_lang_captions(root)
+    english: dict[str, list[str]] = {
+        "realweb_en": [m["caption"] for p in load_truth(root) if p["kind"] not in _SCRIPTS_WITHOUT_LATIN
+                       for m in p["main"]],  # fmt: skip
+        "en_names": [c for code, c in rows if code == "en"],
+    }
+    if vg_path.is_file():
+        with vg_path.open(encoding="utf-8", newline="") as fh:
+            english["vg"] = [r["caption"] for _, r in zip(range(vg_n), csv.DictReader(fh), strict=False)]
+    foreign = [c for code, c in rows if code != "en"]
+
+    def english_ok(text: str) -> bool:
+        return decide(text, tuple(cfg.languages), cfg.lang_low_accuracy, cfg.min_lang_score, cfg.lang_margin,
+                      cfg.lang_vote_words).english  # fmt: skip
+
+    out: dict[str, Any] = {}
+    for name, texts in sorted(english.items()):
+        wrong = [t for t in texts if not english_ok(t)]
+        out[f"{name}_english_rejected"] = f"{len(wrong)}/{len(texts)}"
+        out.setdefault("wrong", []).extend(f"{name}: rejected {t!r}" for t in wrong)
+    kept = [t for t in foreign if english_ok(t)]
+    out["foreign_kept"] = f"{len(kept)}/{len(foreign)}"
+    out.setdefault("wrong", []).extend(f"foreign: kept {t!r}" for t in kept)
+    return out

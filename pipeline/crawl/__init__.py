@@ -108,18 +108,18 @@ def caption_step(samples: Iterable[Sample], cfg: CrawlConfig) -> None:
 
 
 def lang_step(samples: Iterable[Sample], cfg: CrawlConfig) -> None:
-    """Language of the caption; NOT_ENGLISH unless English is confident enough and (nearly) the most likely."""
+    """Language of the caption; NOT_ENGLISH unless English is confident enough and (nearly) the most
+    likely, or the caption is short and its words vote English (lang.decide)."""
     for s in samples:
         if not s.kept:
             continue
-        r = lang.detect(s.caption, tuple(cfg.languages), cfg.lang_low_accuracy)
-        detail = f"{r.lang or '?'} {r.score:.2f} (en {r.english:.2f})"
-        if lang.is_english(r, cfg.min_lang_score, cfg.lang_margin):
-            s.lang, s.lang_score = "en", r.english
-            s.accept("lang", detail)
+        d = lang.decide(s.caption, tuple(cfg.languages), cfg.lang_low_accuracy, cfg.min_lang_score,
+                        cfg.lang_margin, cfg.lang_vote_words)  # fmt: skip
+        s.lang, s.lang_score = d.lang, d.score
+        if d.english:
+            s.accept("lang", d.detail)
         else:
-            s.lang, s.lang_score = r.lang, r.score
-            s.reject("lang", Reason.NOT_ENGLISH, detail)
+            s.reject("lang", Reason.NOT_ENGLISH, d.detail)
 
 
 def nsfw_step(samples: Iterable[Sample], cfg: CrawlConfig) -> None:

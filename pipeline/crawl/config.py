@@ -42,6 +42,9 @@ class CrawlConfig:
     min_lang_score: float = 0.15
     lang_margin: float = 0.1
     lang_low_accuracy: bool = False
+    # a caption of at most this many words that lingua gives to another language is kept when its
+    # words' frequencies (wordfreq) vote English; 0 turns the vote off (lang.py says why)
+    lang_vote_words: int = 8
     # NSFW keywords on caption + URL; reject when 1 - 0.5**hits >= max_nsfw_score
     nsfw_words: tuple[str, ...] = DEFAULT_NSFW_WORDS
     max_nsfw_score: float = 0.5
@@ -50,6 +53,7 @@ class CrawlConfig:
     # `timeout` is a total deadline per fetch (redirects included), bodies are capped at max_download_bytes
     allowed_networks: tuple[str, ...] = ()
     robots_txt: bool = True
+    page_robots_txt: bool = True  # also ask the page's robots.txt (explicit rules only: robots_txt.py)
     max_download_bytes: int = 32 * 1024 * 1024
     # download (img2dataset): see download.img2dataset_kwargs for why each value
     image_size: int = 640
@@ -83,6 +87,7 @@ class CrawlConfig:
             ("en" in self.languages and len(set(self.languages)) >= 2, "languages must include 'en' and one more"),
             (0.0 <= self.min_lang_score <= 1.0, "min_lang_score must be in [0, 1]"),
             (0.0 <= self.lang_margin <= 1.0, "lang_margin must be in [0, 1]"),
+            (self.lang_vote_words >= 0, "lang_vote_words must be >= 0"),
             (0.0 < self.max_nsfw_score <= 1.0, "max_nsfw_score must be in (0, 1]"),
             (self.image_size > 0, "image_size must be > 0"),
             (self.resize_mode in _RESIZE_MODES, f"resize_mode must be one of {_RESIZE_MODES}"),

@@ -288,6 +288,13 @@ def read_img2dataset_output(out_dir: Path, urls: Sequence[str]) -> dict[str, Fet
     return {url: by_id.get(str(i), missing) for i, url in enumerate(urls)}
 
 
+def _is_http(url: str) -> bool:
+    try:
+        return urlsplit(url or "").scheme.lower() in ALLOWED_SCHEMES and bool(urlsplit(url).hostname)
+    except ValueError:
+        return False
+
+
 def download_samples(samples: Sequence[Sample], cfg: Any, work_dir: str | Path) -> dict[str, Any]:
     """Download every still-kept sample's image and record the outcome on it (in place).
 
@@ -297,7 +304,8 @@ def download_samples(samples: Sequence[Sample], cfg: Any, work_dir: str | Path) 
     Rejected samples are not downloaded. Without a request: a URL whose scheme is not http(s) is
     rejected (urllib would happily read file:// paths named by a URL list), a host that resolves
     to a refused address gets `blocked_address`, one that does not resolve `download_error`, and
-    a URL its host's robots.txt disallows `robots_txt`.
+    a URL its host's robots.txt disallows `robots_txt` — as does an image whose page's robots.txt
+    disallows the page for our token (`page_robots_txt`; only an explicit rule counts there).
     """
     todo = [s for s in samples if s.kept]
     limits = fetch_limits(cfg)
@@ -305,7 +313,11 @@ def download_samples(samples: Sequence[Sample], cfg: Any, work_dir: str | Path) 
     host_verdict: dict[tuple[str, int], str] = {}
     fetch: list[Sample] = []
     for s in todo:
-        parts = urlsplit(s.url)
+        try:
+            parts = urlsplit(s.url)
+        except ValueError as exc:  # "http://[::1" from a URL list or WAT record
+            s.reject(STAGE, Reason.DOWNLOAD_ERROR, f"malformed URL ({exc}): {s.url[:80]}")
+            continue
         if parts.scheme.lower() not in ALLOWED_SCHEMES:
             s.reject(STAGE, Reason.DOWNLOAD_ERROR, f"URL scheme not fetched: {s.url[:80]}")
             continue
@@ -326,10 +338,11 @@ def download_samples(samples: Sequence[Sample], cfg: Any, work_dir: str | Path) 
     if cfg.robots_txt and fetch:
         robots = RobotsCache(limits, token=cfg.user_agent_token or "laitkit", threads=cfg.thread_count,
                              cache_dir=Path(work_dir) / "robots")  # fmt: skip
-        robots.prefetch(s.url for s in fetch)
+        pages = {s.key: s.page_url for s in fetch if cfg.page_robots_txt and _is_http(s.page_url)}
+        robots.prefetch([s.url for s in fetch] + list(pages.values()))
         allowed_fetch = []
         for s in fetch:
-            why = robots.refusal(s.url)
+            why = robots.refusal(s.url) or (robots.page_refusal(pages[s.key]) if s.key in pages else "")
             if why:
                 s.reject(STAGE, Reason.ROBOTS_TXT, why)
             else:

@@ -121,17 +121,41 @@ def document_base(doc: etree._Element, page_url: str) -> str:
     for base in doc.iter("base"):
         href = (base.get("href") or "").strip()
         if href:
-            return urljoin(page_url, href)
+            try:
+                return urljoin(page_url, href)
+            except ValueError:  # a malformed <base href> ("http://[::1"): browsers ignore it too
+                return page_url
     return page_url
 
 
 def resolve_url(base: str, raw: str | None, schemes: tuple[str, ...] = ("http", "https")) -> str:
     """Absolute URL without fragment, or '' for empty, data:, javascript: or non-allowed schemes."""
     raw = re.sub(r"[\t\n\r]", "", (raw or "")).strip()
-    if not raw or raw.lower().startswith(("data:", "javascript:", "about:", "blob:")):
+    if not raw or raw.lower().startswith(_NOT_FETCHED):
         return ""
-    url = urldefrag(urljoin(base, raw))[0]
-    return url if urlsplit(url).scheme.lower() in schemes else ""
+    try:
+        url = urldefrag(urljoin(base, raw))[0]
+        return url if urlsplit(url).scheme.lower() in schemes else ""
+    except ValueError:  # malformed ("http://[::1", a bad port): see `malformed_source`
+        return ""
+
+
+_NOT_FETCHED = ("data:", "javascript:", "about:", "blob:")
+
+
+def malformed_source(img: etree._Element, base: str) -> str:
+    """The raw src/lazy URL of an image that names one but cannot be parsed ('http://[::1',
+    'http://h:99999/a.jpg'), or ''. Such an image gets a verdict instead of vanishing."""
+    for attr in ("src", *LAZY_SRC_ATTRS):
+        raw = re.sub(r"[\t\n\r]", "", img.get(attr) or "").strip()
+        if not raw or raw.lower().startswith(_NOT_FETCHED):
+            continue
+        try:
+            parts = urlsplit(urljoin(base, raw))
+            _ = parts.port  # raises on a bad port
+        except ValueError:
+            return raw[:300]
+    return ""
 
 
 def parse_srcset(value: str | None) -> list[tuple[str, str, float]]:
@@ -646,6 +670,14 @@ def extract_images(
     for index, img in enumerate(doc.iter("img", "amp-img")):
         url, how, kind, value = image_source(img, base, schemes)
         if not url:
+            bad = malformed_source(img, base)
+            if bad:  # names an image, but not one any client could fetch: say so
+                why = f"malformed image URL {bad[:120]!r}"
+                found.append((ImageCandidate(url=bad, index=index, is_main=False, score=0.0, signals=[why],
+                                             texts=image_texts(img, bad, og_images, og_description,
+                                                               surrounding_max_chars),
+                                             source_attr="src", unparsed=why, unparsed_reason="bad_html"), img))
+                continue
             local = image_source(img, base, ("file",))[0] if file_page else ""
             if local:  # a relative URL on a saved page with no http(s) URL: say why, do not drop it
                 why = f"relative image URL on a page known only as {base[:80]}: set input.base_url"

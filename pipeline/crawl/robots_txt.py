@@ -11,9 +11,15 @@ as disallowing everything ("unreachable"), as the RFC asks crawlers to assume co
 disallow. Redirects are followed (up to the guard's limit). The rules are matched with the
 configured user-agent token; a body larger than 500 KiB is cut there (the RFC's minimum limit).
 
-Pages: laitkit does not fetch pages itself (they come from WARC archives, saved HTML or URL
-lists); a page fetched by someone else cannot be un-fetched, so a page's robots.txt is not asked
-here. Pages are still subject to X-Robots-Tag and `<meta name="robots">` (robots.py).
+Pages: laitkit does not fetch pages itself (they come from WARC archives, saved HTML, WAT
+records or URL lists with a page_url column), but the page's site still has a say in whether our
+agent may use it: a site that disallows `laitkit` (or `*`) for a page path objects to its use,
+whoever archived it (Common Crawl's CCBot obeyed CCBot's rules, not ours). So the page's
+robots.txt is asked too (`page_refusal`), with one difference: only an explicit rule refuses.
+A page host that no longer resolves, answers 5xx or has no robots.txt gives no page verdict —
+the page was fetched already, and a dead host in a years-old archive must not erase its images.
+The image itself is still fetched only under its own host's rules, strictly as above. Pages are
+also subject to X-Robots-Tag and `<meta name="robots">` (robots.py).
 """
 
 from __future__ import annotations
@@ -127,3 +133,12 @@ class RobotsCache:
         if rules.allowed(url, self.token):
             return ""
         return f"{rules.origin}: {rules.note} disallows {urlsplit(url).path or '/'} for {self.token}"
+
+    def page_refusal(self, page_url: str) -> str:
+        """'' unless the page's robots.txt has a rule disallowing it for our token (module doc:
+        pages were fetched by someone else, so only an explicit rule refuses), else the detail."""
+        rules = self.rules(page_url)
+        if rules.parser is None or rules.allowed(page_url, self.token):
+            return ""
+        return f"page {page_url[:120]}: {rules.origin}: {rules.note} disallows {urlsplit(page_url).path or '/'} " \
+            f"for {self.token}"  # fmt: skip

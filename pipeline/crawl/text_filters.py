@@ -28,7 +28,10 @@ def tokens(text: str) -> list[str]:
 
 def url_text(url: str) -> str:
     """The human-chosen parts of a URL (path and query, percent-decoded); the host is left out."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a malformed URL (download gives it its verdict): all of it is text then
+        return unquote(url)
     return unquote(f"{parts.path} {parts.query}")
 
 

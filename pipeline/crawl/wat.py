@@ -16,6 +16,7 @@ A record that is not valid JSON is counted and skipped, never fatal.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Iterator
@@ -82,13 +83,20 @@ def iter_wat_rows(
         base = page_url
         head_base = (html_meta.get("Head") or {}).get("Base")
         if isinstance(head_base, str) and head_base.strip():
-            base = urljoin(page_url, head_base.strip())
+            with contextlib.suppress(ValueError):  # a malformed base is ignored, as browsers do
+                base = urljoin(page_url, head_base.strip())
         for i, link in enumerate(html_meta.get("Links") or []):
             if not isinstance(link, dict) or link.get("path") not in IMG_PATHS:
                 continue
-            url = urljoin(base, str(link.get("url") or "").strip())
-            if urlsplit(url).scheme.lower() not in ("http", "https"):
-                continue
+            raw = str(link.get("url") or "").strip()
+            try:
+                url = urljoin(base, raw)
+                if urlsplit(url).scheme.lower() not in ("http", "https"):
+                    continue
+            except ValueError:  # malformed: kept as a candidate, the download step gives its verdict
+                url = raw
+                if not raw.lower().startswith(("http://", "https://")):
+                    continue
             stats.links += 1
             yield {"url": url, "caption": " ".join(str(link.get("alt") or "").split()), "page_url": page_url,
                    "ref": f"{ref}#{i}", "source": "wat"}  # fmt: skip
