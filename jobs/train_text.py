@@ -357,6 +357,24 @@ def _rows(feats: list, labels: list, ids: list[int], key: Any = None) -> tuple[l
     return X, y
 
 
+def _parse_and_hold_out(
+    ex: TextExtractor, captions: list[str], cfg: TextConfig, seed: int, holdout: int
+) -> tuple[list, list[int], list[int]]:
+    """Parse every caption once and split the indices into held-out and fitting ones, by seed.
+
+    Why one function: the filter and the proposer must hold out the same captions for the same seed
+    (at most a fifth of them), so their thresholds are chosen on data neither was fitted on.
+    """
+    import numpy as np
+
+    t0 = time.perf_counter()
+    docs = list(ex.nlp.pipe([c[: cfg.max_chars] for c in captions], batch_size=cfg.batch_size))
+    log.info("parsed %d captions in %.1fs", len(docs), time.perf_counter() - t0)
+    order = np.random.default_rng(seed).permutation(len(captions)).tolist()
+    holdout = min(holdout, len(captions) // 5)
+    return docs, sorted(order[:holdout]), sorted(order[holdout:])
+
+
 def train_filter(
     captions: list[str], golds: list, out: Path, seed: int = 0, holdout: int = 3000, cfg: TextConfig | None = None,
     nouns_out: Path | None = None,
@@ -365,7 +383,6 @@ def train_filter(
 
     Returns the held-out scores of the rules alone, with the noun tagger, and with both.
     """
-    import numpy as np
 
     from laitkit.extractors.scene_graph_filter import drop_nodes, fit_logistic, save_filter
 
@@ -374,12 +391,8 @@ def train_filter(
     meta = {"source": "FACTUAL train.csv (Li et al., 2023; MIT), laitkit.jobs.train_text", "seed": str(seed)}
     ex = TextExtractor(replace(cfg, fact_filter="/nonexistent", noun_tagger="/nonexistent", proposer="/nonexistent"))
     norm = Normalizer(spacy_noun_lemmatizer(ex.nlp))
-    t0 = time.perf_counter()
-    docs = list(ex.nlp.pipe([c[: cfg.max_chars] for c in captions], batch_size=cfg.batch_size))
-    log.info("parsed %d captions in %.1fs", len(docs), time.perf_counter() - t0)
-    order = np.random.default_rng(seed).permutation(len(captions)).tolist()
-    holdout = min(holdout, len(captions) // 5)
-    held, fit_ids, all_ids = sorted(order[:holdout]), sorted(order[holdout:]), list(range(len(captions)))
+    docs, held, fit_ids = _parse_and_hold_out(ex, captions, cfg, seed, holdout)
+    all_ids = list(range(len(captions)))
     gold_h = [golds[i] for i in held]
 
     # 1. the noun tagger: threshold = best token F1 on the held-out captions
@@ -570,12 +583,7 @@ def train_proposer(
     ex = TextExtractor(replace(cfg, fact_filter="/nonexistent", proposer="/nonexistent"))
     old = TextExtractor(replace(cfg, proposer="/nonexistent"))
     norm = Normalizer(spacy_noun_lemmatizer(ex.nlp))
-    t0 = time.perf_counter()
-    docs = list(ex.nlp.pipe([c[: cfg.max_chars] for c in captions], batch_size=cfg.batch_size))
-    log.info("parsed %d captions in %.1fs", len(docs), time.perf_counter() - t0)
-    order = np.random.default_rng(seed).permutation(len(captions)).tolist()
-    holdout = min(holdout, len(captions) // 5)
-    held, fit_ids = sorted(order[:holdout]), sorted(order[holdout:])
+    docs, held, fit_ids = _parse_and_hold_out(ex, captions, cfg, seed, holdout)
     gold_h = [golds[i] for i in held]
 
     def score(graph_of: Any) -> dict[str, float]:
