@@ -133,7 +133,8 @@ def test_pretrain_style_in_a_job_config_fills_in_the_keys_the_user_did_not_set()
     """The typed loader builds PretrainConfig without its `__init__`; the style must still apply."""
     from laitkit.jobs.config import load_config
 
-    p = load_config(None, {"pretrain.style": "uniter", "pretrain.size": "tiny", "pretrain.mixing": "sum"}).pretrain
+    # the whole section replaced: the demo's own pretrain keys (task_weights, layers) would win over the style's
+    p = load_config(None, {"pretrain": {"style": "uniter", "size": "tiny", "mixing": "sum"}}).pretrain
     assert p.tasks == ("mlm", "mrfr", "mrc_kl", "itm", "wra")
     assert p.conditional_masking is True and p.task_weights["mlm"] == 2.0
     assert p.mixing == "sum"  # the user's key wins over the style's `sample`

@@ -63,7 +63,7 @@ def test_config_errors_are_fast_one_line_each_and_write_nothing(tmp_path: Path) 
         (["regions.max_boxes=abc"], "regions.max_boxes: Input should be a valid integer"),
         (["ray.num_cpus=abc"], "ray.num_cpus: Input should be a valid integer"),
         (["shards.samples_per_shard=abc"], "unknown key 'shards.samples_per_shard'"),
-        (["pretrain.tasks=[mlm, dance]"], "pretrain.tasks: unknown pretraining task(s) ['dance']"),
+        (["pretrain.tasks=[mlm, itm, dance]"], "pretrain.tasks: unknown pretraining task(s) ['dance']"),
     ],
 )
 def test_bad_values_write_nothing(tmp_path: Path, capsys, sets: list[str], needle: str) -> None:
