@@ -24,7 +24,7 @@ from laitkit.pipeline.crawl import image_filters
 
 #: Bump when the measurement changes: the version is part of img2dataset's output folder name, so
 #: an output measured by older code is never read back as if it had today's numbers.
-VERSION = 2
+VERSION = 3
 COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("laitkit_decode_error", pa.string()),
     ("laitkit_flat", pa.float64()),
@@ -43,7 +43,7 @@ def measure(image: bytes | None) -> dict[str, Any]:
     if image is None:
         return dict.fromkeys(NAMES)
     try:
-        img = image_filters.decode_array(image)
+        img = image_filters.decode_for_measuring(image)
     except Exception as exc:  # noqa: BLE001 - any decoder error means "undecodable"
         return {**dict.fromkeys(NAMES), "laitkit_decode_error": f"stored image does not decode: {exc}"}
     parts = image_filters.unnatural_parts(img)
