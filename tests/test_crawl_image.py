@@ -267,3 +267,96 @@ def test_worker_measurements_agree_with_the_parent_analysis_and_feed_image_step(
     s.accept("download")
     image_step([s], CrawlConfig(), {"k": ("", 0.2, "unnatural 0.20 (worker)", float("nan"), "00ff00ff00ff00ff")})
     assert s.kept and s.phash == "00ff00ff00ff00ff" and s.verdicts[-1].detail == "unnatural 0.20 (worker)"
+
+
+def _jpeg(img: Image.Image, quality: int = 92) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def test_half_size_decode_keeps_the_verdicts_of_a_full_decode() -> None:
+    """Stored JPEGs over ANALYSIS_MAX_SIDE are measured on a half-size (DCT-scaled) decode: the
+    unnatural score stays within 0.03 of the full decode's, on the same side of the threshold,
+    and the pHash within a few bits; smaller images and non-JPEG bytes are decoded fully."""
+    from laitkit.pipeline.crawl.image_filters import ANALYSIS_MAX_SIDE, decode_array, decode_for_measuring
+
+    for img in (photo(5, 800, 600), photo(6, 1280, 640), chart(800, 600), logo(700, 700)):
+        data = _jpeg(img)
+        half, full = decode_for_measuring(data), decode_array(data)
+        assert half.shape[:2] == ((full.shape[0] + 1) // 2, (full.shape[1] + 1) // 2)
+        a, b = unnatural_parts(half).score, unnatural_parts(full).score
+        assert abs(a - b) < 0.03 and (a >= 0.6) == (b >= 0.6), (img.size, a, b)
+        assert (int(phash_hex(half), 16) ^ int(phash_hex(full), 16)).bit_count() <= 4
+    small = _jpeg(photo(7, ANALYSIS_MAX_SIDE, 300))
+    assert decode_for_measuring(small).shape == decode_array(small).shape
+    png = io.BytesIO()
+    chart(800, 600).save(png, "PNG")
+    assert decode_for_measuring(png.getvalue()).shape[:2] == (600, 800)
+    with pytest.raises(ValueError):
+        decode_for_measuring(b"\xff\xd8\xff truncated")
+
+
+class _RecordingWriter:
+    """A sample writer that keeps what it is given (the shape img2dataset's writers have)."""
+
+    def __init__(self, shard_id, output_folder, save_caption, oom_shard_count, schema, encode_format) -> None:
+        self.schema, self.rows, self.closed = schema, [], False
+
+    def write(self, img_str, key, caption, meta) -> None:
+        self.rows.append((key, img_str, meta))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_measuring_writer_hands_rows_on_in_order_with_their_measurements() -> None:
+    """Measurements run in writer threads, yet every row reaches the inner writer in write order,
+    with exactly `measure`'s numbers for its own image, failed downloads (None) included."""
+    import pyarrow as pa
+
+    from laitkit.pipeline.crawl import measure_writer
+
+    images = [_jpeg(photo(i, 640 + 8 * i, 480)) if i % 3 else _jpeg(chart(600 + 8 * i, 420)) for i in range(12)]
+    images[4] = None
+    w = measure_writer.MeasuringWriter(_RecordingWriter, 0, "", False, 0, pa.schema([("key", pa.string())]), "jpg")
+    w.MAX_PENDING = 3  # exercise the blocking path too
+    for i, img in enumerate(images * 6):
+        w.write(img, f"{i:03d}", None, {"n": i})
+    w.close()
+    inner = w.inner
+    assert inner.closed and [k for k, _, _ in inner.rows] == [f"{i:03d}" for i in range(len(images) * 6)]
+    assert all(name in inner.schema.names for name in measure_writer.NAMES)
+    for key, img, meta in inner.rows:
+        assert meta["n"] == int(key) and img is images[int(key) % len(images)]
+        assert {k: meta[k] for k in measure_writer.NAMES} == measure_writer.measure(img)
+
+
+def test_shard_reader_reads_a_shard_only_once_it_is_finished(tmp_path) -> None:
+    """The reader that runs during the download takes a shard only once img2dataset wrote its
+    stats file (its parquet is closed by then); the final pass takes everything, so a shard that
+    never finished still gives its rows, and a URL with no row is reported "missing"."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from laitkit.pipeline.crawl.download import ID_COL, ShardReader
+
+    def shard(name: str, ids: list[int]) -> None:
+        pq.write_table(pa.table({ID_COL: [str(i) for i in ids], "status": ["success"] * len(ids),
+                                 "error_message": [None] * len(ids), "width": [640] * len(ids),
+                                 "height": [480] * len(ids), "original_width": [800] * len(ids),
+                                 "original_height": [600] * len(ids), "sha256": [f"h{i}" for i in ids],
+                                 "jpg": [b"x"] * len(ids)}), tmp_path / f"{name}.parquet")  # fmt: skip
+
+    shard("00000", [0, 1])
+    (tmp_path / "00000_stats.json").write_text("{}")
+    shard("00001", [2])  # still being written: no stats yet
+    reader = ShardReader(tmp_path)
+    reader.read_new()
+    assert sorted(reader.rows) == ["0", "1"]
+    reader.read_new(finished_only=False)
+    got = reader.by_url(["a", "b", "c", "d"])
+    assert [got[u].sha256 for u in "abc"] == ["h0", "h1", "h2"] and got["c"].ok
+    assert got["d"].status == "missing" and not got["d"].ok
+    with reader.in_background():  # the background loop ends, and raises nothing, on a quiet folder
+        pass

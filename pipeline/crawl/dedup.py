@@ -112,15 +112,15 @@ class Deduper:
         for s in sorted(samples, key=lambda s: (s.page_url, s.url, s.key)):
             if not s.kept:
                 continue
-            reason, detail = self._check(s)
+            url = canonical_url(s.url)  # one spelling per URL: case, default port, tracking parameters
+            reason, detail = self._check(s, url)
             if reason is Reason.KEEP:
-                self._remember(s)
+                self._remember(s, url)
                 s.accept(STAGE)
             else:
                 s.reject(STAGE, reason, detail)
 
-    def _check(self, s: Sample) -> tuple[Reason, str]:
-        url = canonical_url(s.url)  # one spelling per URL: case, default port, tracking parameters
+    def _check(self, s: Sample, url: str) -> tuple[Reason, str]:
         if url in self._urls:
             return Reason.DUP_URL, f"same URL as {self._urls[url]}"
         if s.sha256 and s.sha256 in self._sha256:
@@ -134,9 +134,9 @@ class Deduper:
             return Reason.DUP_CAPTION, f"caption shared by > {self.max_images_per_caption} images"
         return Reason.KEEP, ""
 
-    def _remember(self, s: Sample) -> None:
+    def _remember(self, s: Sample, url: str) -> None:
         label = f"{s.key} ({s.page_url or s.url})"
-        self._urls.setdefault(canonical_url(s.url), label)
+        self._urls.setdefault(url, label)
         if s.sha256:
             self._sha256.setdefault(s.sha256, label)
         if s.phash:

@@ -16,6 +16,8 @@ not something to load in every spawned worker implicitly.
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
@@ -24,7 +26,7 @@ from laitkit.pipeline.crawl import image_filters
 
 #: Bump when the measurement changes: the version is part of img2dataset's output folder name, so
 #: an output measured by older code is never read back as if it had today's numbers.
-VERSION = 2
+VERSION = 3
 COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("laitkit_decode_error", pa.string()),
     ("laitkit_flat", pa.float64()),
@@ -43,7 +45,7 @@ def measure(image: bytes | None) -> dict[str, Any]:
     if image is None:
         return dict.fromkeys(NAMES)
     try:
-        img = image_filters.decode_array(image)
+        img = image_filters.decode_for_measuring(image)
     except Exception as exc:  # noqa: BLE001 - any decoder error means "undecodable"
         return {**dict.fromkeys(NAMES), "laitkit_decode_error": f"stored image does not decode: {exc}"}
     parts = image_filters.unnatural_parts(img)
@@ -67,16 +69,39 @@ class MeasuringWriter:
 
     img2dataset builds writers as `cls(shard_id, output_folder, save_caption, oom_shard_count,
     schema, encode_format)`; `functools.partial(MeasuringWriter, inner)` is such a class.
+
+    Why measuring happens in `MEASURE_THREADS` threads of the writer, not in `write` itself:
+    img2dataset calls the resizer and the writer from one thread per worker (its download
+    threads only fetch), so a measurement made in `write` held up the next image's resize; the
+    decode and OpenCV calls release the GIL, so in a thread they overlap with it (issue 11). Rows
+    reach `inner` in the order `write` was called, with the same numbers; at most
+    `MAX_PENDING` images wait to be measured.
     """
+
+    MEASURE_THREADS = 2
+    MAX_PENDING = 64
 
     def __init__(self, inner: Any, shard_id: int, output_folder: str, save_caption: bool, oom_shard_count: int,
                  schema: pa.Schema, encode_format: str) -> None:  # fmt: skip
         for name, type_ in COLUMNS:
             schema = schema.append(pa.field(name, type_))
         self.inner = inner(shard_id, output_folder, save_caption, oom_shard_count, schema, encode_format)
+        self._pool = ThreadPoolExecutor(self.MEASURE_THREADS, thread_name_prefix="laitkit-measure")
+        self._pending: deque[tuple[Future, bytes | None, str, Any, dict[str, Any]]] = deque()
 
     def write(self, img_str: bytes | None, key: str, caption: Any, meta: dict[str, Any]) -> None:
-        self.inner.write(img_str, key, caption, {**meta, **measure(img_str)})
+        self._pending.append((self._pool.submit(measure, img_str), img_str, key, caption, meta))
+        while self._pending and (self._pending[0][0].done() or len(self._pending) > self.MAX_PENDING):
+            self._flush_one()
+
+    def _flush_one(self) -> None:
+        future, img_str, key, caption, meta = self._pending.popleft()
+        self.inner.write(img_str, key, caption, {**meta, **future.result()})
 
     def close(self) -> None:
+        try:
+            while self._pending:
+                self._flush_one()
+        finally:
+            self._pool.shutdown(wait=True)
         self.inner.close()
