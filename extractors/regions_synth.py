@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from laitkit.atomic import atomic_path, atomic_write_text
+from laitkit.boxes import box_iou
 
 log = logging.getLogger(__name__)
 
@@ -199,20 +200,6 @@ def train_synthetic(
 # --- evaluation ---------------------------------------------------------------------------------
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix between (N, 4) and (M, 4) xyxy boxes."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), dtype=np.float32)
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
 def average_precision(recall: np.ndarray, precision: np.ndarray) -> float:
     """VOC all-point interpolated AP (area under the monotone precision envelope)."""
     r = np.concatenate([[0.0], recall, [1.0]])
@@ -246,7 +233,7 @@ def detection_metrics(preds: list[Any], golds: list[GoldImage], num_classes: int
             gb = golds[j].boxes[golds[j].classes == c]
             if len(gb) == 0:
                 continue
-            ious = _iou(box[None], gb)[0]
+            ious = box_iou(box[None], gb)[0]
             m = int(np.argmax(ious))
             if ious[m] >= iou_thr and not used[j][m]:
                 used[j][m] = True
@@ -261,7 +248,7 @@ def detection_metrics(preds: list[Any], golds: list[GoldImage], num_classes: int
             cand = np.nonzero(p.obj_ids == g.classes[k])[0]
             if len(cand) == 0:
                 continue
-            ious = _iou(g.boxes[k : k + 1], p.boxes[cand])[0]
+            ious = box_iou(g.boxes[k : k + 1], p.boxes[cand])[0]
             ok = cand[ious >= iou_thr]
             if len(ok) == 0:
                 continue

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from laitkit.boxes import box_iou
 from laitkit.pipeline.pretrain.tokenizer import TextTokenizer
 
 GEOM_DIM = 7
@@ -115,19 +116,6 @@ def span_positions(
                 spans.append(list(range(start, start + length)))
                 break
     return spans
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of xyxy boxes (normalised coordinates are fine: IoU ignores axis scaling)."""
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def overlap_group(masked: np.ndarray, boxes: np.ndarray, iou: float) -> np.ndarray:
