@@ -7,7 +7,13 @@ runs 60 steps *per task*: `steps x sum(weights) / min(weight)`, so its rarest ta
 60 steps (at 60 in all, UNITER's MRFR saw ~10 and its trend was noise). Shards come from
 pipeline/pretrain/synthetic.py with rendered JPEGs (Pixel-BERT trains on pixels) and spaCy scene
 graphs (ERNIE-ViL's nodes).
-Last line: `{"styles": {NAME: {"tasks", "losses_first", "losses_last", "samples_per_s", ...}}, ...}`.
+`pair_tasks_long`: the pair tasks (ITM, ITM-hard, Oscar's contrastive loss, WRA) sit on a plateau
+at chance far longer than 60 steps at this size (README, "Tests and benchmarks"), so a subset of
+styles, one per encoder and pair task, also trains `LONG_STEPS` steps with its unchanged preset,
+and the field says per pair task at which step its moving mean first went `LONG_MARGIN` below
+chance (None: not within the budget) and where its last window ended.
+Last line: `{"styles": {NAME: {"tasks", "losses_first", "losses_last", "samples_per_s", ...}},
+"pair_tasks_long": {NAME: {TASK: {"leaves_chance_at", "last"}}}, ...}`.
 """
 
 from __future__ import annotations
@@ -29,6 +35,13 @@ DIM = 32
 # match, even when it is below a noisy first window; reported as `at_chance` beside `falls`.
 CHANCE = {"itm": math.log(2), "itm_hard": math.log(2), "oscar_contrastive": math.log(2), "wra": 0.0}
 CHANCE_MARGIN = 0.01
+# Numbers objectives log to explain a loss (objectives_matching.WRA): reported first -> last too.
+LOGGED = ("wra_gap",)
+# The long runs: one style per encoder and pair task, the presets unchanged, a bounded budget.
+LONG_STYLES = ("visualbert", "vilbert", "lxmert", "uniter", "interbert", "oscar")
+LONG_STEPS = 600
+LONG_WINDOW = 20  # logged values per moving mean: a 10-value window at chance dips 0.02 by noise
+LONG_MARGIN = 0.02
 
 
 def _log(msg: str) -> None:
@@ -44,6 +57,39 @@ def _trend(rows: list[dict[str, Any]], tasks: tuple[str, ...]) -> tuple[dict[str
             first[t] = round(sum(vals[:k]) / k, 4)
             last[t] = round(sum(vals[-k:]) / k, 4)
     return first, last
+
+
+def leaves_chance_at(rows: list[dict[str, Any]], task: str, window: int = LONG_WINDOW,
+                     margin: float = LONG_MARGIN) -> int | None:
+    """The step (1-based, of the run) at which the mean of `task`'s last `window` logged values first
+    is `margin` below its chance loss; None when it never is. Only steps that logged the task count
+    (under task sampling most steps do not), and the step reported is the run's own."""
+    vals = [(int(r["step"]) + 1, float(r[task])) for r in rows if task in r]
+    total = 0.0
+    for i, (step, v) in enumerate(vals):
+        total += v - (vals[i - window][1] if i >= window else 0.0)
+        if i + 1 >= window and total / window < CHANCE[task] - margin:
+            return step
+    return None
+
+
+def run_long(name: str, shards: Path, tok: Path, out: Path, steps: int = LONG_STEPS) -> dict[str, Any]:
+    """`steps` steps of a style's unchanged preset (the same settings as `run_style`, the task
+    sampling not stretched): per pair task, `leaves_chance_at` and the mean of its last window."""
+    from laitkit.pipeline.pretrain.config import PretrainConfig
+    from laitkit.pipeline.pretrain.train import pretrain
+
+    cfg = PretrainConfig(style=name, size="tiny", steps=steps, batch_size=16, lr=1e-3, warmup=5, vocab=str(tok),
+                         progress=False, device="cpu", threads=1, eval_pool=8, checkpoint_every=steps)
+    pretrain(shards, out, cfg, resume=False)
+    rows = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines() if ln]
+    result: dict[str, Any] = {}
+    for task in cfg.tasks:
+        vals = [r[task] for r in rows if task in r]
+        if task in CHANCE and vals:
+            tail = vals[-LONG_WINDOW:]
+            result[task] = {"leaves_chance_at": leaves_chance_at(rows, task), "last": round(sum(tail) / len(tail), 4)}
+    return result
 
 
 def style_steps(mixing: str, tasks: tuple[str, ...], weights: dict[str, float], steps: int) -> int:
@@ -74,13 +120,18 @@ def run_style(name: str, shards: Path, tok: Path, out: Path, steps: int = STEPS)
         "seconds": round(time.perf_counter() - t0, 1), "eval": summary.get("eval", {}),
     }
     result["at_chance"] = [t for t, c in CHANCE.items() if t in last and last[t] > c - CHANCE_MARGIN]
+    logged_first, logged_last = _trend(rows, LOGGED)
+    if logged_first:  # beside the losses, not instead: `falls` and `at_chance` read the losses alone
+        result["logged_first"], result["logged_last"] = logged_first, logged_last
     silent = [t for t in tasks if t not in first]
     if silent:
         result["no_loss"] = silent  # tasks whose targets never appeared in a batch
     return result
 
 
-def run_pretrain_styles_bench(names: list[str] | None = None, steps: int = STEPS) -> dict[str, Any]:
+def run_pretrain_styles_bench(names: list[str] | None = None, steps: int = STEPS,
+                              long_styles: tuple[str, ...] | None = None,
+                              long_steps: int = LONG_STEPS) -> dict[str, Any]:
     from laitkit.pipeline.pretrain.styles import STYLES
     from laitkit.pipeline.pretrain.synthetic import write_synthetic_shards
     from laitkit.pipeline.pretrain.train import build_tokenizer
@@ -99,6 +150,14 @@ def run_pretrain_styles_bench(names: list[str] | None = None, steps: int = STEPS
             except Exception as exc:  # a style that fails is a result, reported, not a crashed bench
                 styles[name] = {"error": f"{type(exc).__name__}: {exc}"}
             _log(f"{name}: {json.dumps(styles[name])}")
+        long: dict[str, Any] = {}
+        for name in LONG_STYLES if long_styles is None else long_styles:
+            _log(f"{name}: {long_steps} steps for the pair tasks ...")
+            try:
+                long[name] = run_long(name, root / "shards", root / "tok", root / f"{name}-long", long_steps)
+            except Exception as exc:
+                long[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            _log(f"{name} long: {json.dumps(long[name])}")
     ran = [n for n, s in styles.items() if "error" not in s]
     falling = [n for n in ran if styles[n]["falls"] and all(styles[n]["falls"].values())]
     return {
@@ -106,4 +165,5 @@ def run_pretrain_styles_bench(names: list[str] | None = None, steps: int = STEPS
         "all_losses_fall": len(falling) == len(names),
         "at_chance": {n: styles[n]["at_chance"] for n in ran if styles[n]["at_chance"]},
         "not_falling": {n: [t for t, f in styles[n]["falls"].items() if not f] for n in ran if n not in falling},
+        "pair_tasks_long": long, "pair_tasks_long_steps": long_steps,
     }

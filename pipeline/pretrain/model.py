@@ -276,6 +276,11 @@ class PretrainModel(nn.Module):
                 losses[name] = loss
         return losses
 
+    def logged(self) -> dict[str, float]:
+        """The objectives' explanatory numbers of the last forward (metrics.jsonl logs them beside
+        the losses; they are never added to the loss)."""
+        return {k: v for objective in self.objectives.values() for k, v in objective.logged.items()}
+
     @torch.no_grad()
     def itm_scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """log p(match) per pair: the retrieval score (UNITER ranks candidates by it)."""

@@ -30,6 +30,9 @@ class Objective(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        # Numbers that explain this step's loss without being part of it (WRA's matched-minus-swapped
+        # gap); an objective that sets them resets them on every `loss` call, so none is stale.
+        self.logged: dict[str, float] = {}
 
     def loss(self, model: PretrainModel, out: EncoderOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         raise NotImplementedError

@@ -244,6 +244,7 @@ def train_worker(job: TrainJob) -> dict[str, Any]:
         while step < stage_starts[si + 1]:
             t0 = time.perf_counter()
             sums: dict[str, float] = {}
+            logged: dict[str, list[float]] = {}  # the objectives' explanatory numbers, not losses
             n_samples = n_tokens = 0
             for micro in range(c.grad_accum):
                 batch = next(batches)
@@ -262,6 +263,8 @@ def train_worker(job: TrainJob) -> dict[str, Any]:
                     total.backward()
                 for k, v in losses.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach()) / c.grad_accum
+                for k, x in model.logged().items():
+                    logged.setdefault(k, []).append(x)
                 n_samples += int(batch["input_ids"].shape[0])
                 n_tokens += int(batch["text_mask"].sum() + batch["region_mask"].sum())
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.clip) if c.clip > 0 else None
@@ -279,6 +282,7 @@ def train_worker(job: TrainJob) -> dict[str, Any]:
             tokens_total += n_tokens
             row = {
                 "step": step - 1, "stage": stages[si].name, "lr": lr, "loss": sum(sums.values()), **sums,
+                **{k: sum(v) / len(v) for k, v in logged.items()},
                 "samples": n_samples, "tokens": n_tokens, "samples_per_s": round(n_samples / dt, 2),
                 "tokens_per_s": round(n_tokens / dt, 1), "step_s": round(dt, 5),
                 "grad_norm": float(grad_norm) if grad_norm is not None else None,
