@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from laitkit.boxes import box_iou
+from laitkit.pipeline.pretrain.paraphrase import paraphrase
 from laitkit.pipeline.pretrain.tokenizer import TextTokenizer
 
 GEOM_DIM = 7
@@ -42,6 +43,8 @@ CAPTION_TASKS = ("mlm", "mlm_wwm", "mlm_span")
 GRAPH_TASKS = {"sgp": None, "ernie_obj": 0, "ernie_attr": 1, "ernie_rel": 2}  # kind ids of data.SGP_KINDS
 REGION_TASKS = ("mrfr", "mrm", "mrc", "mrc_kl", "attr")
 PAIR_TASKS = ("itm", "itm_hard", "oscar_contrastive")
+# UNIMO's contrastive texts (`ucl_kind`): the caption, its positive rewrites, its negative rewrite.
+UCL_KINDS = {"caption": 0, "attribute_deleted": 1, "negative": 2, "paraphrase": 3}
 NEEDS = {"villa": ("mlm", "itm"), "wra": ("itm",)}
 ALL_TASKS = (
     *CAPTION_TASKS, *GRAPH_TASKS, "tags", *REGION_TASKS, *PAIR_TASKS, "wra", "villa",
@@ -458,13 +461,14 @@ class Masker:
     def _contrastive_inputs(self, examples: list, rng: np.random.Generator, max_r: int, feature_dim: int,
                             n: int) -> dict:
         """UNIMO's cross-modal contrastive inputs: each image alone, and text alone for its caption,
-        a positive rewrite (an attribute node deleted: still true of the image) and a negative
+        two positive rewrites (an attribute node deleted, and a rule-based paraphrase standing in
+        for UNIMO's back-translation, paraphrase.py: both still true of the image) and a negative
         rewrite (one object/attribute/relation node's sub-words swapped for another caption's node
         of the same kind with other words), as UNIMO's scene-graph text rewriting does."""
         tok = self.tok
         texts: list[list[int]] = []
         owner: list[int] = []
-        kind: list[int] = []  # 0 caption, 1 positive rewrite, 2 negative rewrite
+        kind: list[int] = []  # UCL_KINDS: 0 caption, 1 attribute deleted, 2 negative rewrite, 3 paraphrase
         pool: dict[int, list[tuple[int, ...]]] = {}
         for j, ex in enumerate(examples):
             for k, pos in self._contiguous_nodes(ex):
@@ -483,6 +487,12 @@ class Masker:
                 texts.append([w for p, w in enumerate(cap) if p not in drop])
                 owner.append(i)
                 kind.append(1)
+            para = paraphrase(tok.decode(cap), rng)
+            para_ids = tok.encode(para).ids if para is not None else []
+            if para_ids and para_ids != cap:
+                texts.append(para_ids)
+                owner.append(i)
+                kind.append(3)
             order = rng.permutation(len(nodes)) if nodes else []
             for q in order:
                 k, pos = nodes[int(q)]

@@ -1,12 +1,13 @@
 """UNIMO's cross-modal contrastive learning (CMCL) with rewritten captions.
 
 The data workers (masking.py `_contrastive_inputs`) send every image alone and, for its caption,
-the caption itself, a positive rewrite (an attribute node deleted) and a negative rewrite (one
-scene-graph object/attribute/relation swapped for another caption's). Both sides are encoded
-separately by the same encoder (UNIMO's unified transformer: text-only and image-only inputs),
-projected, and scored by cosine / temperature. Image -> text: the image's caption and positive
-rewrite against every other text (other captions, all negative rewrites); text -> image: each
-original caption against every image. The single-modality MLM / region losses are `unimo_text`
+the caption itself, positive rewrites (an attribute node deleted; a rule-based paraphrase,
+paraphrase.py, standing in for UNIMO's back-translation) and a negative rewrite (one scene-graph
+object/attribute/relation swapped for another caption's). Both sides are encoded separately by
+the same encoder (UNIMO's unified transformer: text-only and image-only inputs), projected, and
+scored by cosine / temperature. Image -> text: the image's caption and positive rewrites against
+every other text (other captions and their rewrites, all negative rewrites; `positive_texts`);
+text -> image: each original caption against every image. The single-modality MLM / region losses are `unimo_text`
 and `unimo_image` (objectives_text.py, objectives_regions.py).
 """
 
@@ -18,11 +19,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from laitkit.pipeline.pretrain.masking import UCL_KINDS
 from laitkit.pipeline.pretrain.model import EncoderOutput, ModelConfig
 from laitkit.pipeline.pretrain.objectives_base import Objective
 
 if TYPE_CHECKING:
     from laitkit.pipeline.pretrain.model import PretrainModel
+
+
+def positive_texts(owner: torch.Tensor, kind: torch.Tensor, images: int) -> torch.Tensor:
+    """(images, texts) bool: text j is a positive of image i when it is i's caption or one of its
+    positive rewrites; everything else in the batch (i's negative rewrite, every other image's
+    texts) is a negative of i."""
+    rows = torch.arange(images, device=owner.device)
+    return (owner[None, :] == rows[:, None]) & (kind[None, :] != UCL_KINDS["negative"])
 
 
 class UnimoContrastive(Objective):
@@ -59,10 +69,9 @@ class UnimoContrastive(Objective):
         txt = F.normalize(self.text_proj(model.encoder(text_only).pooled).float(), dim=-1)
         img = F.normalize(self.image_proj(model.encoder(image_only).pooled).float(), dim=-1)
         logits = img @ txt.T / self.temperature  # (B, M)
-        rows = torch.arange(b, device=ids.device)
-        pos = (owner[None, :] == rows[:, None]) & (kind[None, :] != 2)
+        pos = positive_texts(owner, kind, b)
         has = pos.any(1)
         i2t = torch.logsumexp(logits, 1) - torch.logsumexp(logits.masked_fill(~pos, float("-inf")), 1)
-        originals = kind == 0
+        originals = kind == UCL_KINDS["caption"]
         t2i = F.cross_entropy(logits.T[originals], owner[originals])
         return 0.5 * (i2t[has].mean() + t2i)
