@@ -467,6 +467,39 @@ def _model(tok: TextTokenizer, tasks: tuple[str, ...], **kw) -> PretrainModel:
     return PretrainModel(cfg, tasks)
 
 
+def test_wra_is_uniters_ot_loss_and_logs_the_matched_minus_swapped_gap(tok, examples) -> None:
+    """UNITER's `ot_loss` = (sum of matched distances - sum of swapped ones) / pairs; `wra_gap` =
+    mean matched - mean swapped, computed here from the transport plan independently; it is
+    logged beside the losses, never added to them, and cleared on a batch with no pairs."""
+    model = _model(tok, ("itm", "wra")).eval()
+    masker = Masker(tok, tasks=("itm", "wra"), itm_share=1.0)
+    batch = masker(examples[:16], np.random.default_rng(3), DIM)
+    with torch.no_grad():
+        out = model.encoder(batch)
+        losses = model(batch)
+    matched = batch["pair_matched"]
+    t = out.text.shape[1]
+    words = batch["caption_mask"][:, :t]
+    sel = (matched != IGNORE) & words.any(1) & batch["region_mask"].any(1)
+    pos, neg = [], []
+    for r in sel.nonzero().flatten().tolist():
+        x = torch.nn.functional.normalize(out.text[r][words[r]], dim=-1)
+        y = torch.nn.functional.normalize(out.regions[r][batch["region_mask"][r]], dim=-1)
+        cost = 1.0 - x @ y.T
+        plan = ipot(cost[None], torch.ones(1, *cost.shape[:1], dtype=torch.bool),
+                    torch.ones(1, cost.shape[1], dtype=torch.bool))[0]
+        assert abs(float(plan.sum()) - 1.0) < 1e-4  # uniform marginals over the valid words and regions
+        (pos if int(matched[r]) == 1 else neg).append(float((cost * plan).sum()))
+    assert pos and neg
+    assert abs(float(losses["wra"]) - (sum(pos) - sum(neg)) / (len(pos) + len(neg))) < 1e-4
+    logged = model.logged()
+    assert abs(logged["wra_gap"] - (np.mean(pos) - np.mean(neg))) < 1e-4
+    assert "wra_gap" not in losses
+    no_pairs = Masker(tok, tasks=("mlm", "wra"), itm_share=0.0)(examples[:8], np.random.default_rng(0), DIM)
+    with torch.no_grad():
+        assert "wra" not in model(no_pairs) and "wra_gap" not in model.logged()
+
+
 def test_villa_perturbation_stays_in_its_norm_ball_and_raises_the_loss(tok, examples) -> None:
     model = _model(tok, ("villa",)).eval()
     villa = model.objectives["villa"]
