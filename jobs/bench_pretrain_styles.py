@@ -9,11 +9,12 @@ pipeline/pretrain/synthetic.py with rendered JPEGs (Pixel-BERT trains on pixels)
 graphs (ERNIE-ViL's nodes).
 `pair_tasks_long`: the pair tasks (ITM, ITM-hard, Oscar's contrastive loss, WRA) sit on a plateau
 at chance far longer than 60 steps at this size (README, "Tests and benchmarks"), so a subset of
-styles, one per encoder and pair task, also trains `LONG_STEPS` steps with its unchanged preset,
-and the field says per pair task at which step its moving mean first went `LONG_MARGIN` below
-chance (None: not within the budget) and where its last window ended.
+styles, one per encoder and pair task, also trains `LONG_STEPS` steps, once with its unchanged
+preset and once with its pair tasks alone, and the field says per pair task at which step its
+moving mean first went `LONG_MARGIN` below chance (None: not within the budget) and where its
+last window ended.
 Last line: `{"styles": {NAME: {"tasks", "losses_first", "losses_last", "samples_per_s", ...}},
-"pair_tasks_long": {NAME: {TASK: {"leaves_chance_at", "last"}}}, ...}`.
+"pair_tasks_long": {NAME: {"preset" | "alone": {TASK: {"leaves_chance_at", "last"}}}}, ...}`.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ CHANCE = {"itm": math.log(2), "itm_hard": math.log(2), "oscar_contrastive": math
 CHANCE_MARGIN = 0.01
 # Numbers objectives log to explain a loss (objectives_matching.WRA): reported first -> last too.
 LOGGED = ("wra_gap",)
-# The long runs: one style per encoder and pair task, the presets unchanged, a bounded budget.
-LONG_STYLES = ("visualbert", "vilbert", "lxmert", "uniter", "interbert", "oscar")
+# The long runs: one style per pair task (and per encoder but ViLBERT), presets unchanged, a bounded budget.
+LONG_STYLES = ("visualbert", "lxmert", "uniter", "interbert", "oscar")  # ViLBERT: ernie-vil's encoder, slowest
 LONG_STEPS = 600
 LONG_WINDOW = 20  # logged values per moving mean: a 10-value window at chance dips 0.02 by noise
 LONG_MARGIN = 0.02
@@ -73,14 +74,22 @@ def leaves_chance_at(rows: list[dict[str, Any]], task: str, window: int = LONG_W
     return None
 
 
-def run_long(name: str, shards: Path, tok: Path, out: Path, steps: int = LONG_STEPS) -> dict[str, Any]:
-    """`steps` steps of a style's unchanged preset (the same settings as `run_style`, the task
-    sampling not stretched): per pair task, `leaves_chance_at` and the mean of its last window."""
+def run_long(name: str, shards: Path, tok: Path, out: Path, steps: int = LONG_STEPS,
+             alone: bool = False) -> dict[str, Any]:
+    """`steps` steps of a style's preset (the same settings as `run_style`, the task sampling not
+    stretched), or with `alone` of its pair tasks only (same encoder, size, options, lr, batch;
+    summed): per pair task, `leaves_chance_at` and the mean of its last window. Why both: the
+    preset says how long the paper's mix takes to leave chance, the pair tasks alone whether the
+    encoder learns to match at all within the budget."""
     from laitkit.pipeline.pretrain.config import PretrainConfig
+    from laitkit.pipeline.pretrain.styles import STYLES
     from laitkit.pipeline.pretrain.train import pretrain
 
+    only: dict[str, Any] = {}
+    if alone:
+        only = {"tasks": tuple(t for t in STYLES[name].tasks if t in CHANCE), "mixing": "sum", "task_weights": {}}
     cfg = PretrainConfig(style=name, size="tiny", steps=steps, batch_size=16, lr=1e-3, warmup=5, vocab=str(tok),
-                         progress=False, device="cpu", threads=1, eval_pool=8, checkpoint_every=steps)
+                         progress=False, device="cpu", threads=1, eval_pool=8, checkpoint_every=steps, **only)
     pretrain(shards, out, cfg, resume=False)
     rows = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines() if ln]
     result: dict[str, Any] = {}
@@ -153,10 +162,13 @@ def run_pretrain_styles_bench(names: list[str] | None = None, steps: int = STEPS
         long: dict[str, Any] = {}
         for name in LONG_STYLES if long_styles is None else long_styles:
             _log(f"{name}: {long_steps} steps for the pair tasks ...")
-            try:
-                long[name] = run_long(name, root / "shards", root / "tok", root / f"{name}-long", long_steps)
-            except Exception as exc:
-                long[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            long[name] = {}
+            for mode in ("preset", "alone"):
+                try:
+                    long[name][mode] = run_long(name, root / "shards", root / "tok", root / f"{name}-{mode}",
+                                                long_steps, alone=mode == "alone")
+                except Exception as exc:
+                    long[name][mode] = {"error": f"{type(exc).__name__}: {exc}"}
             _log(f"{name} long: {json.dumps(long[name])}")
     ran = [n for n, s in styles.items() if "error" not in s]
     falling = [n for n in ran if styles[n]["falls"] and all(styles[n]["falls"].values())]
