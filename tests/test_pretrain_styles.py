@@ -170,3 +170,20 @@ def test_every_preset_runs_3_steps_on_cpu(name: str, corpus, tmp_path) -> None:
     seen = {t for r in rows for t in style.tasks if t in r}
     assert seen, f"no task of {style.tasks} produced a loss"
     assert summary["steps"] == 3
+
+
+def test_pair_tasks_long_step_counts_only_steps_that_logged_the_task() -> None:
+    """`pair_tasks_long`'s detector: the run's own step at which the task's last 20 logged values
+    average 0.02 below chance; steps that did not log it (task sampling) are skipped, never read as 0."""
+    from laitkit.jobs.bench_pretrain_styles import CHANCE, leaves_chance_at
+
+    chance = CHANCE["itm"]
+    rows = [{"step": s, "mlm": 4.0} if s % 2 else {"step": s, "itm": chance if s < 60 else chance - 0.045}
+            for s in range(200)]
+    # itm is logged on even steps; from step 60 on it is 0.045 below chance. The 20-value mean is
+    # 0.02 below chance once 9 of its values are low (0.045 * 9 / 20 = 0.02025; 8 give 0.018):
+    # the 9th low value is logged at step 60 + 2 * 8 = 76, reported 1-based.
+    assert leaves_chance_at(rows, "itm") == 77
+    assert leaves_chance_at([{"step": s, "itm": chance - 0.015} for s in range(100)], "itm") is None
+    assert leaves_chance_at([{"step": s, "wra": -0.03} for s in range(19)], "wra") is None  # window not full
+    assert leaves_chance_at([{"step": s, "wra": -0.03} for s in range(20)], "wra") == 20
