@@ -487,7 +487,7 @@ class Masker:
                 texts.append([w for p, w in enumerate(cap) if p not in drop])
                 owner.append(i)
                 kind.append(1)
-            para = paraphrase(tok.decode(cap), rng)
+            para = paraphrase(tok.decode(cap), rng) if tok.unk_id not in cap else None  # [UNK] would not survive
             para_ids = tok.encode(para).ids if para is not None else []
             if para_ids and para_ids != cap:
                 texts.append(para_ids)
