@@ -288,7 +288,7 @@ def test_half_size_decode_keeps_the_verdicts_of_a_full_decode() -> None:
         a, b = unnatural_parts(half).score, unnatural_parts(full).score
         assert abs(a - b) < 0.03 and (a >= 0.6) == (b >= 0.6), (img.size, a, b)
         assert (int(phash_hex(half), 16) ^ int(phash_hex(full), 16)).bit_count() <= 4
-    small = _jpeg(photo(7, ANALYSIS_MAX_SIDE, 300))
+    small = _jpeg(photo(7, ANALYSIS_MAX_SIDE, ANALYSIS_MAX_SIDE * 3 // 4))
     assert decode_for_measuring(small).shape == decode_array(small).shape
     png = io.BytesIO()
     chart(800, 600).save(png, "PNG")
