@@ -21,7 +21,8 @@ Why these numbers:
 - `lang_check` / `lang_check_no_vote`: the language step on captions of known language
   (`realweb.evaluate_lang`: 1,000 Visual Genome captions when the shared data is there, the
   real-web corpus's English captions, short English captions full of names, 90 non-English
-  captions), as "wrong/total", with the short-caption word vote on (the default) and off.
+  captions), as "wrong/total", with the word vote on (the default: words first, then lingua with
+  the short-caption rescue) and off (lingua alone).
 - `load_average`: the machine is shared; speed numbers mean little without it.
 """
 
@@ -92,8 +93,9 @@ def speed(work: Path, n: int = IMAGES) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from laitkit.pipeline.crawl import CrawlConfig, crawl_url_rows
+    from laitkit.pipeline.crawl import CrawlConfig, Phases, crawl_url_rows
     from laitkit.pipeline.crawl.download import _worker_environment, img2dataset_kwargs
+    from laitkit.pipeline.crawl.phases import img2dataset_phases
 
     _progress(f"encoding {n} JPEGs")
     blobs = _jpegs(n)
@@ -116,6 +118,8 @@ def speed(work: Path, n: int = IMAGES) -> dict[str, Any]:
 
     bare_runs: list[float] = []
     ours_runs: list[float] = []
+    bare_phases: list[dict[str, float]] = []
+    ours_phases: list[dict[str, float]] = []
     try:
         for r in range(REPEATS):
             # img2dataset alone: same list, same settings, same workers (spawned, so the same start-up)
@@ -125,18 +129,22 @@ def speed(work: Path, n: int = IMAGES) -> dict[str, Any]:
             kwargs = img2dataset_kwargs(cfg, bare / "urls.parquet", bare / "out")
             kwargs.pop("max_shard_retry", None)
             _progress(f"run {r + 1}/{REPEATS}: img2dataset alone")
-            t0 = time.perf_counter()
+            t0, started = time.perf_counter(), time.time()
             with _worker_environment(cfg.max_image_pixels):
                 importlib.import_module("img2dataset").download(**kwargs, max_shard_retry=1)
             bare_runs.append(time.perf_counter() - t0)
+            spans = img2dataset_phases(bare / "out", started, time.time())
+            bare_phases.append({k: round(v, 2) for k, v in spans.items()})
             _progress(f"img2dataset alone: {bare_runs[-1]:.1f} s; laitkit crawl stage")
             # every run loads lingua's models, as a fresh crawl process does: lingua keeps loaded
             # models in a process-wide cache that outlives its detectors, so they are unloaded first
             lang.detector(tuple(cfg.languages), cfg.lang_low_accuracy).unload_language_models()
             lang.detector.cache_clear()
+            phases = Phases()
             t0 = time.perf_counter()
-            samples = crawl_url_rows(rows, cfg, work / f"laitkit{r}")
+            samples = crawl_url_rows(rows, cfg, work / f"laitkit{r}", phases=phases)
             ours_runs.append(time.perf_counter() - t0)
+            ours_phases.append(phases.rounded())
             _progress(f"laitkit: {ours_runs[-1]:.1f} s")
     finally:
         server.shutdown()
@@ -158,6 +166,9 @@ def speed(work: Path, n: int = IMAGES) -> dict[str, Any]:
         "img2dataset_s_runs": [round(x, 2) for x in bare_runs],
         "laitkit_s_runs": [round(x, 2) for x in ours_runs],
         "laitkit_kept": kept,
+        # the phases of each side's best run (phases.py): img2dataset's from its shard stats
+        "img2dataset_phases_s": bare_phases[bare_runs.index(bare_s)],
+        "laitkit_phases_s": ours_phases[ours_runs.index(ours_s)],
     }
 
 
@@ -230,7 +241,8 @@ def run_crawl_bench() -> dict[str, Any]:
         result: dict[str, Any] = {"html_pages_per_s": html_pages_per_s}
         result.update(speed(work / "speed"))
         langs = {}
-        for name, cfg in (("lang_check", CrawlConfig()), ("lang_check_no_vote", CrawlConfig(lang_vote_words=0))):
+        no_vote = CrawlConfig(lang_vote_words=0, lang_word_margin=0)  # lingua alone: no word vote at all
+        for name, cfg in (("lang_check", CrawlConfig()), ("lang_check_no_vote", no_vote)):
             langs[name] = evaluate_lang(cfg)
             _progress(f"{name}: {langs[name].pop('wrong')}")
         _progress("verdicts on the synthetic web")

@@ -275,6 +275,18 @@ def test_kept_samples_carry_image_sizes_hashes_and_scores(crawled):
     assert got[("/p/1.html", "/img/ok2.jpg?noalt")].candidates == []
 
 
+def test_workers_measure_the_pixels_they_encoded_without_decoding_again(crawled):
+    """In img2dataset's workers the tap fires (encode_tap.py): every stored image was measured on
+    the array it encodes, none was decoded a second time; failures carry no measurement."""
+    import pyarrow.parquet as pq
+
+    rows = [r for f in sorted((crawled["tmp"] / "work").glob("img2dataset/*/out/*.parquet"))
+            for r in pq.read_table(f, columns=["status", "laitkit_measured_on"]).to_pylist()]  # fmt: skip
+    ok = [r["laitkit_measured_on"] for r in rows if r["status"] == "success"]
+    assert len(ok) >= 5 and set(ok) == {"encoded_pixels"}
+    assert all(r["laitkit_measured_on"] is None for r in rows if r["status"] != "success")
+
+
 def test_rejected_text_candidates_are_not_downloaded_and_urls_are_fetched_once(crawled):
     requests = crawled["server"].requests
     for path in ("/img/fr.jpg", "/img/nsfw.jpg", "/img/ok2.jpg?useless", "/img/p3.jpg", "/static/logo.png"):

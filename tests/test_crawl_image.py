@@ -288,13 +288,72 @@ def test_half_size_decode_keeps_the_verdicts_of_a_full_decode() -> None:
         a, b = unnatural_parts(half).score, unnatural_parts(full).score
         assert abs(a - b) < 0.03 and (a >= 0.6) == (b >= 0.6), (img.size, a, b)
         assert (int(phash_hex(half), 16) ^ int(phash_hex(full), 16)).bit_count() <= 4
-    small = _jpeg(photo(7, ANALYSIS_MAX_SIDE, 300))
+    small = _jpeg(photo(7, ANALYSIS_MAX_SIDE, ANALYSIS_MAX_SIDE * 3 // 4))
     assert decode_for_measuring(small).shape == decode_array(small).shape
     png = io.BytesIO()
     chart(800, 600).save(png, "PNG")
     assert decode_for_measuring(png.getvalue()).shape[:2] == (600, 800)
     with pytest.raises(ValueError):
         decode_for_measuring(b"\xff\xd8\xff truncated")
+
+
+def _resize_with_tap(data: bytes):
+    """img2dataset's own resizer (as download.py configures it) on `data`, with the tap installed."""
+    from img2dataset.resizer import Resizer
+
+    from laitkit.pipeline.crawl import encode_tap
+    from laitkit.pipeline.crawl.image_normalise import NormalisingResizer
+
+    encode_tap.install()
+    encode_tap.install()  # idempotent: one tap, not a tap of a tap
+    resizer = NormalisingResizer(Resizer(640, "keep_ratio", True, encode_quality=95, encode_format="jpg"))
+    return resizer(io.BytesIO(data))
+
+
+def test_the_encode_tap_hands_over_exactly_the_pixels_the_stored_image_encodes() -> None:
+    """encode_tap: after img2dataset's resizer ran, `take(stored bytes)` is the array it encoded
+    (encoding it again gives the stored bytes), for exactly those bytes and only once."""
+    import cv2
+
+    from laitkit.pipeline.crawl import encode_tap
+
+    for img in (photo(11, 1280, 960), chart(800, 600), photo(12, 400, 300).convert("L")):
+        img_str, width, height, *_rest, err = _resize_with_tap(_jpeg(img))
+        assert err is None
+        pixels = encode_tap.take(img_str)
+        assert pixels is not None and pixels.shape[:2] == (height, width) and pixels.dtype == np.uint8
+        assert cv2.imencode(".jpg", pixels, [int(cv2.IMWRITE_JPEG_QUALITY), 95])[1].tobytes() == img_str
+        assert encode_tap.take(img_str) is None  # forgotten once taken
+    img_str = _resize_with_tap(_jpeg(photo(13)))[0]
+    assert encode_tap.take(img_str[:-1] + b"\x00") is None  # other bytes: never someone else's pixels
+    assert encode_tap.take(None) is None
+
+
+def test_measuring_the_encoded_pixels_keeps_every_verdict_of_measuring_the_stored_jpeg() -> None:
+    """The workers measure the array the stored JPEG encodes instead of decoding the JPEG: photos'
+    unnatural score moves by JPEG rounding only (< 0.02), graphics' only rises (their flat fills are
+    exactly flat before the encoder's ringing), each stays on its side of the threshold, and a
+    photo's pHash stays within 2 bits. Arrays the measurements cannot take fall back to decoding."""
+    from laitkit.pipeline.crawl import encode_tap, measure_writer
+
+    threshold = CrawlConfig().max_unnatural_score
+    cases = [(photo(21, 800, 600), "photo"), (photo(22, 1600, 1200), "photo"), (photo(23, 480, 360), "photo"),
+             (chart(800, 600), "graphic"), (logo(700, 700), "graphic"), (text_image(), "graphic")]  # fmt: skip
+    for img, kind in cases:
+        img_str = _resize_with_tap(_jpeg(img))[0]
+        pixels = encode_tap.take(img_str)
+        on_pixels, on_bytes = measure_writer.measure(img_str, pixels), measure_writer.measure(img_str)
+        assert (on_pixels["laitkit_measured_on"], on_bytes["laitkit_measured_on"]) == ("encoded_pixels", "stored_bytes")
+        a, b = (measure_writer.measured_from_row(m) for m in (on_pixels, on_bytes))
+        assert a is not None and b is not None and a[0] == b[0] == ""
+        if kind == "photo":
+            assert abs(a[1] - b[1]) < 0.02 and a[1] < threshold, (img.size, a[1], b[1])
+            assert (int(a[4], 16) ^ int(b[4], 16)).bit_count() <= 2
+        else:  # no pHash bound: a graphic is rejected UNNATURAL before dedup ever compares its hash
+            assert a[1] >= b[1] - 0.005 and b[1] >= threshold, (img.size, a[1], b[1])
+    data = _jpeg(photo(24))
+    for odd in (np.zeros((4, 4, 4), np.uint8), np.zeros((4, 4, 3), np.uint16), np.zeros((0, 4, 3), np.uint8)):
+        assert measure_writer.measure(data, odd) == measure_writer.measure(data)  # decoded again instead
 
 
 class _RecordingWriter:

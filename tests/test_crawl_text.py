@@ -105,14 +105,15 @@ def test_lang_step_rejects_non_english_and_records_scores():
     assert (en.lang, en.kept) == ("en", True) and en.lang_score > 0.5
     assert (fr.lang, fr.status) == ("fr", Reason.NOT_ENGLISH)
     assert "en 0." in fr.verdicts[-1].detail
-    # the threshold is on English's confidence: an English caption below it is rejected
+    # the threshold is on lingua's English confidence: an English caption lingua decides below it is
+    # rejected (this one's words would decide it without lingua, so that path is turned off here)
     r = detect("fresh bread on a wooden table")
     assert r.lang == "en" and 0.5 < r.score < 0.95
     loose, strict = (Sample(key=k, url=k, caption="fresh bread on a wooden table") for k in ("l", "s"))
     for s in (loose, strict):
         s.accept("caption")
     lang_step([loose], cfg)
-    lang_step([strict], CrawlConfig(min_lang_score=0.95))
+    lang_step([strict], CrawlConfig(min_lang_score=0.95, lang_word_margin=0))
     assert loose.kept and strict.status == Reason.NOT_ENGLISH and strict.lang == "en"
 
 
@@ -166,6 +167,61 @@ def test_word_vote_leaves_names_out_and_long_captions_to_lingua():
     long_fr = "Nous avons passé une semaine au bord du lac avant la rentrée des classes"
     d = decide(long_fr)
     assert not d.english and d.lang == "fr" and "words" not in d.detail
+
+
+#: short, loanword-heavy captions in the six other languages, written for this test (not in any corpus)
+LOANWORD_CAPTIONS = (
+    "Le weekend shopping à Londres", "Das neue Smartphone im Test", "Il nostro hotel sul lago", "Un selfie au festival",
+    "Der Computer im Büro", "El fútbol es un deporte", "Het weekend in Amsterdam", "O nosso show de rock",
+    "Le design du nouveau logo", "Das Team beim Meeting", "Ein Sandwich mit Bacon", "Un hot dog au parc",
+    "Die Band auf der Bühne", "Festival de rock en la playa", "Camping am See", "Le parking du supermarché",
+    "De trein naar Utrecht", "Een oude brug over de rivier", "Il treno alla stazione", "Uma casa na praia",
+)
+
+
+def test_plain_english_is_decided_by_its_words_without_loading_lingua():
+    """Words first (lang.py): a caption whose words are all English and far likelier in English is
+    kept without asking lingua (so a crawl of such captions never loads its models); its score is
+    the vote's posterior and the detail says lingua was not asked. Turned off, lingua decides."""
+    from laitkit.pipeline.crawl import lang
+
+    captions = ["A red boat seen from the hill number 12", "Two children flying a red kite on the beach",
+                "a man riding a horse on a dirt road"]  # fmt: skip
+    before = lang.detector.cache_info()
+    samples = [Sample(key=str(i), url=str(i), caption=c) for i, c in enumerate(captions)]
+    for s in samples:
+        s.accept("caption")
+    lang_step(samples, CrawlConfig())
+    after = lang.detector.cache_info()
+    assert (after.hits, after.misses) == (before.hits, before.misses)  # lingua's detector was not even asked for
+    for s in samples:
+        assert s.kept and s.lang == "en" and s.lang_score > 0.99, s.verdicts[-1].detail
+        assert "lingua not asked" in s.verdicts[-1].detail and "words: en" in s.verdicts[-1].detail
+    off = Sample(key="o", url="o", caption=captions[0])
+    off.accept("caption")
+    lang_step([off], CrawlConfig(lang_word_margin=0))
+    assert off.kept and "lingua not asked" not in off.verdicts[-1].detail
+    assert off.lang_score == pytest.approx(detect(captions[0]).english, abs=1e-6)
+
+
+def test_no_foreign_caption_is_decided_english_by_its_words():
+    """Every non-English caption we have — lang_captions.tsv, the synthetic web's sentences, and
+    short loanword-heavy ones — stays far from the words-first margin (the largest per-word lead
+    measured was -0.07 nats), so it is always lingua's to judge, exactly as without words first."""
+    from laitkit.datasets.realweb import ROOT, load_lang_captions
+    from laitkit.datasets.synth.noise import NON_ENGLISH
+
+    foreign = [c for code, c in load_lang_captions(ROOT) if code != "en"]
+    foreign += [c for bank in NON_ENGLISH.values() for c in bank] + list(LOANWORD_CAPTIONS)
+    assert len(foreign) >= 130
+    for text in foreign:
+        vote = word_vote(text)
+        assert not vote.decides_english(CrawlConfig().lang_word_margin), text
+        assert vote.margin_per_word() < 0.75, (text, vote.margin_per_word())  # half the default margin
+    for text in LOANWORD_CAPTIONS:  # words first changes nothing for them: lingua (and the rescue) decide
+        a, b = decide(text), decide(text, word_margin=0)
+        assert (a.english, a.lang, a.detail) == (b.english, b.lang, b.detail) and a.score == pytest.approx(b.score)
+    assert not word_vote("a b").decides_english(1.5) and not word_vote("the dog ran").decides_english(0)
 
 
 def test_nsfw_keywords_on_caption_and_url():

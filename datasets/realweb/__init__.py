@@ -113,7 +113,7 @@ def evaluate_lang(cfg: Any = None, root: Path = ROOT, vg_path: Path = FACTUAL_DE
 
     def english_ok(text: str) -> bool:
         return decide(text, tuple(cfg.languages), cfg.lang_low_accuracy, cfg.min_lang_score, cfg.lang_margin,
-                      cfg.lang_vote_words).english  # fmt: skip
+                      cfg.lang_vote_words, cfg.lang_word_margin).english  # fmt: skip
 
     out: dict[str, Any] = {}
     for name, texts in sorted(english.items()):

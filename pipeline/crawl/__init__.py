@@ -28,6 +28,7 @@ from laitkit.pipeline.crawl.config import CrawlConfig
 from laitkit.pipeline.crawl.dedup import Deduper
 from laitkit.pipeline.crawl.download import download_samples
 from laitkit.pipeline.crawl.html_images import ImageCandidate, extract_images
+from laitkit.pipeline.crawl.phases import Phases, span
 from laitkit.pipeline.crawl.readers import BAD_RECORD_HEADER, Page, sample_from_url_row
 from laitkit.pipeline.crawl.robots import page_opt_out
 
@@ -36,6 +37,7 @@ __all__ = [
     "Deduper",
     "ImageCandidate",
     "Page",
+    "Phases",
     "caption_step",
     "crawl_pages",
     "crawl_samples",
@@ -108,13 +110,14 @@ def caption_step(samples: Iterable[Sample], cfg: CrawlConfig) -> None:
 
 
 def lang_step(samples: Iterable[Sample], cfg: CrawlConfig) -> None:
-    """Language of the caption; NOT_ENGLISH unless English is confident enough and (nearly) the most
-    likely, or the caption is short and its words vote English (lang.decide)."""
+    """Language of the caption; NOT_ENGLISH unless its words leave no doubt that it is English, or
+    lingua's English is confident enough and (nearly) the most likely, or the caption is short and
+    its words vote English (lang.decide)."""
     for s in samples:
         if not s.kept:
             continue
         d = lang.decide(s.caption, tuple(cfg.languages), cfg.lang_low_accuracy, cfg.min_lang_score,
-                        cfg.lang_margin, cfg.lang_vote_words)  # fmt: skip
+                        cfg.lang_margin, cfg.lang_vote_words, cfg.lang_word_margin)  # fmt: skip
         s.lang, s.lang_score = d.lang, d.score
         if d.english:
             s.accept("lang", d.detail)
@@ -184,15 +187,24 @@ def dedup_step(samples: list[Sample], cfg: CrawlConfig) -> None:
     deduper.apply(samples)
 
 
-def crawl_samples(samples: list[Sample], cfg: CrawlConfig, work_dir: str | Path) -> list[Sample]:
-    """Run the checks after the DOM on candidate samples, in place; returns `samples`."""
-    caption_step(samples, cfg)
-    lang_step(samples, cfg)
-    nsfw_step(samples, cfg)
-    measured = download_samples(samples, cfg, work_dir)
-    image_step(samples, cfg, measured)
+def crawl_samples(
+    samples: list[Sample], cfg: CrawlConfig, work_dir: str | Path, phases: Phases | None = None
+) -> list[Sample]:
+    """Run the checks after the DOM on candidate samples, in place; returns `samples`.
+
+    `phases`, when given, receives the wall-clock seconds of each step (phases.py)."""
+    with span(phases, "caption"):
+        caption_step(samples, cfg)
+    with span(phases, "lang"):
+        lang_step(samples, cfg)
+    with span(phases, "nsfw_text"):
+        nsfw_step(samples, cfg)
+    measured = download_samples(samples, cfg, work_dir, phases)
+    with span(phases, "image_verdicts"):
+        image_step(samples, cfg, measured)
     if cfg.dedup:
-        dedup_step(samples, cfg)
+        with span(phases, "dedup"):
+            dedup_step(samples, cfg)
     return samples
 
 
@@ -209,9 +221,14 @@ def crawl_pages(
 
 
 def crawl_url_rows(
-    rows: Iterable[dict[str, str]], cfg: CrawlConfig | None = None, work_dir: str | Path = "crawl_work"
+    rows: Iterable[dict[str, str]],
+    cfg: CrawlConfig | None = None,
+    work_dir: str | Path = "crawl_work",
+    phases: Phases | None = None,
 ) -> list[Sample]:
     """Like `crawl_pages` for an img2dataset-style URL list: each row is already a candidate pair
     (caption source "list"), so robots and DOM steps do not apply."""
     cfg = cfg or CrawlConfig()
-    return crawl_samples([sample_from_url_row(r) for r in rows], cfg, work_dir)
+    with span(phases, "read_rows"):
+        samples = [sample_from_url_row(r) for r in rows]
+    return crawl_samples(samples, cfg, work_dir, phases)

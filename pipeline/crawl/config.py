@@ -45,6 +45,9 @@ class CrawlConfig:
     # a caption of at most this many words that lingua gives to another language is kept when its
     # words' frequencies (wordfreq) vote English; 0 turns the vote off (lang.py says why)
     lang_vote_words: int = 8
+    # a caption of >= 3 words, all in English's word list, whose words lead every other language by
+    # at least this many nats per word is English without asking lingua (lang.py: words first; 0 = off)
+    lang_word_margin: float = 1.5
     # NSFW keywords on caption + URL; reject when 1 - 0.5**hits >= max_nsfw_score
     nsfw_words: tuple[str, ...] = DEFAULT_NSFW_WORDS
     max_nsfw_score: float = 0.5
@@ -88,6 +91,7 @@ class CrawlConfig:
             (0.0 <= self.min_lang_score <= 1.0, "min_lang_score must be in [0, 1]"),
             (0.0 <= self.lang_margin <= 1.0, "lang_margin must be in [0, 1]"),
             (self.lang_vote_words >= 0, "lang_vote_words must be >= 0"),
+            (self.lang_word_margin >= 0, "lang_word_margin must be >= 0"),
             (0.0 < self.max_nsfw_score <= 1.0, "max_nsfw_score must be in (0, 1]"),
             (self.image_size > 0, "image_size must be > 0"),
             (self.resize_mode in _RESIZE_MODES, f"resize_mode must be one of {_RESIZE_MODES}"),

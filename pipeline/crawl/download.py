@@ -37,6 +37,8 @@ image with a byte cap (`max_download_bytes`), not img2dataset's per-read timeout
 Image measurements (unnatural heuristic, phash) are taken in the same workers: `GuardedDownloader`
 wraps img2dataset's sample writer with `measure_writer.MeasuringWriter`, which adds them as
 columns of the shard parquet; the parent reads them back instead of decoding every image again.
+The writer measures the array img2dataset's resizer has just encoded (encode_tap.py), so the
+stored image is not decoded a second time in the worker either.
 
 On 127.0.0.1: img2dataset fetches with urllib and a Firefox user agent (plus our token), honours
 `http_proxy`/`no_proxy` from the environment, and times out per request after `timeout` seconds.
@@ -59,6 +61,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,8 +74,9 @@ import pyarrow.parquet as pq
 
 from laitkit.atomic import atomic_write_parquet
 from laitkit.datasets.schema import Reason, Sample
-from laitkit.pipeline.crawl import measure_writer, netguard
+from laitkit.pipeline.crawl import encode_tap, measure_writer, netguard
 from laitkit.pipeline.crawl.image_normalise import NormalisingResizer
+from laitkit.pipeline.crawl.phases import Phases, img2dataset_phases, span
 from laitkit.pipeline.crawl.robots_txt import RobotsCache
 
 log = logging.getLogger(__name__)
@@ -183,6 +187,7 @@ def _guarded_downloader_class():
 
             def __call__(self, row: Any) -> Any:
                 netguard.install(self.guard_limits)
+                encode_tap.install()
                 return super().__call__(row)
 
         _Guarded.__name__ = _Guarded.__qualname__ = "GuardedDownloader"
@@ -234,11 +239,15 @@ def _worker_environment(max_pixels: int, limits: netguard.FetchLimits | None = N
                 os.environ[k] = v
 
 
-def run_img2dataset(urls: Sequence[str], cfg: Any, work_dir: str | Path) -> dict[str, Fetched]:
+def run_img2dataset(
+    urls: Sequence[str], cfg: Any, work_dir: str | Path, phases: Phases | None = None
+) -> dict[str, Fetched]:
     """Fetch `urls` (deduplicated) with img2dataset; return what it reported for each URL.
 
     Every URL gets an entry: one img2dataset wrote no row for (its shard crashed) is reported as
-    status "missing", never dropped.
+    status "missing", never dropped. `phases` gets img2dataset's own phases (phases.py) and the
+    reading back: `read_back` in total (mostly in the background, during the download) and
+    `read_back_after` after img2dataset returned.
     """
     unique = sorted(set(urls))
     if not unique:
@@ -256,13 +265,18 @@ def run_img2dataset(urls: Sequence[str], cfg: Any, work_dir: str | Path) -> dict
         table = pa.table({"url": unique, ID_COL: [str(i) for i in range(len(unique))]})
         atomic_write_parquet(url_list, table)
     shards = math.ceil(len(unique) / cfg.urls_per_shard)
-    reader = ShardReader(out_dir)
+    reader = ShardReader(out_dir, phases)
     if len(list(out_dir.glob("*_stats.json"))) < shards:
         log.info("img2dataset: %d URLs -> %s", len(unique), out_dir)
         with _worker_environment(cfg.max_image_pixels, fetch_limits(cfg)), reader.in_background():
+            started = time.time()
             importlib.import_module("img2dataset").download(**img2dataset_kwargs(cfg, url_list, out_dir))
-    reader.read_new(finished_only=False)
-    return reader.by_url(unique)
+            if phases is not None:
+                for name, seconds in img2dataset_phases(out_dir, started, time.time()).items():
+                    phases.add(f"img2dataset_{name}", seconds)
+    with span(phases, "read_back_after"):
+        reader.read_new(finished_only=False)
+        return reader.by_url(unique)
 
 
 def read_shard(path: Path) -> dict[str, Fetched]:
@@ -300,17 +314,19 @@ class ShardReader:
 
     POLL_S = 0.2
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, phases: Phases | None = None) -> None:
         self.out_dir = out_dir
         self.rows: dict[str, Fetched] = {}
         self._done: set[str] = set()
+        self._phases = phases
 
     def read_new(self, finished_only: bool = True) -> None:
         """Read every shard not read yet (only those with stats when `finished_only`)."""
         for f in sorted(self.out_dir.glob("*.parquet")):
             if f.name in self._done or (finished_only and not f.with_name(f"{f.stem}_stats.json").exists()):
                 continue
-            self.rows.update(read_shard(f))
+            with span(self._phases, "read_back"):
+                self.rows.update(read_shard(f))
             self._done.add(f.name)
 
     @contextlib.contextmanager
@@ -357,7 +373,9 @@ def _is_http(url: str) -> bool:
         return False
 
 
-def download_samples(samples: Sequence[Sample], cfg: Any, work_dir: str | Path) -> dict[str, Any]:
+def download_samples(
+    samples: Sequence[Sample], cfg: Any, work_dir: str | Path, phases: Phases | None = None
+) -> dict[str, Any]:
     """Download every still-kept sample's image and record the outcome on it (in place).
 
     Returns the measurements the workers took of the stored images (`measure_writer.Measured`),
@@ -368,8 +386,20 @@ def download_samples(samples: Sequence[Sample], cfg: Any, work_dir: str | Path) 
     to a refused address gets `blocked_address`, one that does not resolve `download_error`, and
     a URL its host's robots.txt disallows `robots_txt` — as does an image whose page's robots.txt
     disallows the page for our token (`page_robots_txt`; only an explicit rule counts there).
+    `phases` receives the seconds of each part (phases.py).
     """
-    todo = [s for s in samples if s.kept]
+    with span(phases, "address_guard"):
+        fetch = _vet_hosts([s for s in samples if s.kept], cfg)
+    if cfg.robots_txt and fetch:
+        with span(phases, "robots_txt"):
+            fetch = _robots_allowed(fetch, cfg, work_dir)
+    results = run_img2dataset([s.url for s in fetch], cfg, work_dir, phases)
+    with span(phases, "record_downloads"):
+        return _record(fetch, results)
+
+
+def _vet_hosts(todo: list[Sample], cfg: Any) -> list[Sample]:
+    """The samples whose URL may be fetched; the others rejected (scheme, port, address guard)."""
     limits = fetch_limits(cfg)
     allowed = limits.networks()
     host_verdict: dict[tuple[str, int], str] = {}
@@ -397,20 +427,28 @@ def download_samples(samples: Sequence[Sample], cfg: Any, work_dir: str | Path) 
             s.reject(STAGE, Reason.DOWNLOAD_ERROR, why)
         else:
             fetch.append(s)
-    if cfg.robots_txt and fetch:
-        robots = RobotsCache(limits, token=cfg.user_agent_token or "laitkit", threads=cfg.thread_count,
-                             cache_dir=Path(work_dir) / "robots")  # fmt: skip
-        pages = {s.key: s.page_url for s in fetch if cfg.page_robots_txt and _is_http(s.page_url)}
-        robots.prefetch([s.url for s in fetch] + list(pages.values()))
-        allowed_fetch = []
-        for s in fetch:
-            why = robots.refusal(s.url) or (robots.page_refusal(pages[s.key]) if s.key in pages else "")
-            if why:
-                s.reject(STAGE, Reason.ROBOTS_TXT, why)
-            else:
-                allowed_fetch.append(s)
-        fetch = allowed_fetch
-    results = run_img2dataset([s.url for s in fetch], cfg, work_dir)
+    return fetch
+
+
+def _robots_allowed(fetch: list[Sample], cfg: Any, work_dir: str | Path) -> list[Sample]:
+    """The samples robots.txt lets us fetch (image host, and page host's explicit rules); the
+    others rejected `robots_txt`."""
+    robots = RobotsCache(fetch_limits(cfg), token=cfg.user_agent_token or "laitkit", threads=cfg.thread_count,
+                         cache_dir=Path(work_dir) / "robots")  # fmt: skip
+    pages = {s.key: s.page_url for s in fetch if cfg.page_robots_txt and _is_http(s.page_url)}
+    robots.prefetch([s.url for s in fetch] + list(pages.values()))
+    allowed_fetch = []
+    for s in fetch:
+        why = robots.refusal(s.url) or (robots.page_refusal(pages[s.key]) if s.key in pages else "")
+        if why:
+            s.reject(STAGE, Reason.ROBOTS_TXT, why)
+        else:
+            allowed_fetch.append(s)
+    return allowed_fetch
+
+
+def _record(fetch: list[Sample], results: dict[str, Fetched]) -> dict[str, Any]:
+    """Record img2dataset's outcome on each fetched sample; the workers' measurements by key."""
     measured: dict[str, Any] = {}
     for s in fetch:
         r = results[s.url]
