@@ -135,6 +135,7 @@ class Proposer:
         self.index = {x: i for i, x in enumerate(vocab)}
         self.w = np.concatenate([np.asarray(weights, dtype=np.float64), [0.0]])  # last: unknown features
         self.unknown = len(vocab)
+        self.tables = ScoreTables(vocab, self.w[:-1].tolist())
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Proposer | None:
@@ -158,12 +159,84 @@ class Proposer:
         return np.bincount(seg, weights=self.w[idx], minlength=len(rows))
 
     def apply(self, graph: list[SceneNode], ctx: Context) -> list[SceneNode]:
-        """The graph with objects unchanged and relations/attributes chosen by the model."""
+        """The graph with objects unchanged and relations/attributes chosen by the model.
+
+        Scores come from `ScoreTables` while the candidates are made (no feature strings for the
+        predicate-dependent features, nothing at all for pairs a certain rule fact decides);
+        `apply_reference` is the same decision from the training features, kept as the check.
+        """
+        if not any(n.kind == "object" for n in graph):
+            return graph
+        rcands, acands, keep = candidates(graph, ctx, self.alts, self.tables)
+        z = [c[3] for c in rcands] + [c[3] for c in acands]
+        return decide(graph, rcands, acands, keep, z, self.thresholds)
+
+    def apply_reference(self, graph: list[SceneNode], ctx: Context) -> list[SceneNode]:
+        """`apply` through the training path: every candidate's feature strings, summed by index."""
         if not any(n.kind == "object" for n in graph):
             return graph
         rcands, acands, keep = candidates(graph, ctx, self.alts)
         z = self.scores([c[3] for c in rcands] + [c[3] for c in acands])
         return decide(graph, rcands, acands, keep, z, self.thresholds)
+
+
+_NO: dict = {}
+
+
+class ScoreTables:
+    """The weights re-keyed by the parts of each feature, so scoring builds no strings per candidate.
+
+    Why: a relation candidate has 23 features and a caption ~7 candidates; building each
+    feature's string ("pso=man|on|table") and hashing it cost most of the proposer's time. Here
+    the 11 features shared by a pair (and direction) are summed once per pair, and the ones that
+    depend on the predicate are looked up by tuples of strings whose hashes Python has already
+    cached. A feature whose parts contain the separator "|" cannot be split back apart; such a
+    candidate is scored from its strings (`rel_features`), so the sums are the same.
+    """
+
+    def __init__(self, vocab: Sequence[str], weights: Sequence[float]) -> None:
+        self.wd: dict[str, float] = dict(zip(vocab, weights, strict=True))
+        t: dict[str, dict] = {k: {} for k in ("p", "p1", "ps", "po", "pso", "psw", "pdp", "pw", "ord", "src")}
+        for key, w in self.wd.items():
+            pre, _, rest = key.partition("=")
+            tab = t.get(pre)
+            if tab is None:
+                continue
+            bars = rest.count("|")
+            if pre in ("p", "p1", "src"):
+                if not bars:
+                    tab[rest] = w
+            elif pre in ("ps", "po") and bars == 1:
+                tab[tuple(rest.split("|"))] = w
+            elif pre == "pso" and bars == 2:
+                tab[tuple(rest.split("|"))] = w
+            elif pre == "psw" and bars == 2:
+                pred, sw, ru = rest.split("|")
+                tab[(pred, sw == "True", ru == "True")] = w
+            elif pre in ("pdp", "pw") and bars >= 1:
+                tab[tuple(rest.rsplit("|", 1))] = w
+            elif pre == "ord" and bars >= 1:
+                sw, first = rest.split("|", 1)
+                tab[(sw == "True", first)] = w
+        self.t = t
+        srcs = ("path", "verb", "have", "rule", "alt")
+        self.src_w = {(x, r): t["src"].get(x + str(r), 0.0) for x in srcs for r in (False, True)}
+        self._pred: dict[str, tuple[float, str]] = {}
+
+    def pred(self, pred: str) -> tuple[float, str]:
+        """("p=" + "p1=" weights, first word) of a predicate, cached."""
+        got = self._pred.get(pred)
+        if got is None:
+            if len(self._pred) > 200_000:
+                self._pred.clear()
+            first = pred.split(" ", 1)[0]
+            got = (self.t["p"].get(pred, 0.0) + self.t["p1"].get(first, 0.0), first)
+            self._pred[pred] = got
+        return got
+
+    def sum(self, feats: Sequence[str]) -> float:
+        get = self.wd.get
+        return sum([get(x, 0.0) for x in feats])
 
 
 @dataclass(frozen=True)
@@ -242,13 +315,19 @@ def decide(
 
 
 def candidates(
-    graph: Sequence[SceneNode], ctx: Context, alts: dict[str, list[str]] | None = None
+    graph: Sequence[SceneNode],
+    ctx: Context,
+    alts: dict[str, list[str]] | None = None,
+    tables: ScoreTables | None = None,
 ) -> tuple[list[tuple], list[tuple], list[SceneNode]]:
-    """Relation candidates (s, o, (pred, tokens), features), attribute candidates (s, text, tokens,
-    features), and the rule nodes passed through unchanged (relations of an object with itself,
-    renumbered to the proposer's object order).
+    """Relation candidates (s, o, (pred, tokens), features, kind), attribute candidates (s, text,
+    tokens, features, kind), and the rule nodes passed through unchanged (relations of an object
+    with itself, renumbered to the proposer's object order).
 
-    `s`/`o` are node indices in `graph`.
+    `s`/`o` are node indices in `graph`. Without `tables` (training, and the reference check) the
+    features are lists of strings. With `tables` (inference) the fourth field is the candidate's
+    logit instead, and what `decide` would not look at is not made: a pair that one certain rule
+    relation decides gets only that relation, a certain attribute no score (both 0.0).
     """
     lower, dep, tag, pos = ctx.lower, ctx.dep, ctx.tag, ctx.pos
     objs = [i for i, n in enumerate(graph) if n.kind == "object"]
@@ -283,13 +362,24 @@ def candidates(
             if id(nd) in certain:
                 sure_attr.add((nd.subject, nd.lemma))
     rcands: list[tuple] = []
+    if tables is not None:
+        tt = tables.t
+        t_ps, t_po, t_pso, t_psw, t_pdp, t_pw, t_ord = (tt[k] for k in ("ps", "po", "pso", "psw", "pdp", "pw", "ord"))
+        src_w = tables.src_w
     for x in range(n_obj):
         for y in range(x + 1, n_obj):
             a, b = objs[x], objs[y]
+            r_ab, r_ba = rule_rel.get((a, b), _NONE), rule_rel.get((b, a), _NONE)
+            if tables is not None and (r_ab or r_ba):
+                sure = [(sw, nd) for sw, rr in ((False, r_ab), (True, r_ba)) for nd in rr if id(nd) in certain]
+                if len(sure) == 1:  # decided: `decide` keeps exactly this relation
+                    sw, nd = sure[0]
+                    s, o = (b, a) if sw else (a, b)
+                    rcands.append((s, o, (nd.lemma, tuple(nd.tokens)), 0.0, CERTAIN))
+                    continue
             ha, hb = hd[a], hd[b]
             up, down = ctx.path(ha, hb)
             plen = len(up) + len(down) - 1
-            r_ab, r_ba = rule_rel.get((a, b), []), rule_rel.get((b, a), [])
             if plen > MAX_PATH and not r_ab and not r_ba:
                 continue
             inner = sorted(set(up[1:] + down[:-1]))
@@ -341,9 +431,31 @@ def candidates(
                     "|" + str(swap) + "|", "ord=" + str(swap) + "|",
                 )  # fmt: skip
             pdp, pwp = "pdp=" + pd + "|", "pw=" + pw + "|"
+            if tables is not None:
+                split_ok = "|" not in sa and "|" not in sb
+                base = {
+                    (sw, r): tables.sum(by_swap[sw][7]) + tables.sum(by_rule[r]) for sw in (False, True) for r in (False, True)
+                }  # fmt: skip
             for (pred, swap), (toks, src) in cands.items():
                 s, o, sl, ol, bar_sl, bar_ol, sl_bar, shared, swb, ordp = by_swap[swap]
                 is_rule = src == "rule" or any(nd.lemma == pred for nd in (r_ba if swap else r_ab))
+                kind = kinds.get((pred, swap), NEW)
+                if tables is not None and split_ok and "|" not in pred:
+                    wp, first = tables.pred(pred)
+                    f = (
+                        base[(swap, is_rule)]
+                        + wp
+                        + t_ps.get((pred, sl), 0.0)
+                        + t_po.get((pred, ol), 0.0)
+                        + t_pso.get((sl, pred, ol), 0.0)
+                        + src_w[(src, is_rule)]
+                        + t_psw.get((pred, swap, is_rule), 0.0)
+                        + t_pdp.get((pd, pred), 0.0)
+                        + t_pw.get((pw, pred), 0.0)
+                        + t_ord.get((swap, first), 0.0)
+                    )
+                    rcands.append((s, o, (pred, tuple(toks)), f, kind))
+                    continue
                 first = pred.split(" ", 1)[0]
                 f = [
                     *shared,
@@ -359,7 +471,7 @@ def candidates(
                     pwp + pred,
                     ordp + first,
                 ]
-                rcands.append((s, o, (pred, tuple(toks)), f, kinds.get((pred, swap), NEW)))
+                rcands.append((s, o, (pred, tuple(toks)), f if tables is None else tables.sum(f), kind))
     acands: list[tuple] = []
     n = len(lower)
     cand_tok = [
@@ -370,10 +482,10 @@ def candidates(
     for i in objs:
         h = hd[i]
         ol = graph[i].lemma
-        props: dict[str, tuple[tuple[int, ...], str, int]] = {}
+        props: dict[str, tuple[tuple[int, ...], str, int, tuple | None]] = {}
         ruled: set[int] = set()
-        for nd in rule_attr.get(i, []):
-            props[nd.lemma] = (nd.tokens, "rule", nd.tokens[0] if nd.tokens else h)
+        for nd in rule_attr.get(i, _NONE):
+            props[nd.lemma] = (nd.tokens, "rule", nd.tokens[0] if nd.tokens else h, None)
             ruled.update(nd.tokens)
         for t in cand_tok:
             w = NUMBER_WORDS.get(lower[t], lower[t])
@@ -382,11 +494,15 @@ def candidates(
             up, down = ctx.path(t, h)
             if len(up) + len(down) - 1 > MAX_ATTR_PATH:
                 continue
-            props[w] = ((t,), "tok", t)
-        for txt, (toks, src, t) in props.items():
-            up, down = ctx.path(t, h) if 0 <= t < n else ([t], [])
+            props[w] = ((t,), "tok", t, (up, down))
+        for txt, (toks, src, t, path) in props.items():
+            kind = NEW if src != "rule" else (CERTAIN if (i, txt) in sure_attr else RULE)
+            if kind == CERTAIN and tables is not None:
+                acands.append((i, txt, tuple(toks), 0.0, kind))
+                continue
+            up, down = path if path is not None else (ctx.path(t, h) if 0 <= t < n else ([t], []))
             pd = "^".join(dep[u] for u in up[:-1]) + "|" + pos[up[-1]] + "|" + "v".join(dep[u] for u in down)
-            others = sum(1 for j in objs if j != i and txt in {x.lemma for x in rule_attr.get(j, [])})
+            others = sum(1 for j in objs if j != i and txt in {x.lemma for x in rule_attr.get(j, _NONE)})
             f = [
                 "ab",
                 "a=" + txt,
@@ -402,6 +518,8 @@ def candidates(
                 "anob=" + nob + src,
                 "aod=" + dep[h] + "|" + src,
             ]
-            kind = NEW if src != "rule" else (CERTAIN if (i, txt) in sure_attr else RULE)
-            acands.append((i, txt, tuple(toks), f, kind))
+            acands.append((i, txt, tuple(toks), f if tables is None else tables.sum(f), kind))
     return rcands, acands, keep
+
+
+_NONE: tuple = ()
