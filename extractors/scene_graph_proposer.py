@@ -70,6 +70,7 @@ class Context:
 
     def __post_init__(self) -> None:
         self._anc: dict[int, list[int]] = {}
+        self._pos: dict[int, dict[int, int]] = {}
 
     def ancestors(self, i: int) -> list[int]:
         """`i` and its heads up to the root."""
@@ -88,11 +89,27 @@ class Context:
         `up` starts at `a` and ends at the common head; `down` starts below it and ends at `b`.
         """
         aa, bb = self.ancestors(a), self.ancestors(b)
-        bset = {t: k for k, t in enumerate(bb)}
+        bset = self._where(b, bb)
         for k, t in enumerate(aa):
             if t in bset:
                 return aa[: k + 1], list(reversed(bb[: bset[t]]))
         return aa, list(reversed(bb))  # two roots (a fragment): no common head
+
+    def _where(self, b: int, bb: list[int]) -> dict[int, int]:
+        """Position of each ancestor of `b` in its chain (cached: most paths end at an object)."""
+        got = self._pos.get(b)
+        if got is None:
+            got = self._pos[b] = {t: k for k, t in enumerate(bb)}
+        return got
+
+    def path_len(self, a: int, b: int) -> int:
+        """Number of arcs on `path(a, b)`, without building it."""
+        aa, bb = self.ancestors(a), self.ancestors(b)
+        bset = self._where(b, bb)
+        for k, t in enumerate(aa):
+            if t in bset:
+                return k + bset[t]
+        return len(aa) + len(bb) - 1
 
     def word(self, t: int) -> str:
         if self.pos[t] in ("VERB", "AUX"):
@@ -222,6 +239,7 @@ class ScoreTables:
         srcs = ("path", "verb", "have", "rule", "alt")
         self.src_w = {(x, r): t["src"].get(x + str(r), 0.0) for x in srcs for r in (False, True)}
         self._pred: dict[str, tuple[float, str]] = {}
+        self._memo: dict[tuple, tuple] = {}
 
     def pred(self, pred: str) -> tuple[float, str]:
         """("p=" + "p1=" weights, first word) of a predicate, cached."""
@@ -233,6 +251,57 @@ class ScoreTables:
             got = (self.t["p"].get(pred, 0.0) + self.t["p1"].get(first, 0.0), first)
             self._pred[pred] = got
         return got
+
+    def pair_bases(
+        self,
+        sa: str,
+        sb: str,
+        pd: str,
+        dep_a: str,
+        dep_b: str,
+        tag_a: str,
+        tag_b: str,
+        nob: str,
+        plen: int,
+        via: bool,
+        n_rule: int,
+    ) -> tuple:
+        """The summed weights of a pair's features that do not depend on the predicate.
+
+        Indexed by `2 * swap + is_rule`; each part is cached by the strings it is made of, so a
+        pair of a kind seen before costs a few look-ups.
+        """
+        memo = self._memo
+        if len(memo) > 500_000:
+            memo.clear()
+        k1 = ("so", sa, sb)
+        so = memo.get(k1)
+        if so is None:
+            so = memo[k1] = (self.sum(["so=" + sa + "|" + sb]), self.sum(["so=" + sb + "|" + sa]))
+        k2 = ("pd", pd, nob)
+        pdw = memo.get(k2)
+        if pdw is None:
+            pdw = memo[k2] = tuple(
+                self.sum(["b", "sw=" + str(sw), "pd=" + pd, "pdsw=" + pd + "|" + str(sw), "nob=" + nob])
+                for sw in (False, True)
+            )
+        k3 = ("sd", dep_a, dep_b, tag_a, tag_b)
+        sd = memo.get(k3)
+        if sd is None:
+            sd = memo[k3] = (
+                self.sum(["sd=" + dep_a + "|" + dep_b + "|False", "st=" + tag_a + "|" + tag_b]),
+                self.sum(["sd=" + dep_b + "|" + dep_a + "|True", "st=" + tag_b + "|" + tag_a]),
+            )
+        pl, nrb = _bucket(plen, 6), _bucket(n_rule, 3)
+        k4 = ("r", pl, via, nrb)
+        ru = memo.get(k4)
+        if ru is None:
+            ru = memo[k4] = tuple(
+                self.sum(["plen=" + pl + str(r), "via=" + str(via) + str(r), "nr=" + nrb + str(r)])
+                for r in (False, True)
+            )
+        f, t = so[0] + pdw[0] + sd[0], so[1] + pdw[1] + sd[1]
+        return f + ru[0], f + ru[1], t + ru[0], t + ru[1], (dep_a, dep_b, tag_a, tag_b, nob, plen, via, n_rule)
 
     def sum(self, feats: Sequence[str]) -> float:
         get = self.wd.get
@@ -335,7 +404,6 @@ def candidates(
     hd = {i: graph[i].span[1] - 1 for i in objs}
     n_obj = len(objs)
     nob = _bucket(n_obj, 5)
-    nob_f = "nob=" + nob
     obj_tok = {t for i in objs for t in graph[i].tokens}
     head_of = {hd[i]: i for i in objs}
     rule_rel: dict[tuple[int, int], list[SceneNode]] = {}
@@ -366,6 +434,7 @@ def candidates(
         tt = tables.t
         t_ps, t_po, t_pso, t_psw, t_pdp, t_pw, t_ord = (tt[k] for k in ("ps", "po", "pso", "psw", "pdp", "pw", "ord"))
         src_w = tables.src_w
+        pred_w = tables._pred.get
     for x in range(n_obj):
         for y in range(x + 1, n_obj):
             a, b = objs[x], objs[y]
@@ -416,62 +485,36 @@ def candidates(
                             cands.setdefault((alt, swap), (toks, "alt"))
             n_rule = len(r_ab) + len(r_ba)
             sa, sb = graph[a].lemma, graph[b].lemma
-            # strings that do not depend on the predicate: built once per pair (and direction)
-            pl, nrb = "plen=" + _bucket(plen, 6), "nr=" + _bucket(n_rule, 3)
-            by_rule = {r: (pl + str(r), "via=" + str(via) + str(r), nrb + str(r)) for r in (False, True)}
-            pd_f = "pd=" + pd
-            by_swap = {}
-            for swap in (False, True):
-                s, o = (b, a) if swap else (a, b)
-                sl, ol = (sb, sa) if swap else (sa, sb)
-                by_swap[swap] = (
-                    s, o, sl, ol, "|" + sl, "|" + ol, sl + "|",
-                    ["b", "so=" + sl + "|" + ol, "sw=" + str(swap), pd_f, "pdsw=" + pd + "|" + str(swap), nob_f,
-                     "sd=" + dep[hd[s]] + "|" + dep[hd[o]] + "|" + str(swap), "st=" + tag[hd[s]] + "|" + tag[hd[o]]],
-                    "|" + str(swap) + "|", "ord=" + str(swap) + "|",
-                )  # fmt: skip
-            pdp, pwp = "pdp=" + pd + "|", "pw=" + pw + "|"
-            if tables is not None:
-                split_ok = "|" not in sa and "|" not in sb
-                base = {
-                    (sw, r): tables.sum(by_swap[sw][7]) + tables.sum(by_rule[r]) for sw in (False, True) for r in (False, True)
-                }  # fmt: skip
+            if tables is not None and "|" not in sa and "|" not in sb:
+                base = tables.pair_bases(sa, sb, pd, dep[ha], dep[hb], tag[ha], tag[hb], nob, plen, via, n_rule)
+                rule_lemmas = ({nd.lemma for nd in r_ab}, {nd.lemma for nd in r_ba})
+                for (pred, swap), (toks, src) in cands.items():
+                    s, o, sl, ol = (b, a, sb, sa) if swap else (a, b, sa, sb)
+                    if "|" in pred:
+                        f = tables.sum(rel_features(pred, swap, src, sl, ol, pd, pw, r_ab, r_ba, *base[4]))
+                    else:
+                        is_rule = src == "rule" or pred in rule_lemmas[swap]
+                        wp, first = pred_w(pred) or tables.pred(pred)
+                        f = (
+                            base[swap + swap + is_rule]
+                            + wp
+                            + t_ps.get((pred, sl), 0.0)
+                            + t_po.get((pred, ol), 0.0)
+                            + t_pso.get((sl, pred, ol), 0.0)
+                            + src_w[(src, is_rule)]
+                            + t_psw.get((pred, swap, is_rule), 0.0)
+                            + t_pdp.get((pd, pred), 0.0)
+                            + t_pw.get((pw, pred), 0.0)
+                            + t_ord.get((swap, first), 0.0)
+                        )
+                    rcands.append((s, o, (pred, toks), f, kinds.get((pred, swap), NEW)))
+                continue
+            ctxf = (r_ab, r_ba, dep[ha], dep[hb], tag[ha], tag[hb], nob, plen, via, n_rule)
             for (pred, swap), (toks, src) in cands.items():
-                s, o, sl, ol, bar_sl, bar_ol, sl_bar, shared, swb, ordp = by_swap[swap]
-                is_rule = src == "rule" or any(nd.lemma == pred for nd in (r_ba if swap else r_ab))
-                kind = kinds.get((pred, swap), NEW)
-                if tables is not None and split_ok and "|" not in pred:
-                    wp, first = tables.pred(pred)
-                    f = (
-                        base[(swap, is_rule)]
-                        + wp
-                        + t_ps.get((pred, sl), 0.0)
-                        + t_po.get((pred, ol), 0.0)
-                        + t_pso.get((sl, pred, ol), 0.0)
-                        + src_w[(src, is_rule)]
-                        + t_psw.get((pred, swap, is_rule), 0.0)
-                        + t_pdp.get((pd, pred), 0.0)
-                        + t_pw.get((pw, pred), 0.0)
-                        + t_ord.get((swap, first), 0.0)
-                    )
-                    rcands.append((s, o, (pred, tuple(toks)), f, kind))
-                    continue
-                first = pred.split(" ", 1)[0]
-                f = [
-                    *shared,
-                    *by_rule[is_rule],
-                    "p=" + pred,
-                    "p1=" + first,
-                    "ps=" + pred + bar_sl,
-                    "po=" + pred + bar_ol,
-                    "pso=" + sl_bar + pred + bar_ol,
-                    "src=" + src + str(is_rule),
-                    "psw=" + pred + swb + str(is_rule),
-                    pdp + pred,
-                    pwp + pred,
-                    ordp + first,
-                ]
-                rcands.append((s, o, (pred, tuple(toks)), f if tables is None else tables.sum(f), kind))
+                s, o, sl, ol = (b, a, sb, sa) if swap else (a, b, sa, sb)
+                f = rel_features(pred, swap, src, sl, ol, pd, pw, *ctxf)
+                z = f if tables is None else tables.sum(f)
+                rcands.append((s, o, (pred, tuple(toks)), z, kinds.get((pred, swap), NEW)))
     acands: list[tuple] = []
     n = len(lower)
     cand_tok = [
@@ -479,30 +522,29 @@ def candidates(
         for t in range(n)
         if t not in obj_tok and (pos[t] in ATTR_POS or tag[t] in ("VBN", "VBG") or dep[t] in ("acomp", "amod"))
     ]
+    cand_w = [(t, NUMBER_WORDS.get(lower[t], lower[t])) for t in cand_tok]
+    attr_sets = {j: {x.lemma for x in nds} for j, nds in rule_attr.items()}
+    path_len = ctx.path_len
     for i in objs:
         h = hd[i]
         ol = graph[i].lemma
-        props: dict[str, tuple[tuple[int, ...], str, int, tuple | None]] = {}
+        props: dict[str, tuple[tuple[int, ...], str, int]] = {}
         ruled: set[int] = set()
         for nd in rule_attr.get(i, _NONE):
-            props[nd.lemma] = (nd.tokens, "rule", nd.tokens[0] if nd.tokens else h, None)
+            props[nd.lemma] = (nd.tokens, "rule", nd.tokens[0] if nd.tokens else h)
             ruled.update(nd.tokens)
-        for t in cand_tok:
-            w = NUMBER_WORDS.get(lower[t], lower[t])
-            if w in props or t in ruled:
+        for t, w in cand_w:
+            if w in props or t in ruled or path_len(t, h) > MAX_ATTR_PATH:
                 continue
-            up, down = ctx.path(t, h)
-            if len(up) + len(down) - 1 > MAX_ATTR_PATH:
-                continue
-            props[w] = ((t,), "tok", t, (up, down))
-        for txt, (toks, src, t, path) in props.items():
+            props[w] = ((t,), "tok", t)
+        for txt, (toks, src, t) in props.items():
             kind = NEW if src != "rule" else (CERTAIN if (i, txt) in sure_attr else RULE)
             if kind == CERTAIN and tables is not None:
                 acands.append((i, txt, tuple(toks), 0.0, kind))
                 continue
-            up, down = path if path is not None else (ctx.path(t, h) if 0 <= t < n else ([t], []))
+            up, down = ctx.path(t, h) if 0 <= t < n else ([t], [])
             pd = "^".join(dep[u] for u in up[:-1]) + "|" + pos[up[-1]] + "|" + "v".join(dep[u] for u in down)
-            others = sum(1 for j in objs if j != i and txt in {x.lemma for x in rule_attr.get(j, _NONE)})
+            others = sum(1 for j, lem in attr_sets.items() if j != i and txt in lem)
             f = [
                 "ab",
                 "a=" + txt,
@@ -523,3 +565,56 @@ def candidates(
 
 
 _NONE: tuple = ()
+
+
+def rel_features(
+    pred: str,
+    swap: bool,
+    src: str,
+    sl: str,
+    ol: str,
+    pd: str,
+    pw: str,
+    r_ab: Sequence[SceneNode],
+    r_ba: Sequence[SceneNode],
+    dep_a: str,
+    dep_b: str,
+    tag_a: str,
+    tag_b: str,
+    nob: str,
+    plen: int,
+    via: bool,
+    n_rule: int,
+) -> list[str]:
+    """The feature strings of one relation candidate (what training fits; `ScoreTables` re-keys them).
+
+    `sl`/`ol`: the subject's and object's names in this direction; `pd`: the dependency path of
+    the pair; `pw`: its words; `r_ab`/`r_ba`, `dep_a`, `tag_a`, ...: the rules' relations and the
+    heads' labels of the pair in its own (a, b) order.
+    """
+    is_rule = src == "rule" or any(nd.lemma == pred for nd in (r_ba if swap else r_ab))
+    ds, do, ts, to = (dep_b, dep_a, tag_b, tag_a) if swap else (dep_a, dep_b, tag_a, tag_b)
+    first = pred.split(" ", 1)[0]
+    return [
+        "b",
+        "so=" + sl + "|" + ol,
+        "sw=" + str(swap),
+        "pd=" + pd,
+        "pdsw=" + pd + "|" + str(swap),
+        "nob=" + nob,
+        "sd=" + ds + "|" + do + "|" + str(swap),
+        "st=" + ts + "|" + to,
+        "plen=" + _bucket(plen, 6) + str(is_rule),
+        "via=" + str(via) + str(is_rule),
+        "nr=" + _bucket(n_rule, 3) + str(is_rule),
+        "p=" + pred,
+        "p1=" + first,
+        "ps=" + pred + "|" + sl,
+        "po=" + pred + "|" + ol,
+        "pso=" + sl + "|" + pred + "|" + ol,
+        "src=" + src + str(is_rule),
+        "psw=" + pred + "|" + str(swap) + "|" + str(is_rule),
+        "pdp=" + pd + "|" + pred,
+        "pw=" + pw + "|" + pred,
+        "ord=" + str(swap) + "|" + first,
+    ]

@@ -90,6 +90,7 @@ class TextExtractor:
         self.noun_tagger = NounTagger.load(cfg.noun_tagger)
         self.proposer = Proposer.load(cfg.proposer)
         self.model_name = cfg.model
+        self._strings = DocLists(self.nlp.vocab.strings)
         self._pool: Any = None
 
     def _clean(self, caption: object) -> str:
@@ -121,20 +122,51 @@ class TextExtractor:
 
     def annotate_doc(self, doc: Any) -> TextAnnotation:
         """The annotation of one parsed spaCy `Doc`."""
-        toks = list(doc)  # one pass creating Token views; the lists below reuse them
-        tokens = [t.text for t in toks]
-        upos = [t.pos_ for t in toks]
-        tags = [t.tag_ for t in toks]
-        lemmas = [t.lemma_ for t in toks]
-        heads = [i + int(off) for i, off in enumerate(doc.to_array("HEAD").astype("int64").tolist())] if toks else []
-        lower = [t.lower_ for t in toks]
-        deps = [t.dep_ for t in toks]
+        tokens, lower, lemmas, upos, tags, deps, heads, ws = self._strings.lists(doc)
         nouns = self.noun_tagger.nouns(lower, upos, tags, deps, heads) if self.noun_tagger is not None else frozenset()
-        ws = [t.text_with_ws for t in toks]
         graph = build_graph(
             self.lexicon, lower, lemmas, upos, tags, deps, heads, ws, nouns, self.fact_filter, self.proposer
         )
         return TextAnnotation(model=self.model_name, tokens=tokens, upos=upos, tags=tags, lemmas=lemmas, graph=graph)
+
+
+class DocLists:
+    """A Doc's per-token lists from one `Doc.to_array` and a cache of hash -> string.
+
+    Why: reading `t.pos_`, `t.lemma_`, ... token by token creates a `Token` view and looks the
+    string up in the `StringStore` for every attribute of every token; that cost as much as the
+    whole rule walk. One array of hashes per Doc and a plain dict from hash to `str` (filled from
+    the vocabulary on a miss, emptied when it grows past `max_size`) give the same strings.
+    """
+
+    COLS = ("ORTH", "LOWER", "LEMMA", "POS", "TAG", "DEP", "HEAD", "SPACY")
+
+    def __init__(self, strings: Any, max_size: int = 1_000_000) -> None:
+        from spacy import attrs
+
+        self.attrs = [getattr(attrs, c) for c in self.COLS]
+        self.strings = strings
+        self.max_size = max_size
+        self.cache: dict[int, str] = {}
+
+    def _str(self, h: int) -> str:
+        if len(self.cache) >= self.max_size:
+            self.cache.clear()
+        s = self.cache[h] = self.strings[h]
+        return s
+
+    def lists(self, doc: Any) -> tuple[list[str], ...]:
+        """(text, lower, lemma, pos, tag, dep, head index, text with whitespace) of every token."""
+        n = len(doc)
+        if not n:
+            return [], [], [], [], [], [], [], []
+        orth, low, lem, pos, tag, dep, head, sp = doc.to_array(self.attrs).T.tolist()
+        get, miss = self.cache.get, self._str
+        out = [[get(h) or miss(h) for h in col] for col in (orth, low, lem, pos, tag, dep)]
+        heads = [i + o if o < 1 << 63 else i + o - (1 << 64) for i, o in enumerate(head)]  # relative, as uint64
+        text = out[0]
+        ws = [t + " " if s else t for t, s in zip(text, sp, strict=True)]
+        return text, out[1], out[2], out[3], out[4], out[5], heads, ws
 
 
 def object_name(ann: TextAnnotation, i: int) -> str:
