@@ -240,6 +240,8 @@ class ScoreTables:
         self.src_w = {(x, r): t["src"].get(x + str(r), 0.0) for x in srcs for r in (False, True)}
         self._pred: dict[str, tuple[float, str]] = {}
         self._memo: dict[tuple, tuple] = {}
+        self._alts_of: dict | None = None
+        self._alts: dict[str, tuple[tuple[str, bool], ...]] = {}
 
     def pred(self, pred: str) -> tuple[float, str]:
         """("p=" + "p1=" weights, first word) of a predicate, cached."""
@@ -303,6 +305,38 @@ class ScoreTables:
         f, t = so[0] + pdw[0] + sd[0], so[1] + pdw[1] + sd[1]
         return f + ru[0], f + ru[1], t + ru[0], t + ru[1], (dep_a, dep_b, tag_a, tag_b, nob, plen, via, n_rule)
 
+    def split_alts(self, alts: dict[str, list[str]] | None) -> dict[str, tuple[tuple[str, bool], ...]]:
+        """`alts` as (predicate, reversed) pairs: "~under" -> ("under", True); cached per dict."""
+        if not alts:
+            return {}
+        if self._alts_of is not alts:
+            self._alts = {p: tuple((a[1:], True) if a[0] == "~" else (a, False) for a in v) for p, v in alts.items()}
+            self._alts_of = alts
+        return self._alts
+
+    def attr_score(
+        self, txt: str, ol: str, src: str, dep_t: str, tag_t: str, pd: str, dist: int, others: int, nob: str, dep_h: str
+    ) -> float:
+        """Logit of an attribute candidate: the features without its text summed once per kind of
+        context (cached), plus the four that name the text."""
+        memo = self._memo
+        dist_b, oth_b = _bucket(dist, 4), _bucket(others, 2)
+        key = ("a", src, dep_t, tag_t, pd, dist_b, oth_b, nob, dep_h)
+        g = memo.get(key)
+        if g is None:
+            g = memo[key] = self.sum(
+                ["ab", "asc=" + src, "ad=" + dep_t + "|" + src, "at=" + tag_t + "|" + src, "apd=" + pd + "|" + src,
+                 "adist=" + dist_b + src, "aoth=" + oth_b + src, "anob=" + nob + src, "aod=" + dep_h + "|" + src]
+            )  # fmt: skip
+        get = self.wd.get
+        return (
+            g
+            + get("a=" + txt, 0.0)
+            + get("ao=" + ol + "|" + txt, 0.0)
+            + get("asrc=" + txt + "|" + src, 0.0)
+            + get("apdw=" + pd + "|" + txt, 0.0)
+        )
+
     def sum(self, feats: Sequence[str]) -> float:
         get = self.wd.get
         return sum([get(x, 0.0) for x in feats])
@@ -355,24 +389,29 @@ def decide(
         if ok and (s, txt) not in seen:
             seen.add((s, txt))
             out.append(SceneNode(kind="attribute", lemma=txt, tokens=toks, subject=new_idx[s]))
-    pairs: dict[frozenset, list[int]] = {}
-    for j in range(nr):
-        c = rcands[j]
-        pairs.setdefault(frozenset((c[0], c[1])), []).append(j)
+    # per pair of objects (either order): [certain, rule, best new candidate, its logit]
+    pairs: dict[tuple[int, int], list] = {}
+    for j, c in enumerate(rcands):
+        a, b, kind = c[0], c[1], c[4]
+        p = pairs.get((a, b) if a < b else (b, a))
+        if p is None:
+            p = pairs[(a, b) if a < b else (b, a)] = [[], [], -1, 0.0]
+        if kind == NEW:
+            if p[2] < 0 or z[j] > p[3]:  # the first of equal maxima, as max() would
+                p[2], p[3] = j, z[j]
+        else:
+            p[0 if kind == CERTAIN else 1].append(j)
     chosen: list[int] = []
-    for js in pairs.values():
-        rule = [j for j in js if rcands[j][4] != NEW]
-        new = [j for j in js if rcands[j][4] == NEW]
-        best_new = max(new, key=lambda j: z[j]) if new else -1
-        if any(rcands[j][4] == CERTAIN for j in rule):
-            chosen.extend(j for j in rule if rcands[j][4] == CERTAIN)
+    for sure, rule, best_new, zb in pairs.values():
+        if sure:
+            chosen.extend(sure)
         elif rule:
             top = max(z[j] for j in rule)
-            if best_new >= 0 and z[best_new] >= top + thr.rel_margin and z[best_new] >= thr.rel_add:
+            if best_new >= 0 and zb >= top + thr.rel_margin and zb >= thr.rel_add:
                 chosen.append(best_new)
             else:
                 chosen.extend(j for j in rule if z[j] >= thr.rel_drop)
-        elif best_new >= 0 and z[best_new] >= thr.rel_add:
+        elif best_new >= 0 and zb >= thr.rel_add:
             chosen.append(best_new)
     for j in sorted(chosen):
         s, o, (pred, toks), _, _ = rcands[j]
@@ -430,7 +469,9 @@ def candidates(
             if id(nd) in certain:
                 sure_attr.add((nd.subject, nd.lemma))
     rcands: list[tuple] = []
+    alt_split = None
     if tables is not None:
+        alt_split = tables.split_alts(alts)
         tt = tables.t
         t_ps, t_po, t_pso, t_psw, t_pdp, t_pw, t_ord = (tt[k] for k in ("ps", "po", "pso", "psw", "pdp", "pw", "ord"))
         src_w = tables.src_w
@@ -476,7 +517,14 @@ def candidates(
                 for nd in rr:
                     cands[(nd.lemma, swap)] = (nd.tokens, "rule")
                     kinds[(nd.lemma, swap)] = CERTAIN if id(nd) in certain else RULE
-            if alts:
+            if alt_split is not None:
+                for (pred, swap), (toks, _src) in list(cands.items()):
+                    more = alt_split.get(pred)
+                    if more:
+                        val = (toks, "alt")
+                        for alt, flip in more:
+                            cands.setdefault((alt, swap ^ flip), val)
+            elif alts:
                 for (pred, swap), (toks, _src) in list(cands.items()):
                     for alt in alts.get(pred, ()):  # "~under": the other direction ("below" -> "under")
                         if alt[0] == "~":
@@ -545,6 +593,10 @@ def candidates(
             up, down = ctx.path(t, h) if 0 <= t < n else ([t], [])
             pd = "^".join(dep[u] for u in up[:-1]) + "|" + pos[up[-1]] + "|" + "v".join(dep[u] for u in down)
             others = sum(1 for j, lem in attr_sets.items() if j != i and txt in lem)
+            if tables is not None:
+                z = tables.attr_score(txt, ol, src, dep[t], tag[t], pd, t - h, others, nob, dep[h])
+                acands.append((i, txt, tuple(toks), z, kind))
+                continue
             f = [
                 "ab",
                 "a=" + txt,
@@ -560,7 +612,7 @@ def candidates(
                 "anob=" + nob + src,
                 "aod=" + dep[h] + "|" + src,
             ]
-            acands.append((i, txt, tuple(toks), f if tables is None else tables.sum(f), kind))
+            acands.append((i, txt, tuple(toks), f, kind))
     return rcands, acands, keep
 
 
