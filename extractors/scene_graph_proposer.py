@@ -21,8 +21,12 @@ FACTUAL train captions by `jobs/train_text.py --proposer`; dev is only measured.
 Every node the proposer writes carries exactly the token indices of its words: a path predicate the
 tokens it was built from, a rule fact the rule's tokens.
 
-Cost: features are short strings from lists the walk already has; they are mapped to weight
-indices through one dict and a whole caption's candidates are scored by one numpy gather and sum.
+Cost: training sees every candidate's features as short strings (`rel_features`, the attribute
+list in `candidates`). At inference `ScoreTables` holds the same weights re-keyed by the parts of
+each feature, so a candidate is scored with a few tuple look-ups and no strings: the features a
+pair shares are summed once per pair (and cached by what they are made of), and a pair that one
+certain rule relation decides is not scored at all. `Proposer.apply_reference` keeps the string
+path; a test checks both choose the same graphs.
 """
 
 from __future__ import annotations

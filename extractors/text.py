@@ -90,7 +90,7 @@ class TextExtractor:
         self.noun_tagger = NounTagger.load(cfg.noun_tagger)
         self.proposer = Proposer.load(cfg.proposer)
         self.model_name = cfg.model
-        self._strings = DocLists(self.nlp.vocab.strings)
+        self._strings = DocLists()
         self._pool: Any = None
 
     def _clean(self, caption: object) -> str:
@@ -141,18 +141,17 @@ class DocLists:
 
     COLS = ("ORTH", "LOWER", "LEMMA", "POS", "TAG", "DEP", "HEAD", "SPACY")
 
-    def __init__(self, strings: Any, max_size: int = 1_000_000) -> None:
+    def __init__(self, max_size: int = 1_000_000) -> None:
         from spacy import attrs
 
         self.attrs = [getattr(attrs, c) for c in self.COLS]
-        self.strings = strings
         self.max_size = max_size
         self.cache: dict[int, str] = {}
 
-    def _str(self, h: int) -> str:
+    def _str(self, h: int, strings: Any) -> str:
         if len(self.cache) >= self.max_size:
             self.cache.clear()
-        s = self.cache[h] = self.strings[h]
+        s = self.cache[h] = strings[h]
         return s
 
     def lists(self, doc: Any) -> tuple[list[str], ...]:
@@ -161,8 +160,8 @@ class DocLists:
         if not n:
             return [], [], [], [], [], [], [], []
         orth, low, lem, pos, tag, dep, head, sp = doc.to_array(self.attrs).T.tolist()
-        get, miss = self.cache.get, self._str
-        out = [[get(h) or miss(h) for h in col] for col in (orth, low, lem, pos, tag, dep)]
+        get, miss, strings = self.cache.get, self._str, doc.vocab.strings  # hashes are the same in every vocab
+        out = [[get(h) or miss(h, strings) for h in col] for col in (orth, low, lem, pos, tag, dep)]
         heads = [i + o if o < 1 << 63 else i + o - (1 << 64) for i, o in enumerate(head)]  # relative, as uint64
         text = out[0]
         ws = [t + " " if s else t for t, s in zip(text, sp, strict=True)]

@@ -60,7 +60,7 @@ def _throughput_captions(data_dir: Path, n: int, fallback: list[str]) -> list[st
 def part_costs(ex: TextExtractor, texts: list[str], batch_size: int) -> dict[str, float]:
     """CPU microseconds per caption of each part of the text stage, measured one part at a time.
 
-    parse: `nlp.pipe`; lists: the per-token lists read from each Doc; nouns: the learned noun
+    parse: `nlp.pipe`; lists: the per-token lists read from each Doc (`text.DocLists`); nouns: the learned noun
     tagger; rules: the rule walk; proposer: the learned proposer's candidates, scores and decisions
     (the fact filter when no proposer is loaded). CPU time of this process, so other jobs on the
     machine inflate it less than wall-clock time.
@@ -72,18 +72,7 @@ def part_costs(ex: TextExtractor, texts: list[str], batch_size: int) -> dict[str
     docs = list(ex.nlp.pipe(texts, batch_size=batch_size))
     out = {"parse": time.process_time() - c0}
     c0 = time.process_time()
-    lists = [
-        (
-            [t.lower_ for t in d],
-            [t.lemma_ for t in d],
-            [t.pos_ for t in d],
-            [t.tag_ for t in d],
-            [t.dep_ for t in d],
-            [t.head.i for t in d],
-            [t.text_with_ws for t in d],
-        )
-        for d in docs
-    ]
+    lists = [ex._strings.lists(d)[1:] for d in docs]  # (lower, lemma, pos, tag, dep, head, ws), as the stage reads them
     out["lists"] = time.process_time() - c0
     c0 = time.process_time()
     tagger = ex.noun_tagger

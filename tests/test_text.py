@@ -292,3 +292,16 @@ def test_factual_dev_slice(ex: TextExtractor) -> None:
     f1 = score_facts(pred, gold, Normalizer(spacy_noun_lemmatizer(ex.nlp)))
     # the full dev split scores all ~0.85, rel ~0.73 (`laitkit bench text`); floors leave room for noise
     assert f1["all"] >= 0.78 and f1["obj"] >= 0.85 and f1["rel"] >= 0.6, f1
+
+
+def test_doc_lists_are_spacys_token_attributes(ex: TextExtractor) -> None:
+    """The one-array lists (`DocLists`) must be exactly what spaCy's token attributes say."""
+    caps = [c for c, _ in CONSTRUCTIONS]
+    caps += ["Two U.S. officers' cars, parked  by the curb...", "  ", "a t-shirt\tand jeans"]
+    caps += caps  # the second time from the string cache
+    for doc in ex.nlp.pipe(caps):
+        text, lower, lemma, pos, tag, dep, head, ws = ex._strings.lists(doc)
+        assert text == [t.text for t in doc] and lower == [t.lower_ for t in doc]
+        assert lemma == [t.lemma_ for t in doc] and pos == [t.pos_ for t in doc] and tag == [t.tag_ for t in doc]
+        assert dep == [t.dep_ for t in doc] and head == [t.head.i for t in doc]
+        assert ws == [t.text_with_ws for t in doc]
