@@ -386,13 +386,25 @@ def decide(
     nr = len(rcands)
     out = [graph[i] for i in objs] + keep
     seen: set[tuple] = set()
+    # when the objects are the graph's first nodes, a rule fact chosen as it was is its own node
+    same: dict[tuple, SceneNode] | None = None
+    if objs and objs[-1] == len(objs) - 1:
+        same = {}
+        for nd in graph[len(objs) :]:
+            if nd.kind == "attribute":
+                same[("a", nd.subject, nd.lemma)] = nd
+            elif nd.kind == "relation":
+                same[(nd.subject, nd.lemma, nd.object)] = nd
     for j, c in enumerate(acands):
         s, txt, toks, _, kind = c
         zj = z[nr + j]
         ok = kind == CERTAIN or zj >= (thr.attr_drop if kind == RULE else thr.attr_add)
         if ok and (s, txt) not in seen:
             seen.add((s, txt))
-            out.append(SceneNode(kind="attribute", lemma=txt, tokens=toks, subject=new_idx[s]))
+            nd = same.get(("a", s, txt)) if same is not None else None
+            if nd is None or nd.tokens != toks:
+                nd = SceneNode(kind="attribute", lemma=txt, tokens=toks, subject=new_idx[s])
+            out.append(nd)
     # per pair of objects (either order): [certain, rule, best new candidate, its logit]
     pairs: dict[tuple[int, int], list] = {}
     for j, c in enumerate(rcands):
@@ -422,7 +434,10 @@ def decide(
         key = (s, pred, o)
         if key not in seen:
             seen.add(key)
-            out.append(SceneNode(kind="relation", lemma=pred, tokens=toks, subject=new_idx[s], object=new_idx[o]))
+            nd = same.get((s, pred, o)) if same is not None else None
+            if nd is None or nd.tokens != toks:
+                nd = SceneNode(kind="relation", lemma=pred, tokens=toks, subject=new_idx[s], object=new_idx[o])
+            out.append(nd)
     return out
 
 
