@@ -75,6 +75,8 @@ class Context:
     def __post_init__(self) -> None:
         self._anc: dict[int, list[int]] = {}
         self._pos: dict[int, dict[int, int]] = {}
+        self._words: list[str] | None = None
+        self._prts: dict[int, list[int]] | None = None
 
     def ancestors(self, i: int) -> list[int]:
         """`i` and its heads up to the root."""
@@ -120,25 +122,51 @@ class Context:
             return self.verb_lemmas.get(self.lower[t]) or self.lemma[t].lower()
         return self.lower[t]
 
+    def words(self) -> list[str]:
+        """`word(t)` of every token, made once per caption."""
+        w = self._words
+        if w is None:
+            w = self._words = [self.word(t) for t in range(len(self.lower))]
+        return w
 
-def _pred_from(ctx: Context, toks: list[int], verbs_only: bool) -> tuple[str, tuple[int, ...]]:
-    """Predicate words and tokens from path tokens `toks` (in sentence order)."""
-    pos, lower, dep = ctx.pos, ctx.lower, ctx.dep
-    keep: list[int] = []
+    def particles(self) -> dict[int, list[int]]:
+        """Verb token -> its particles ("up" of "pick up"), in sentence order."""
+        p = self._prts
+        if p is None:
+            p = self._prts = {}
+            pos, head = self.pos, self.head
+            for k, d in enumerate(self.dep):
+                if d == "prt" and pos[head[k]] == "VERB":
+                    p.setdefault(head[k], []).append(k)
+        return p
+
+
+def _preds_from(ctx: Context, toks: list[int]) -> tuple[tuple[str, tuple[int, ...]], tuple[str, tuple[int, ...]]]:
+    """Predicate words and tokens from path tokens `toks` (in sentence order): all predicate words
+    (verbs, prepositions, `REL_WORDS`), and the verbs alone; each with its verbs' particles
+    ("pick up"). A copula "be" is never part of a predicate."""
+    pos, lower, lemma = ctx.pos, ctx.lower, ctx.lemma
+    full: list[int] = []
+    verbs: list[int] = []
     for t in toks:
         p = pos[t]
-        if p == "AUX" and ctx.lemma[t].lower() == "be":
+        if p == "AUX" and lemma[t].lower() == "be":
             continue
-        if verbs_only:
-            if p in ("VERB", "AUX"):
-                keep.append(t)
+        if p == "VERB" or p == "AUX":
+            verbs.append(t)
+            full.append(t)
         elif p in PRED_POS or lower[t] in REL_WORDS:
-            keep.append(t)
-    for t in list(keep):  # particles of a kept verb: "pick up"
-        if pos[t] == "VERB":
-            keep.extend(k for k in range(len(lower)) if ctx.head[k] == t and dep[k] == "prt" and k not in keep)
-    keep.sort()
-    return " ".join(ctx.word(t) for t in keep), tuple(keep)
+            full.append(t)
+    words = ctx.words()
+    out = []
+    for keep in (full, verbs):
+        if keep:
+            prts = ctx.particles()
+            if prts:
+                keep.extend([k for t in keep if t in prts for k in prts[t] if k not in keep])
+                keep.sort()
+        out.append((" ".join([words[t] for t in keep]), tuple(keep)))
+    return out[0], out[1]
 
 
 class Proposer:
@@ -517,8 +545,7 @@ def candidates(
             pw = " ".join(lower[t] for t in inner if t not in obj_tok)[:40]
             cands: dict[tuple[str, bool], tuple[tuple[int, ...], str]] = {}
             kinds: dict[tuple[str, bool], int] = {}
-            full = _pred_from(ctx, inner, False)
-            verbs = _pred_from(ctx, inner, True)
+            full, verbs = _preds_from(ctx, inner)
             if full[0]:
                 cands[(full[0], False)] = (full[1], "path")
                 cands[(full[0], True)] = (full[1], "path")
