@@ -14,7 +14,6 @@ actor `n_process=1` and scale with actors (the same "start once, stream batches"
 
 from __future__ import annotations
 
-import gc
 import multiprocessing as mp
 import os
 import queue
@@ -58,9 +57,6 @@ def _worker(cfg: Any, inq: Any, outq: Any) -> None:
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         outq.put((-1, f"{type(exc).__name__}: {exc}"))
         return
-    # The loaded pipeline (~250k objects) lives as long as the worker: moved out of the collector's
-    # reach, a full collection scans only what the batches allocate (a worker is our own process).
-    gc.freeze()
     outq.put((-1, None))
     while True:
         item = inq.get()
