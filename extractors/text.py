@@ -148,20 +148,25 @@ class DocLists:
         self.max_size = max_size
         self.cache: dict[int, str] = {}
 
-    def _str(self, h: int, strings: Any) -> str:
-        if len(self.cache) >= self.max_size:
-            self.cache.clear()
-        s = self.cache[h] = strings[h]
-        return s
-
     def lists(self, doc: Any) -> tuple[list[str], ...]:
         """(text, lower, lemma, pos, tag, dep, head index, text with whitespace) of every token."""
         n = len(doc)
         if not n:
             return [], [], [], [], [], [], [], []
         orth, low, lem, pos, tag, dep, head, sp = doc.to_array(self.attrs).T.tolist()
-        get, miss, strings = self.cache.get, self._str, doc.vocab.strings  # hashes are the same in every vocab
-        out = [[get(h) or miss(h, strings) for h in col] for col in (orth, low, lem, pos, tag, dep)]
+        cols = (orth, low, lem, pos, tag, dep)
+        look = self.cache.__getitem__
+        try:
+            out = [list(map(look, col)) for col in cols]
+        except KeyError:  # a string not seen yet (hashes are the same in every vocab)
+            strings, cache = doc.vocab.strings, self.cache
+            if len(cache) >= self.max_size:
+                cache.clear()
+            for col in cols:
+                for h in col:
+                    if h not in cache:
+                        cache[h] = strings[h]
+            out = [list(map(look, col)) for col in cols]
         heads = [i + o if o < 1 << 63 else i + o - (1 << 64) for i, o in enumerate(head)]  # relative, as uint64
         text = out[0]
         ws = [t + " " if s else t for t, s in zip(text, sp, strict=True)]
