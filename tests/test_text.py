@@ -24,7 +24,7 @@ from laitkit.extractors.factual import (
     spacy_noun_lemmatizer,
 )
 from laitkit.extractors.scene_graph import LEXICON_PATH, Lexicon
-from laitkit.extractors.text import TextConfig, TextExtractor, graph_to_facts, graph_to_factual
+from laitkit.extractors.text import DocLists, TextConfig, TextExtractor, graph_to_facts, graph_to_factual
 
 FACTUAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "factual"
 
@@ -299,7 +299,9 @@ def test_doc_lists_are_spacys_token_attributes(ex: TextExtractor) -> None:
     caps = [c for c, _ in CONSTRUCTIONS]
     caps += ["Two U.S. officers' cars, parked  by the curb...", "  ", "a t-shirt\tand jeans"]
     caps += caps  # the second time from the string cache
+    small = DocLists(max_size=8)  # emptied again and again
     for doc in ex.nlp.pipe(caps):
+        assert small.lists(doc) == ex._strings.lists(doc)
         text, lower, lemma, pos, tag, dep, head, ws = ex._strings.lists(doc)
         assert text == [t.text for t in doc] and lower == [t.lower_ for t in doc]
         assert lemma == [t.lemma_ for t in doc] and pos == [t.pos_ for t in doc] and tag == [t.tag_ for t in doc]
