@@ -56,7 +56,16 @@ MAX_ATTR_PATH = 3
 
 
 def _bucket(x: int, top: int) -> str:
-    return str(max(-top, min(top, x)))
+    """`x` clipped to [-top, top], as text (cached: only a few values occur)."""
+    got = _BUCKETS.get((x, top))
+    if got is None:
+        got = str(max(-top, min(top, x)))
+        if len(_BUCKETS) < 10_000:
+            _BUCKETS[(x, top)] = got
+    return got
+
+
+_BUCKETS: dict[tuple[int, int], str] = {}
 
 
 @dataclass
@@ -541,8 +550,8 @@ def candidates(
                 continue
             inner = sorted(set(up[1:] + down[:-1]))
             via = any(t in head_of for t in inner)
-            pd = "^".join(dep[t] for t in up[:-1]) + "|" + pos[up[-1]] + "|" + "v".join(dep[t] for t in down)
-            pw = " ".join(lower[t] for t in inner if t not in obj_tok)[:40]
+            pd = "^".join([dep[t] for t in up[:-1]]) + "|" + pos[up[-1]] + "|" + "v".join([dep[t] for t in down])
+            pw = " ".join([lower[t] for t in inner if t not in obj_tok])[:40]
             cands: dict[tuple[str, bool], tuple[tuple[int, ...], str]] = {}
             kinds: dict[tuple[str, bool], int] = {}
             full, verbs = _preds_from(ctx, inner)
@@ -637,7 +646,7 @@ def candidates(
                 acands.append((i, txt, tuple(toks), 0.0, kind))
                 continue
             up, down = ctx.path(t, h) if 0 <= t < n else ([t], [])
-            pd = "^".join(dep[u] for u in up[:-1]) + "|" + pos[up[-1]] + "|" + "v".join(dep[u] for u in down)
+            pd = "^".join([dep[u] for u in up[:-1]]) + "|" + pos[up[-1]] + "|" + "v".join([dep[u] for u in down])
             others = sum(1 for j, lem in attr_sets.items() if j != i and txt in lem)
             if tables is not None:
                 z = tables.attr_score(txt, ol, src, dep[t], tag[t], pd, t - h, others, nob, dep[h])
