@@ -277,6 +277,22 @@ class ScoreTables:
                 sw, first = rest.split("|", 1)
                 tab[(sw == "True", first)] = w
         self.t = t
+        # the same weights nested by what a pair fixes, so a candidate looks up its predicate only
+        self.n_ps: dict[str, dict[str, float]] = {}
+        self.n_po: dict[str, dict[str, float]] = {}
+        self.n_pso: dict[tuple[str, str], dict[str, float]] = {}
+        self.n_pdp: dict[str, dict[str, float]] = {}
+        self.n_pw: dict[str, dict[str, float]] = {}
+        for (pred, sl), w in t["ps"].items():
+            self.n_ps.setdefault(sl, {})[pred] = w
+        for (pred, ol), w in t["po"].items():
+            self.n_po.setdefault(ol, {})[pred] = w
+        for (sl, pred, ol), w in t["pso"].items():
+            self.n_pso.setdefault((sl, ol), {})[pred] = w
+        for (pd, pred), w in t["pdp"].items():
+            self.n_pdp.setdefault(pd, {})[pred] = w
+        for (pw, pred), w in t["pw"].items():
+            self.n_pw.setdefault(pw, {})[pred] = w
         srcs = ("path", "verb", "have", "rule", "alt")
         self.src_w = {(x, r): t["src"].get(x + str(r), 0.0) for x in srcs for r in (False, True)}
         self._pred: dict[str, tuple[float, str]] = {}
@@ -284,14 +300,21 @@ class ScoreTables:
         self._alts_of: dict | None = None
         self._alts: dict[str, tuple[tuple[str, bool], ...]] = {}
 
-    def pred(self, pred: str) -> tuple[float, str]:
-        """("p=" + "p1=" weights, first word) of a predicate, cached."""
+    def pred(self, pred: str) -> tuple[float, ...]:
+        """The weights of a predicate's features that depend on nothing else, cached:
+        ("p=" + "p1=", "ord=" for swap False / True, "psw=" for 2 * swap + is_rule = 0..3)."""
         got = self._pred.get(pred)
         if got is None:
             if len(self._pred) > 200_000:
                 self._pred.clear()
+            t = self.t
             first = pred.split(" ", 1)[0]
-            got = (self.t["p"].get(pred, 0.0) + self.t["p1"].get(first, 0.0), first)
+            got = (
+                t["p"].get(pred, 0.0) + t["p1"].get(first, 0.0),
+                t["ord"].get((False, first), 0.0),
+                t["ord"].get((True, first), 0.0),
+                *(t["psw"].get((pred, sw, r), 0.0) for sw in (False, True) for r in (False, True)),
+            )
             self._pred[pred] = got
         return got
 
@@ -528,8 +551,7 @@ def candidates(
     alt_split = None
     if tables is not None:
         alt_split = tables.split_alts(alts)
-        tt = tables.t
-        t_ps, t_po, t_pso, t_psw, t_pdp, t_pw, t_ord = (tt[k] for k in ("ps", "po", "pso", "psw", "pdp", "pw", "ord"))
+        n_ps, n_po, n_pso, n_pdp, n_pw = tables.n_ps, tables.n_po, tables.n_pso, tables.n_pdp, tables.n_pw
         src_w = tables.src_w
         pred_w = tables._pred.get
     for x in range(n_obj):
@@ -591,24 +613,30 @@ def candidates(
             if tables is not None and "|" not in sa and "|" not in sb:
                 base = tables.pair_bases(sa, sb, pd, dep[ha], dep[hb], tag[ha], tag[hb], nob, plen, via, n_rule)
                 rule_lemmas = ({nd.lemma for nd in r_ab}, {nd.lemma for nd in r_ba})
+                pdp_d, pw_d = n_pdp.get(pd, _NO), n_pw.get(pw, _NO)
+                by_dir = (
+                    (a, b, sa, sb, n_ps.get(sa, _NO), n_po.get(sb, _NO), n_pso.get((sa, sb), _NO)),
+                    (b, a, sb, sa, n_ps.get(sb, _NO), n_po.get(sa, _NO), n_pso.get((sb, sa), _NO)),
+                )
                 for (pred, swap), (toks, src) in cands.items():
-                    s, o, sl, ol = (b, a, sb, sa) if swap else (a, b, sa, sb)
+                    s, o, sl, ol, ps_d, po_d, pso_d = by_dir[swap]
                     if "|" in pred:
                         f = tables.sum(rel_features(pred, swap, src, sl, ol, pd, pw, r_ab, r_ba, *base[4]))
                     else:
                         is_rule = src == "rule" or pred in rule_lemmas[swap]
-                        wp, first = pred_w(pred) or tables.pred(pred)
+                        pw_ = pred_w(pred) or tables.pred(pred)
+                        k = swap + swap + is_rule
                         f = (
-                            base[swap + swap + is_rule]
-                            + wp
-                            + t_ps.get((pred, sl), 0.0)
-                            + t_po.get((pred, ol), 0.0)
-                            + t_pso.get((sl, pred, ol), 0.0)
+                            base[k]
+                            + pw_[0]
+                            + ps_d.get(pred, 0.0)
+                            + po_d.get(pred, 0.0)
+                            + pso_d.get(pred, 0.0)
                             + src_w[(src, is_rule)]
-                            + t_psw.get((pred, swap, is_rule), 0.0)
-                            + t_pdp.get((pd, pred), 0.0)
-                            + t_pw.get((pw, pred), 0.0)
-                            + t_ord.get((swap, first), 0.0)
+                            + pw_[3 + k]
+                            + pdp_d.get(pred, 0.0)
+                            + pw_d.get(pred, 0.0)
+                            + pw_[1 + swap]
                         )
                     rcands.append((s, o, (pred, toks), f, kinds.get((pred, swap), NEW)))
                 continue
