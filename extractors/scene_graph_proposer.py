@@ -244,12 +244,14 @@ _NO: dict = {}
 class ScoreTables:
     """The weights re-keyed by the parts of each feature, so scoring builds no strings per candidate.
 
-    Why: a relation candidate has 23 features and a caption ~7 candidates; building each
-    feature's string ("pso=man|on|table") and hashing it cost most of the proposer's time. Here
-    the 11 features shared by a pair (and direction) are summed once per pair, and the ones that
-    depend on the predicate are looked up by tuples of strings whose hashes Python has already
-    cached. A feature whose parts contain the separator "|" cannot be split back apart; such a
-    candidate is scored from its strings (`rel_features`), so the sums are the same.
+    Why: a relation candidate has 21 features and a caption ~6 candidates; building each
+    feature's string ("pso=man|on|table") and hashing it was a large part of the proposer's time.
+    Here the 11 features shared by a pair (and direction) are summed once per pair (cached by the
+    strings they are made of), the predicate's own ones once per predicate, and the rest sit in
+    dicts nested by what the pair fixes (names, path, words), so a candidate costs a handful of
+    look-ups by its predicate string, whose hash Python has cached. A feature whose parts contain
+    the separator "|" cannot be split back apart; such a candidate is scored from its strings
+    (`rel_features`), so the sums are the same up to float rounding.
     """
 
     def __init__(self, vocab: Sequence[str], weights: Sequence[float]) -> None:
@@ -293,6 +295,8 @@ class ScoreTables:
             self.n_pdp.setdefault(pd, {})[pred] = w
         for (pw, pred), w in t["pw"].items():
             self.n_pw.setdefault(pw, {})[pred] = w
+        for k in ("ps", "po", "pso", "pdp", "pw"):
+            del t[k]  # only the nested copies are read
         srcs = ("path", "verb", "have", "rule", "alt")
         self.src_w = {(x, r): t["src"].get(x + str(r), 0.0) for x in srcs for r in (False, True)}
         self._pred: dict[str, tuple[float, str]] = {}
