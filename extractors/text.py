@@ -15,7 +15,9 @@ are treated as empty, and long captions are cut to `max_chars` characters before
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +27,7 @@ from laitkit.extractors.scene_graph import Lexicon, build_graph
 from laitkit.extractors.scene_graph_filter import FactFilter, NounTagger
 from laitkit.extractors.scene_graph_proposer import Proposer
 
-__all__ = ["TextConfig", "TextExtractor", "graph_to_facts", "graph_to_factual", "parse_factual"]
+__all__ = ["TextConfig", "TextExtractor", "gc_frozen", "graph_to_facts", "graph_to_factual", "parse_factual"]
 
 # The graph needs tagger, parser, attribute_ruler and lemmatizer; named entities are not used.
 DISABLED_PIPES = ("ner",)
@@ -111,8 +113,9 @@ class TextExtractor:
 
                 self._pool = ParallelTextExtractor(self.cfg, workers=self.cfg.n_process)
             return self._pool.annotate(texts)
-        docs = self.nlp.pipe(texts, batch_size=self.cfg.batch_size)
-        return [self.annotate_doc(doc) for doc in docs]
+        with gc_frozen():
+            docs = self.nlp.pipe(texts, batch_size=self.cfg.batch_size)
+            return [self.annotate_doc(doc) for doc in docs]
 
     def close(self) -> None:
         """Stop the worker processes, if any were started."""
@@ -128,6 +131,29 @@ class TextExtractor:
             self.lexicon, lower, lemmas, upos, tags, deps, heads, ws, nouns, self.fact_filter, self.proposer
         )
         return TextAnnotation(model=self.model_name, tokens=tokens, upos=upos, tags=tags, lemmas=lemmas, graph=graph)
+
+
+@contextmanager
+def gc_frozen() -> Iterator[None]:
+    """Keep every object that exists now out of the cyclic collector until the block ends.
+
+    Why: the loaded spaCy pipeline is ~250k tracked objects; the Docs and annotations a run makes
+    trigger full collections, and each rescanned all of them (measured: 54 µs per caption, more
+    than the rule walk). Frozen for the run, those collections scan only what the run made.
+    Why only while the block runs: the process is the caller's (a notebook, a Ray actor), so it
+    gets its collector back as it was: `gc.unfreeze()` at the end, also on an exception. When
+    something is already frozen (a text worker froze its pipeline; the caller froze its own
+    objects), this does nothing: `gc.unfreeze()` cannot give back only our part, and the
+    caller's freeze already covers what was loaded before it.
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 class DocLists:

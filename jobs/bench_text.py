@@ -30,7 +30,7 @@ from typing import Any
 
 from laitkit.errors import UserError
 from laitkit.extractors.factual import Normalizer, read_factual_csv, score_facts, set_match, spacy_noun_lemmatizer
-from laitkit.extractors.text import TextConfig, TextExtractor, graph_to_facts
+from laitkit.extractors.text import TextConfig, TextExtractor, gc_frozen, graph_to_facts
 from laitkit.extractors.text_parallel import ParallelTextExtractor
 
 log = logging.getLogger("laitkit.bench.text")
@@ -64,8 +64,10 @@ def part_costs(ex: TextExtractor, texts: list[str], batch_size: int) -> dict[str
     learned noun tagger; rules: the rule walk; proposer: the learned proposer's candidates, scores
     and decisions (the fact filter when no proposer is loaded); gc: the cyclic garbage collector's
     collections during all of these, taken out of the part that happened to trigger them (holding
-    3,000 parsed captions, a full collection costs as much as a part). CPU time of this process,
-    so other jobs on the machine inflate it less than wall-clock time.
+    3,000 parsed captions, a full collection costs as much as a part). The parts run with the
+    collector frozen as `TextExtractor.annotate` runs them (`text.gc_frozen`), so "gc" is what the
+    stage pays. CPU time of this process, so other jobs on the machine inflate it less than
+    wall-clock time.
     """
     import gc
 
@@ -90,24 +92,27 @@ def part_costs(ex: TextExtractor, texts: list[str], batch_size: int) -> dict[str
 
     gc.callbacks.append(on_gc)
     try:
-        docs = timed("parse", lambda: list(ex.nlp.pipe(texts, batch_size=batch_size)))
-        # (lower, lemma, pos, tag, dep, head, ws), as the stage reads them
-        lists = timed("lists", lambda: [ex._strings.lists(d)[1:] for d in docs])
-        tagger = ex.noun_tagger
-        nouns = timed(
-            "nouns", lambda: [tagger.nouns(x[0], x[2], x[3], x[4], x[5]) if tagger else frozenset() for x in lists]
-        )
-        pairs = list(zip(lists, nouns, strict=True))
-        graphs = timed("rules", lambda: [rule_graph(ex.lexicon, *x, nn) if x[0] else ([], None) for x, nn in pairs])
-        if ex.proposer is not None:
-            timed("proposer", lambda: [ex.proposer.apply(g, ctx) for g, ctx in graphs if ctx is not None])
-        elif ex.fact_filter is not None:
-            timed(
-                "proposer",
-                lambda: [ex.fact_filter.apply(g, c.lower, c.tag, c.dep, c.head) for g, c in graphs if c is not None],
+        with gc_frozen():
+            docs = timed("parse", lambda: list(ex.nlp.pipe(texts, batch_size=batch_size)))
+            # (lower, lemma, pos, tag, dep, head, ws), as the stage reads them
+            lists = timed("lists", lambda: [ex._strings.lists(d)[1:] for d in docs])
+            tagger = ex.noun_tagger
+            nouns = timed(
+                "nouns", lambda: [tagger.nouns(x[0], x[2], x[3], x[4], x[5]) if tagger else frozenset() for x in lists]
             )
-        else:
-            out["proposer"] = 0.0
+            pairs = list(zip(lists, nouns, strict=True))
+            graphs = timed("rules", lambda: [rule_graph(ex.lexicon, *x, nn) if x[0] else ([], None) for x, nn in pairs])
+            if ex.proposer is not None:
+                timed("proposer", lambda: [ex.proposer.apply(g, ctx) for g, ctx in graphs if ctx is not None])
+            elif ex.fact_filter is not None:
+                timed(
+                    "proposer",
+                    lambda: [
+                        ex.fact_filter.apply(g, c.lower, c.tag, c.dep, c.head) for g, c in graphs if c is not None
+                    ],
+                )
+            else:
+                out["proposer"] = 0.0
     finally:
         gc.callbacks.remove(on_gc)
     out["gc"] = in_gc[0]
