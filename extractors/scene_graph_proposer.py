@@ -7,8 +7,9 @@ candidates are generated from the dependency parse around them:
 
 - relations: for every pair of objects whose heads are close in the parse, the predicate words on
   the dependency path between them ("sitting" + "on" -> "sit on", "in front of", "next to"), the
-  verbs alone ("parked by" -> "park", for the inverted passive), "have" for "with"/"of"/possessive
-  paths, and every predicate the rules proposed on the pair, each in both directions;
+  verbs alone ("parked by" -> "park", for the inverted passive), the last verb with what follows
+  it ("wear lay on" -> "lay on"), "have" for "with"/"of"/possessive paths, and every predicate the
+  rules proposed on the pair, each in both directions;
 - attributes: for every object, the adjectives, numbers and participles near its head in the
   parse, plus the rules' own attributes.
 
@@ -178,6 +179,28 @@ def _preds_from(ctx: Context, toks: list[int]) -> tuple[tuple[str, tuple[int, ..
     return out[0], out[1]
 
 
+def _tail(ctx: Context, full: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
+    """The last verb of a path predicate and the words after it ("wear lay on" -> "lay on",
+    "wear ride" -> "ride"); ("", ()) when the path has no verb after its first word.
+
+    Why: when the path between two objects crosses two verbs (coordinated or chained), FACTUAL
+    often names the relation by the verb nearest the object ("boys wear helmets and ride
+    bicycles" -> ride); neither the whole path nor "the verbs" is that predicate, so it was never
+    a candidate (the commonest kind of gold relation missing from the candidates on train)."""
+    pos, lemma = ctx.pos, ctx.lemma
+    last = -1
+    for k in range(len(full) - 1, 0, -1):
+        t = full[k]
+        if (pos[t] == "VERB" or pos[t] == "AUX") and lemma[t].lower() != "be":
+            last = k
+            break
+    if last < 1:
+        return "", ()
+    keep = full[last:]
+    words = ctx.words()
+    return " ".join([words[t] for t in keep]), keep
+
+
 class Proposer:
     """Weights of the relation and attribute scorers and their thresholds."""
 
@@ -297,7 +320,7 @@ class ScoreTables:
             self.n_pw.setdefault(pw, {})[pred] = w
         for k in ("ps", "po", "pso", "pdp", "pw"):
             del t[k]  # only the nested copies are read
-        srcs = ("path", "verb", "have", "rule", "alt")
+        srcs = ("path", "verb", "tail", "have", "rule", "alt")
         self.src_w = {(x, r): t["src"].get(x + str(r), 0.0) for x in srcs for r in (False, True)}
         self._pred: dict[str, tuple[float, str]] = {}
         self._memo: dict[tuple, tuple] = {}
@@ -587,6 +610,10 @@ def candidates(
             if verbs[0] and verbs[0] != full[0]:
                 cands[(verbs[0], False)] = (verbs[1], "verb")
                 cands[(verbs[0], True)] = (verbs[1], "verb")
+            tail = _tail(ctx, full[1])
+            if tail[0] and tail[0] != verbs[0]:
+                cands.setdefault((tail[0], False), (tail[1], "tail"))
+                cands.setdefault((tail[0], True), (tail[1], "tail"))
             hv = [t for t in inner if lower[t] in ("with", "of", "'s", "has", "have")] or (
                 [ha] if dep[ha] == "poss" else []
             )

@@ -105,6 +105,27 @@ def test_path_predicate_tokens_are_its_words() -> None:
     assert [(n.kind, n.lemma, n.tokens, n.subject, n.object) for n in out[2:]] == [("relation", "sit on", (1, 2), 0, 1)]
 
 
+def test_last_verb_candidate() -> None:
+    # "boys wear helmets and ride bicycles": the path boys -> bicycles crosses "wear" and "ride";
+    # FACTUAL's predicate is the last verb, "ride" (token 4 alone), which is now a candidate
+    lower = ["boys", "wear", "helmets", "and", "ride", "bicycles"]
+    pos = ["NOUN", "VERB", "NOUN", "CCONJ", "VERB", "NOUN"]
+    tag = ["NNS", "VBP", "NNS", "CC", "VBP", "NNS"]
+    ctx = Context(lower, lower, pos, tag, ["nsubj", "ROOT", "dobj", "cc", "conj", "dobj"], [1, 1, 1, 1, 1, 4], {})
+    graph = [
+        SceneNode(kind="object", lemma="boy", span=(0, 1)),
+        SceneNode(kind="object", lemma="helmet", span=(2, 3)),
+        SceneNode(kind="object", lemma="bicycle", span=(5, 6)),
+        SceneNode(kind="relation", lemma="wear", span=(1, 2), subject=0, object=1),
+    ]
+    rc, _, _ = candidates(graph, ctx, {})
+    by = {(c[0], c[2][0], c[1]): c[2][1] for c in rc}
+    assert by[(0, "wear ride", 2)] == (1, 4)
+    assert by[(0, "ride", 2)] == (4,) and by[(2, "ride", 0)] == (4,)
+    assert (0, "ride", 1) not in by  # one verb on the path: nothing to cut
+    assert by[(0, "wear", 1)] == (1,)  # the rules' relation stays a candidate with its token
+
+
 @pytest.mark.skipif(not (FACTUAL / "train.csv").exists(), reason="FACTUAL data (../shared) absent")
 def test_training_script_runs_on_a_slice(tmp_path: Path) -> None:
     from laitkit.jobs.train_text import main
