@@ -7,8 +7,9 @@ candidates are generated from the dependency parse around them:
 
 - relations: for every pair of objects whose heads are close in the parse, the predicate words on
   the dependency path between them ("sitting" + "on" -> "sit on", "in front of", "next to"), the
-  verbs alone ("parked by" -> "park", for the inverted passive), "have" for "with"/"of"/possessive
-  paths, and every predicate the rules proposed on the pair, each in both directions;
+  verbs alone ("parked by" -> "park", for the inverted passive), the last verb with what follows
+  it ("wear lay on" -> "lay on"), "have" for "with"/"of"/possessive paths, and every predicate the
+  rules proposed on the pair, each in both directions;
 - attributes: for every object, the adjectives, numbers and participles near its head in the
   parse, plus the rules' own attributes.
 
@@ -21,8 +22,12 @@ FACTUAL train captions by `jobs/train_text.py --proposer`; dev is only measured.
 Every node the proposer writes carries exactly the token indices of its words: a path predicate the
 tokens it was built from, a rule fact the rule's tokens.
 
-Cost: features are short strings from lists the walk already has; they are mapped to weight
-indices through one dict and a whole caption's candidates are scored by one numpy gather and sum.
+Cost: training sees every candidate's features as short strings (`rel_features`, the attribute
+list in `candidates`). At inference `ScoreTables` holds the same weights re-keyed by the parts of
+each feature, so a candidate is scored with a few tuple look-ups and no strings: the features a
+pair shares are summed once per pair (and cached by what they are made of), and a pair that one
+certain rule relation decides is not scored at all. `Proposer.apply_reference` keeps the string
+path; a test checks both choose the same graphs.
 """
 
 from __future__ import annotations
@@ -52,7 +57,16 @@ MAX_ATTR_PATH = 3
 
 
 def _bucket(x: int, top: int) -> str:
-    return str(max(-top, min(top, x)))
+    """`x` clipped to [-top, top], as text (cached: only a few values occur)."""
+    got = _BUCKETS.get((x, top))
+    if got is None:
+        got = str(max(-top, min(top, x)))
+        if len(_BUCKETS) < 10_000:
+            _BUCKETS[(x, top)] = got
+    return got
+
+
+_BUCKETS: dict[tuple[int, int], str] = {}
 
 
 @dataclass
@@ -70,6 +84,9 @@ class Context:
 
     def __post_init__(self) -> None:
         self._anc: dict[int, list[int]] = {}
+        self._pos: dict[int, dict[int, int]] = {}
+        self._words: list[str] | None = None
+        self._prts: dict[int, list[int]] | None = None
 
     def ancestors(self, i: int) -> list[int]:
         """`i` and its heads up to the root."""
@@ -88,36 +105,100 @@ class Context:
         `up` starts at `a` and ends at the common head; `down` starts below it and ends at `b`.
         """
         aa, bb = self.ancestors(a), self.ancestors(b)
-        bset = {t: k for k, t in enumerate(bb)}
+        bset = self._where(b, bb)
         for k, t in enumerate(aa):
             if t in bset:
                 return aa[: k + 1], list(reversed(bb[: bset[t]]))
         return aa, list(reversed(bb))  # two roots (a fragment): no common head
+
+    def _where(self, b: int, bb: list[int]) -> dict[int, int]:
+        """Position of each ancestor of `b` in its chain (cached: most paths end at an object)."""
+        got = self._pos.get(b)
+        if got is None:
+            got = self._pos[b] = {t: k for k, t in enumerate(bb)}
+        return got
+
+    def path_len(self, a: int, b: int) -> int:
+        """Number of arcs on `path(a, b)`, without building it."""
+        aa, bb = self.ancestors(a), self.ancestors(b)
+        bset = self._where(b, bb)
+        for k, t in enumerate(aa):
+            if t in bset:
+                return k + bset[t]
+        return len(aa) + len(bb) - 1
 
     def word(self, t: int) -> str:
         if self.pos[t] in ("VERB", "AUX"):
             return self.verb_lemmas.get(self.lower[t]) or self.lemma[t].lower()
         return self.lower[t]
 
+    def words(self) -> list[str]:
+        """`word(t)` of every token, made once per caption."""
+        w = self._words
+        if w is None:
+            w = self._words = [self.word(t) for t in range(len(self.lower))]
+        return w
 
-def _pred_from(ctx: Context, toks: list[int], verbs_only: bool) -> tuple[str, tuple[int, ...]]:
-    """Predicate words and tokens from path tokens `toks` (in sentence order)."""
-    pos, lower, dep = ctx.pos, ctx.lower, ctx.dep
-    keep: list[int] = []
+    def particles(self) -> dict[int, list[int]]:
+        """Verb token -> its particles ("up" of "pick up"), in sentence order."""
+        p = self._prts
+        if p is None:
+            p = self._prts = {}
+            pos, head = self.pos, self.head
+            for k, d in enumerate(self.dep):
+                if d == "prt" and pos[head[k]] == "VERB":
+                    p.setdefault(head[k], []).append(k)
+        return p
+
+
+def _preds_from(ctx: Context, toks: list[int]) -> tuple[tuple[str, tuple[int, ...]], tuple[str, tuple[int, ...]]]:
+    """Predicate words and tokens from path tokens `toks` (in sentence order): all predicate words
+    (verbs, prepositions, `REL_WORDS`), and the verbs alone; each with its verbs' particles
+    ("pick up"). A copula "be" is never part of a predicate."""
+    pos, lower, lemma = ctx.pos, ctx.lower, ctx.lemma
+    full: list[int] = []
+    verbs: list[int] = []
     for t in toks:
         p = pos[t]
-        if p == "AUX" and ctx.lemma[t].lower() == "be":
+        if p == "AUX" and lemma[t].lower() == "be":
             continue
-        if verbs_only:
-            if p in ("VERB", "AUX"):
-                keep.append(t)
+        if p == "VERB" or p == "AUX":
+            verbs.append(t)
+            full.append(t)
         elif p in PRED_POS or lower[t] in REL_WORDS:
-            keep.append(t)
-    for t in list(keep):  # particles of a kept verb: "pick up"
-        if pos[t] == "VERB":
-            keep.extend(k for k in range(len(lower)) if ctx.head[k] == t and dep[k] == "prt" and k not in keep)
-    keep.sort()
-    return " ".join(ctx.word(t) for t in keep), tuple(keep)
+            full.append(t)
+    words = ctx.words()
+    out = []
+    for keep in (full, verbs):
+        if keep:
+            prts = ctx.particles()
+            if prts:
+                keep.extend([k for t in keep if t in prts for k in prts[t] if k not in keep])
+                keep.sort()
+        out.append((" ".join([words[t] for t in keep]), tuple(keep)))
+    return out[0], out[1]
+
+
+def _tail(ctx: Context, full: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
+    """The last verb of a path predicate and the words after it ("wear lay on" -> "lay on",
+    "wear ride" -> "ride"); ("", ()) when the path has no verb after its first word.
+
+    Why: when the path between two objects crosses two verbs (coordinated or chained), FACTUAL
+    often names the relation by the verb nearest the object ("boys wear helmets and ride
+    bicycles" -> ride); neither the whole path nor "the verbs" is that predicate, so it was never
+    a candidate (the commonest kind of gold relation missing from the candidates on train)."""
+    pos, lemma = ctx.pos, ctx.lemma
+    last = -1
+    for k in range(len(full) - 1, 0, -1):
+        t = full[k]
+        if (pos[t] == "VERB" or pos[t] == "AUX") and lemma[t].lower() != "be":
+            last = k
+            break
+    if last < 1:
+        return "", ()
+    keep = full[last:]
+    words = ctx.words()
+    return " ".join([words[t] for t in keep]), keep
 
 
 class Proposer:
@@ -135,6 +216,7 @@ class Proposer:
         self.index = {x: i for i, x in enumerate(vocab)}
         self.w = np.concatenate([np.asarray(weights, dtype=np.float64), [0.0]])  # last: unknown features
         self.unknown = len(vocab)
+        self.tables = ScoreTables(vocab, self.w[:-1].tolist())
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Proposer | None:
@@ -158,12 +240,197 @@ class Proposer:
         return np.bincount(seg, weights=self.w[idx], minlength=len(rows))
 
     def apply(self, graph: list[SceneNode], ctx: Context) -> list[SceneNode]:
-        """The graph with objects unchanged and relations/attributes chosen by the model."""
+        """The graph with objects unchanged and relations/attributes chosen by the model.
+
+        Scores come from `ScoreTables` while the candidates are made (no feature strings for the
+        predicate-dependent features, nothing at all for pairs a certain rule fact decides);
+        `apply_reference` is the same decision from the training features, kept as the check.
+        """
+        if not any(n.kind == "object" for n in graph):
+            return graph
+        rcands, acands, keep = candidates(graph, ctx, self.alts, self.tables)
+        z = [c[3] for c in rcands] + [c[3] for c in acands]
+        return decide(graph, rcands, acands, keep, z, self.thresholds)
+
+    def apply_reference(self, graph: list[SceneNode], ctx: Context) -> list[SceneNode]:
+        """`apply` through the training path: every candidate's feature strings, summed by index."""
         if not any(n.kind == "object" for n in graph):
             return graph
         rcands, acands, keep = candidates(graph, ctx, self.alts)
         z = self.scores([c[3] for c in rcands] + [c[3] for c in acands])
         return decide(graph, rcands, acands, keep, z, self.thresholds)
+
+
+_NO: dict = {}
+
+
+class ScoreTables:
+    """The weights re-keyed by the parts of each feature, so scoring builds no strings per candidate.
+
+    Why: a relation candidate has 21 features and a caption ~6 candidates; building each
+    feature's string ("pso=man|on|table") and hashing it was a large part of the proposer's time.
+    Here the 11 features shared by a pair (and direction) are summed once per pair (cached by the
+    strings they are made of), the predicate's own ones once per predicate, and the rest sit in
+    dicts nested by what the pair fixes (names, path, words), so a candidate costs a handful of
+    look-ups by its predicate string, whose hash Python has cached. A feature whose parts contain
+    the separator "|" cannot be split back apart; such a candidate is scored from its strings
+    (`rel_features`), so the sums are the same up to float rounding.
+    """
+
+    def __init__(self, vocab: Sequence[str], weights: Sequence[float]) -> None:
+        self.wd: dict[str, float] = dict(zip(vocab, weights, strict=True))
+        t: dict[str, dict] = {k: {} for k in ("p", "p1", "ps", "po", "pso", "psw", "pdp", "pw", "ord", "src")}
+        for key, w in self.wd.items():
+            pre, _, rest = key.partition("=")
+            tab = t.get(pre)
+            if tab is None:
+                continue
+            bars = rest.count("|")
+            if pre in ("p", "p1", "src"):
+                if not bars:
+                    tab[rest] = w
+            elif pre in ("ps", "po") and bars == 1:
+                tab[tuple(rest.split("|"))] = w
+            elif pre == "pso" and bars == 2:
+                tab[tuple(rest.split("|"))] = w
+            elif pre == "psw" and bars == 2:
+                pred, sw, ru = rest.split("|")
+                tab[(pred, sw == "True", ru == "True")] = w
+            elif pre in ("pdp", "pw") and bars >= 1:
+                tab[tuple(rest.rsplit("|", 1))] = w
+            elif pre == "ord" and bars >= 1:
+                sw, first = rest.split("|", 1)
+                tab[(sw == "True", first)] = w
+        self.t = t
+        # the same weights nested by what a pair fixes, so a candidate looks up its predicate only
+        self.n_ps: dict[str, dict[str, float]] = {}
+        self.n_po: dict[str, dict[str, float]] = {}
+        self.n_pso: dict[tuple[str, str], dict[str, float]] = {}
+        self.n_pdp: dict[str, dict[str, float]] = {}
+        self.n_pw: dict[str, dict[str, float]] = {}
+        for (pred, sl), w in t["ps"].items():
+            self.n_ps.setdefault(sl, {})[pred] = w
+        for (pred, ol), w in t["po"].items():
+            self.n_po.setdefault(ol, {})[pred] = w
+        for (sl, pred, ol), w in t["pso"].items():
+            self.n_pso.setdefault((sl, ol), {})[pred] = w
+        for (pd, pred), w in t["pdp"].items():
+            self.n_pdp.setdefault(pd, {})[pred] = w
+        for (pw, pred), w in t["pw"].items():
+            self.n_pw.setdefault(pw, {})[pred] = w
+        for k in ("ps", "po", "pso", "pdp", "pw"):
+            del t[k]  # only the nested copies are read
+        srcs = ("path", "verb", "tail", "have", "rule", "alt")
+        self.src_w = {(x, r): t["src"].get(x + str(r), 0.0) for x in srcs for r in (False, True)}
+        self._pred: dict[str, tuple[float, str]] = {}
+        self._memo: dict[tuple, tuple] = {}
+        self._alts_of: dict | None = None
+        self._alts: dict[str, tuple[tuple[str, bool], ...]] = {}
+
+    def pred(self, pred: str) -> tuple[float, ...]:
+        """The weights of a predicate's features that depend on nothing else, cached:
+        ("p=" + "p1=", "ord=" for swap False / True, "psw=" for 2 * swap + is_rule = 0..3)."""
+        got = self._pred.get(pred)
+        if got is None:
+            if len(self._pred) > 200_000:
+                self._pred.clear()
+            t = self.t
+            first = pred.split(" ", 1)[0]
+            got = (
+                t["p"].get(pred, 0.0) + t["p1"].get(first, 0.0),
+                t["ord"].get((False, first), 0.0),
+                t["ord"].get((True, first), 0.0),
+                *(t["psw"].get((pred, sw, r), 0.0) for sw in (False, True) for r in (False, True)),
+            )
+            self._pred[pred] = got
+        return got
+
+    def pair_bases(
+        self,
+        sa: str,
+        sb: str,
+        pd: str,
+        dep_a: str,
+        dep_b: str,
+        tag_a: str,
+        tag_b: str,
+        nob: str,
+        plen: int,
+        via: bool,
+        n_rule: int,
+    ) -> tuple:
+        """The summed weights of a pair's features that do not depend on the predicate.
+
+        Indexed by `2 * swap + is_rule`; each part is cached by the strings it is made of, so a
+        pair of a kind seen before costs a few look-ups.
+        """
+        memo = self._memo
+        if len(memo) > 500_000:
+            memo.clear()
+        k1 = ("so", sa, sb)
+        so = memo.get(k1)
+        if so is None:
+            so = memo[k1] = (self.sum(["so=" + sa + "|" + sb]), self.sum(["so=" + sb + "|" + sa]))
+        k2 = ("pd", pd, nob)
+        pdw = memo.get(k2)
+        if pdw is None:
+            pdw = memo[k2] = tuple(
+                self.sum(["b", "sw=" + str(sw), "pd=" + pd, "pdsw=" + pd + "|" + str(sw), "nob=" + nob])
+                for sw in (False, True)
+            )
+        k3 = ("sd", dep_a, dep_b, tag_a, tag_b)
+        sd = memo.get(k3)
+        if sd is None:
+            sd = memo[k3] = (
+                self.sum(["sd=" + dep_a + "|" + dep_b + "|False", "st=" + tag_a + "|" + tag_b]),
+                self.sum(["sd=" + dep_b + "|" + dep_a + "|True", "st=" + tag_b + "|" + tag_a]),
+            )
+        pl, nrb = _bucket(plen, 6), _bucket(n_rule, 3)
+        k4 = ("r", pl, via, nrb)
+        ru = memo.get(k4)
+        if ru is None:
+            ru = memo[k4] = tuple(
+                self.sum(["plen=" + pl + str(r), "via=" + str(via) + str(r), "nr=" + nrb + str(r)])
+                for r in (False, True)
+            )
+        f, t = so[0] + pdw[0] + sd[0], so[1] + pdw[1] + sd[1]
+        return f + ru[0], f + ru[1], t + ru[0], t + ru[1], (dep_a, dep_b, tag_a, tag_b, nob, plen, via, n_rule)
+
+    def split_alts(self, alts: dict[str, list[str]] | None) -> dict[str, tuple[tuple[str, bool], ...]]:
+        """`alts` as (predicate, reversed) pairs: "~under" -> ("under", True); cached per dict."""
+        if not alts:
+            return {}
+        if self._alts_of is not alts:
+            self._alts = {p: tuple((a[1:], True) if a[0] == "~" else (a, False) for a in v) for p, v in alts.items()}
+            self._alts_of = alts
+        return self._alts
+
+    def attr_score(
+        self, txt: str, ol: str, src: str, dep_t: str, tag_t: str, pd: str, dist: int, others: int, nob: str, dep_h: str
+    ) -> float:
+        """Logit of an attribute candidate: the features without its text summed once per kind of
+        context (cached), plus the four that name the text."""
+        memo = self._memo
+        dist_b, oth_b = _bucket(dist, 4), _bucket(others, 2)
+        key = ("a", src, dep_t, tag_t, pd, dist_b, oth_b, nob, dep_h)
+        g = memo.get(key)
+        if g is None:
+            g = memo[key] = self.sum(
+                ["ab", "asc=" + src, "ad=" + dep_t + "|" + src, "at=" + tag_t + "|" + src, "apd=" + pd + "|" + src,
+                 "adist=" + dist_b + src, "aoth=" + oth_b + src, "anob=" + nob + src, "aod=" + dep_h + "|" + src]
+            )  # fmt: skip
+        get = self.wd.get
+        return (
+            g
+            + get("a=" + txt, 0.0)
+            + get("ao=" + ol + "|" + txt, 0.0)
+            + get("asrc=" + txt + "|" + src, 0.0)
+            + get("apdw=" + pd + "|" + txt, 0.0)
+        )
+
+    def sum(self, feats: Sequence[str]) -> float:
+        get = self.wd.get
+        return sum([get(x, 0.0) for x in feats])
 
 
 @dataclass(frozen=True)
@@ -206,49 +473,75 @@ def decide(
     nr = len(rcands)
     out = [graph[i] for i in objs] + keep
     seen: set[tuple] = set()
+    # when the objects are the graph's first nodes, a rule fact chosen as it was is its own node
+    same: dict[tuple, SceneNode] | None = None
+    if objs and objs[-1] == len(objs) - 1:
+        same = {}
+        for nd in graph[len(objs) :]:
+            if nd.kind == "attribute":
+                same[("a", nd.subject, nd.lemma)] = nd
+            elif nd.kind == "relation":
+                same[(nd.subject, nd.lemma, nd.object)] = nd
     for j, c in enumerate(acands):
         s, txt, toks, _, kind = c
         zj = z[nr + j]
         ok = kind == CERTAIN or zj >= (thr.attr_drop if kind == RULE else thr.attr_add)
         if ok and (s, txt) not in seen:
             seen.add((s, txt))
-            out.append(SceneNode(kind="attribute", lemma=txt, tokens=toks, subject=new_idx[s]))
-    pairs: dict[frozenset, list[int]] = {}
-    for j in range(nr):
-        c = rcands[j]
-        pairs.setdefault(frozenset((c[0], c[1])), []).append(j)
+            nd = same.get(("a", s, txt)) if same is not None else None
+            if nd is None or nd.tokens != toks:
+                nd = SceneNode(kind="attribute", lemma=txt, tokens=toks, subject=new_idx[s])
+            out.append(nd)
+    # per pair of objects (either order): [certain, rule, best new candidate, its logit]
+    pairs: dict[tuple[int, int], list] = {}
+    for j, c in enumerate(rcands):
+        a, b, kind = c[0], c[1], c[4]
+        p = pairs.get((a, b) if a < b else (b, a))
+        if p is None:
+            p = pairs[(a, b) if a < b else (b, a)] = [[], [], -1, 0.0]
+        if kind == NEW:
+            if p[2] < 0 or z[j] > p[3]:  # the first of equal maxima, as max() would
+                p[2], p[3] = j, z[j]
+        else:
+            p[0 if kind == CERTAIN else 1].append(j)
     chosen: list[int] = []
-    for js in pairs.values():
-        rule = [j for j in js if rcands[j][4] != NEW]
-        new = [j for j in js if rcands[j][4] == NEW]
-        best_new = max(new, key=lambda j: z[j]) if new else -1
-        if any(rcands[j][4] == CERTAIN for j in rule):
-            chosen.extend(j for j in rule if rcands[j][4] == CERTAIN)
+    for sure, rule, best_new, zb in pairs.values():
+        if sure:
+            chosen.extend(sure)
         elif rule:
             top = max(z[j] for j in rule)
-            if best_new >= 0 and z[best_new] >= top + thr.rel_margin and z[best_new] >= thr.rel_add:
+            if best_new >= 0 and zb >= top + thr.rel_margin and zb >= thr.rel_add:
                 chosen.append(best_new)
             else:
                 chosen.extend(j for j in rule if z[j] >= thr.rel_drop)
-        elif best_new >= 0 and z[best_new] >= thr.rel_add:
+        elif best_new >= 0 and zb >= thr.rel_add:
             chosen.append(best_new)
     for j in sorted(chosen):
         s, o, (pred, toks), _, _ = rcands[j]
         key = (s, pred, o)
         if key not in seen:
             seen.add(key)
-            out.append(SceneNode(kind="relation", lemma=pred, tokens=toks, subject=new_idx[s], object=new_idx[o]))
+            nd = same.get((s, pred, o)) if same is not None else None
+            if nd is None or nd.tokens != toks:
+                nd = SceneNode(kind="relation", lemma=pred, tokens=toks, subject=new_idx[s], object=new_idx[o])
+            out.append(nd)
     return out
 
 
 def candidates(
-    graph: Sequence[SceneNode], ctx: Context, alts: dict[str, list[str]] | None = None
+    graph: Sequence[SceneNode],
+    ctx: Context,
+    alts: dict[str, list[str]] | None = None,
+    tables: ScoreTables | None = None,
 ) -> tuple[list[tuple], list[tuple], list[SceneNode]]:
-    """Relation candidates (s, o, (pred, tokens), features), attribute candidates (s, text, tokens,
-    features), and the rule nodes passed through unchanged (relations of an object with itself,
-    renumbered to the proposer's object order).
+    """Relation candidates (s, o, (pred, tokens), features, kind), attribute candidates (s, text,
+    tokens, features, kind), and the rule nodes passed through unchanged (relations of an object
+    with itself, renumbered to the proposer's object order).
 
-    `s`/`o` are node indices in `graph`.
+    `s`/`o` are node indices in `graph`. Without `tables` (training, and the reference check) the
+    features are lists of strings. With `tables` (inference) the fourth field is the candidate's
+    logit instead, and what `decide` would not look at is not made: a pair that one certain rule
+    relation decides gets only that relation, a certain attribute no score (both 0.0).
     """
     lower, dep, tag, pos = ctx.lower, ctx.dep, ctx.tag, ctx.pos
     objs = [i for i, n in enumerate(graph) if n.kind == "object"]
@@ -256,7 +549,6 @@ def candidates(
     hd = {i: graph[i].span[1] - 1 for i in objs}
     n_obj = len(objs)
     nob = _bucket(n_obj, 5)
-    nob_f = "nob=" + nob
     obj_tok = {t for i in objs for t in graph[i].tokens}
     head_of = {hd[i]: i for i in objs}
     rule_rel: dict[tuple[int, int], list[SceneNode]] = {}
@@ -283,29 +575,45 @@ def candidates(
             if id(nd) in certain:
                 sure_attr.add((nd.subject, nd.lemma))
     rcands: list[tuple] = []
+    alt_split = None
+    if tables is not None:
+        alt_split = tables.split_alts(alts)
+        n_ps, n_po, n_pso, n_pdp, n_pw = tables.n_ps, tables.n_po, tables.n_pso, tables.n_pdp, tables.n_pw
+        src_w = tables.src_w
+        pred_w = tables._pred.get
     for x in range(n_obj):
         for y in range(x + 1, n_obj):
             a, b = objs[x], objs[y]
+            r_ab, r_ba = rule_rel.get((a, b), _NONE), rule_rel.get((b, a), _NONE)
+            if tables is not None and (r_ab or r_ba):
+                sure = [(sw, nd) for sw, rr in ((False, r_ab), (True, r_ba)) for nd in rr if id(nd) in certain]
+                if len(sure) == 1:  # decided: `decide` keeps exactly this relation
+                    sw, nd = sure[0]
+                    s, o = (b, a) if sw else (a, b)
+                    rcands.append((s, o, (nd.lemma, tuple(nd.tokens)), 0.0, CERTAIN))
+                    continue
             ha, hb = hd[a], hd[b]
             up, down = ctx.path(ha, hb)
             plen = len(up) + len(down) - 1
-            r_ab, r_ba = rule_rel.get((a, b), []), rule_rel.get((b, a), [])
             if plen > MAX_PATH and not r_ab and not r_ba:
                 continue
             inner = sorted(set(up[1:] + down[:-1]))
             via = any(t in head_of for t in inner)
-            pd = "^".join(dep[t] for t in up[:-1]) + "|" + pos[up[-1]] + "|" + "v".join(dep[t] for t in down)
-            pw = " ".join(lower[t] for t in inner if t not in obj_tok)[:40]
+            pd = "^".join([dep[t] for t in up[:-1]]) + "|" + pos[up[-1]] + "|" + "v".join([dep[t] for t in down])
+            pw = " ".join([lower[t] for t in inner if t not in obj_tok])[:40]
             cands: dict[tuple[str, bool], tuple[tuple[int, ...], str]] = {}
             kinds: dict[tuple[str, bool], int] = {}
-            full = _pred_from(ctx, inner, False)
-            verbs = _pred_from(ctx, inner, True)
+            full, verbs = _preds_from(ctx, inner)
             if full[0]:
                 cands[(full[0], False)] = (full[1], "path")
                 cands[(full[0], True)] = (full[1], "path")
             if verbs[0] and verbs[0] != full[0]:
                 cands[(verbs[0], False)] = (verbs[1], "verb")
                 cands[(verbs[0], True)] = (verbs[1], "verb")
+            tail = _tail(ctx, full[1])
+            if tail[0] and tail[0] != verbs[0]:
+                cands.setdefault((tail[0], False), (tail[1], "tail"))
+                cands.setdefault((tail[0], True), (tail[1], "tail"))
             hv = [t for t in inner if lower[t] in ("with", "of", "'s", "has", "have")] or (
                 [ha] if dep[ha] == "poss" else []
             )
@@ -317,7 +625,14 @@ def candidates(
                 for nd in rr:
                     cands[(nd.lemma, swap)] = (nd.tokens, "rule")
                     kinds[(nd.lemma, swap)] = CERTAIN if id(nd) in certain else RULE
-            if alts:
+            if alt_split is not None:
+                for (pred, swap), (toks, _src) in list(cands.items()):
+                    more = alt_split.get(pred)
+                    if more:
+                        val = (toks, "alt")
+                        for alt, flip in more:
+                            cands.setdefault((alt, swap ^ flip), val)
+            elif alts:
                 for (pred, swap), (toks, _src) in list(cands.items()):
                     for alt in alts.get(pred, ()):  # "~under": the other direction ("below" -> "under")
                         if alt[0] == "~":
@@ -326,40 +641,42 @@ def candidates(
                             cands.setdefault((alt, swap), (toks, "alt"))
             n_rule = len(r_ab) + len(r_ba)
             sa, sb = graph[a].lemma, graph[b].lemma
-            # strings that do not depend on the predicate: built once per pair (and direction)
-            pl, nrb = "plen=" + _bucket(plen, 6), "nr=" + _bucket(n_rule, 3)
-            by_rule = {r: (pl + str(r), "via=" + str(via) + str(r), nrb + str(r)) for r in (False, True)}
-            pd_f = "pd=" + pd
-            by_swap = {}
-            for swap in (False, True):
-                s, o = (b, a) if swap else (a, b)
-                sl, ol = (sb, sa) if swap else (sa, sb)
-                by_swap[swap] = (
-                    s, o, sl, ol, "|" + sl, "|" + ol, sl + "|",
-                    ["b", "so=" + sl + "|" + ol, "sw=" + str(swap), pd_f, "pdsw=" + pd + "|" + str(swap), nob_f,
-                     "sd=" + dep[hd[s]] + "|" + dep[hd[o]] + "|" + str(swap), "st=" + tag[hd[s]] + "|" + tag[hd[o]]],
-                    "|" + str(swap) + "|", "ord=" + str(swap) + "|",
-                )  # fmt: skip
-            pdp, pwp = "pdp=" + pd + "|", "pw=" + pw + "|"
+            if tables is not None and "|" not in sa and "|" not in sb:
+                base = tables.pair_bases(sa, sb, pd, dep[ha], dep[hb], tag[ha], tag[hb], nob, plen, via, n_rule)
+                rule_lemmas = ({nd.lemma for nd in r_ab}, {nd.lemma for nd in r_ba})
+                pdp_d, pw_d = n_pdp.get(pd, _NO), n_pw.get(pw, _NO)
+                by_dir = (
+                    (a, b, sa, sb, n_ps.get(sa, _NO), n_po.get(sb, _NO), n_pso.get((sa, sb), _NO)),
+                    (b, a, sb, sa, n_ps.get(sb, _NO), n_po.get(sa, _NO), n_pso.get((sb, sa), _NO)),
+                )
+                for (pred, swap), (toks, src) in cands.items():
+                    s, o, sl, ol, ps_d, po_d, pso_d = by_dir[swap]
+                    if "|" in pred:
+                        f = tables.sum(rel_features(pred, swap, src, sl, ol, pd, pw, r_ab, r_ba, *base[4]))
+                    else:
+                        is_rule = src == "rule" or pred in rule_lemmas[swap]
+                        pw_ = pred_w(pred) or tables.pred(pred)
+                        k = swap + swap + is_rule
+                        f = (
+                            base[k]
+                            + pw_[0]
+                            + ps_d.get(pred, 0.0)
+                            + po_d.get(pred, 0.0)
+                            + pso_d.get(pred, 0.0)
+                            + src_w[(src, is_rule)]
+                            + pw_[3 + k]
+                            + pdp_d.get(pred, 0.0)
+                            + pw_d.get(pred, 0.0)
+                            + pw_[1 + swap]
+                        )
+                    rcands.append((s, o, (pred, toks), f, kinds.get((pred, swap), NEW)))
+                continue
+            ctxf = (r_ab, r_ba, dep[ha], dep[hb], tag[ha], tag[hb], nob, plen, via, n_rule)
             for (pred, swap), (toks, src) in cands.items():
-                s, o, sl, ol, bar_sl, bar_ol, sl_bar, shared, swb, ordp = by_swap[swap]
-                is_rule = src == "rule" or any(nd.lemma == pred for nd in (r_ba if swap else r_ab))
-                first = pred.split(" ", 1)[0]
-                f = [
-                    *shared,
-                    *by_rule[is_rule],
-                    "p=" + pred,
-                    "p1=" + first,
-                    "ps=" + pred + bar_sl,
-                    "po=" + pred + bar_ol,
-                    "pso=" + sl_bar + pred + bar_ol,
-                    "src=" + src + str(is_rule),
-                    "psw=" + pred + swb + str(is_rule),
-                    pdp + pred,
-                    pwp + pred,
-                    ordp + first,
-                ]
-                rcands.append((s, o, (pred, tuple(toks)), f, kinds.get((pred, swap), NEW)))
+                s, o, sl, ol = (b, a, sb, sa) if swap else (a, b, sa, sb)
+                f = rel_features(pred, swap, src, sl, ol, pd, pw, *ctxf)
+                z = f if tables is None else tables.sum(f)
+                rcands.append((s, o, (pred, tuple(toks)), z, kinds.get((pred, swap), NEW)))
     acands: list[tuple] = []
     n = len(lower)
     cand_tok = [
@@ -367,26 +684,33 @@ def candidates(
         for t in range(n)
         if t not in obj_tok and (pos[t] in ATTR_POS or tag[t] in ("VBN", "VBG") or dep[t] in ("acomp", "amod"))
     ]
+    cand_w = [(t, NUMBER_WORDS.get(lower[t], lower[t])) for t in cand_tok]
+    attr_sets = {j: {x.lemma for x in nds} for j, nds in rule_attr.items()}
+    path_len = ctx.path_len
     for i in objs:
         h = hd[i]
         ol = graph[i].lemma
         props: dict[str, tuple[tuple[int, ...], str, int]] = {}
         ruled: set[int] = set()
-        for nd in rule_attr.get(i, []):
+        for nd in rule_attr.get(i, _NONE):
             props[nd.lemma] = (nd.tokens, "rule", nd.tokens[0] if nd.tokens else h)
             ruled.update(nd.tokens)
-        for t in cand_tok:
-            w = NUMBER_WORDS.get(lower[t], lower[t])
-            if w in props or t in ruled:
-                continue
-            up, down = ctx.path(t, h)
-            if len(up) + len(down) - 1 > MAX_ATTR_PATH:
+        for t, w in cand_w:
+            if w in props or t in ruled or path_len(t, h) > MAX_ATTR_PATH:
                 continue
             props[w] = ((t,), "tok", t)
         for txt, (toks, src, t) in props.items():
+            kind = NEW if src != "rule" else (CERTAIN if (i, txt) in sure_attr else RULE)
+            if kind == CERTAIN and tables is not None:
+                acands.append((i, txt, tuple(toks), 0.0, kind))
+                continue
             up, down = ctx.path(t, h) if 0 <= t < n else ([t], [])
-            pd = "^".join(dep[u] for u in up[:-1]) + "|" + pos[up[-1]] + "|" + "v".join(dep[u] for u in down)
-            others = sum(1 for j in objs if j != i and txt in {x.lemma for x in rule_attr.get(j, [])})
+            pd = "^".join([dep[u] for u in up[:-1]]) + "|" + pos[up[-1]] + "|" + "v".join([dep[u] for u in down])
+            others = sum(1 for j, lem in attr_sets.items() if j != i and txt in lem)
+            if tables is not None:
+                z = tables.attr_score(txt, ol, src, dep[t], tag[t], pd, t - h, others, nob, dep[h])
+                acands.append((i, txt, tuple(toks), z, kind))
+                continue
             f = [
                 "ab",
                 "a=" + txt,
@@ -402,6 +726,61 @@ def candidates(
                 "anob=" + nob + src,
                 "aod=" + dep[h] + "|" + src,
             ]
-            kind = NEW if src != "rule" else (CERTAIN if (i, txt) in sure_attr else RULE)
             acands.append((i, txt, tuple(toks), f, kind))
     return rcands, acands, keep
+
+
+_NONE: tuple = ()
+
+
+def rel_features(
+    pred: str,
+    swap: bool,
+    src: str,
+    sl: str,
+    ol: str,
+    pd: str,
+    pw: str,
+    r_ab: Sequence[SceneNode],
+    r_ba: Sequence[SceneNode],
+    dep_a: str,
+    dep_b: str,
+    tag_a: str,
+    tag_b: str,
+    nob: str,
+    plen: int,
+    via: bool,
+    n_rule: int,
+) -> list[str]:
+    """The feature strings of one relation candidate (what training fits; `ScoreTables` re-keys them).
+
+    `sl`/`ol`: the subject's and object's names in this direction; `pd`: the dependency path of
+    the pair; `pw`: its words; `r_ab`/`r_ba`, `dep_a`, `tag_a`, ...: the rules' relations and the
+    heads' labels of the pair in its own (a, b) order.
+    """
+    is_rule = src == "rule" or any(nd.lemma == pred for nd in (r_ba if swap else r_ab))
+    ds, do, ts, to = (dep_b, dep_a, tag_b, tag_a) if swap else (dep_a, dep_b, tag_a, tag_b)
+    first = pred.split(" ", 1)[0]
+    return [
+        "b",
+        "so=" + sl + "|" + ol,
+        "sw=" + str(swap),
+        "pd=" + pd,
+        "pdsw=" + pd + "|" + str(swap),
+        "nob=" + nob,
+        "sd=" + ds + "|" + do + "|" + str(swap),
+        "st=" + ts + "|" + to,
+        "plen=" + _bucket(plen, 6) + str(is_rule),
+        "via=" + str(via) + str(is_rule),
+        "nr=" + _bucket(n_rule, 3) + str(is_rule),
+        "p=" + pred,
+        "p1=" + first,
+        "ps=" + pred + "|" + sl,
+        "po=" + pred + "|" + ol,
+        "pso=" + sl + "|" + pred + "|" + ol,
+        "src=" + src + str(is_rule),
+        "psw=" + pred + "|" + str(swap) + "|" + str(is_rule),
+        "pdp=" + pd + "|" + pred,
+        "pw=" + pw + "|" + pred,
+        "ord=" + str(swap) + "|" + first,
+    ]

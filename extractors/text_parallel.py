@@ -14,6 +14,7 @@ actor `n_process=1` and scale with actors (the same "start once, stream batches"
 
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import os
 import queue
@@ -57,6 +58,11 @@ def _worker(cfg: Any, inq: Any, outq: Any) -> None:
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
         outq.put((-1, f"{type(exc).__name__}: {exc}"))
         return
+    # The loaded pipeline (~250k objects) lives as long as this process, which is ours: out of the
+    # cyclic collector's reach, the full collections that the stream of annotations triggers scan
+    # only what the batches made (measured in one process over 10,000 captions: 29 -> 6.5 µs per
+    # caption spent in full collections).
+    gc.freeze()
     outq.put((-1, None))
     while True:
         item = inq.get()

@@ -30,7 +30,7 @@ from typing import Any
 
 from laitkit.errors import UserError
 from laitkit.extractors.factual import Normalizer, read_factual_csv, score_facts, set_match, spacy_noun_lemmatizer
-from laitkit.extractors.text import TextConfig, TextExtractor, graph_to_facts
+from laitkit.extractors.text import TextConfig, TextExtractor, gc_frozen, graph_to_facts
 from laitkit.extractors.text_parallel import ParallelTextExtractor
 
 log = logging.getLogger("laitkit.bench.text")
@@ -60,48 +60,62 @@ def _throughput_captions(data_dir: Path, n: int, fallback: list[str]) -> list[st
 def part_costs(ex: TextExtractor, texts: list[str], batch_size: int) -> dict[str, float]:
     """CPU microseconds per caption of each part of the text stage, measured one part at a time.
 
-    parse: `nlp.pipe`; lists: the per-token lists read from each Doc; nouns: the learned noun
-    tagger; rules: the rule walk; proposer: the learned proposer's candidates, scores and decisions
-    (the fact filter when no proposer is loaded). CPU time of this process, so other jobs on the
-    machine inflate it less than wall-clock time.
+    parse: `nlp.pipe`; lists: the per-token lists read from each Doc (`text.DocLists`); nouns: the
+    learned noun tagger; rules: the rule walk; proposer: the learned proposer's candidates, scores
+    and decisions (the fact filter when no proposer is loaded); gc: the cyclic garbage collector's
+    collections during all of these, taken out of the part that happened to trigger them (holding
+    3,000 parsed captions, a full collection costs as much as a part). The parts run with the
+    collector frozen as `TextExtractor.annotate` runs them (`text.gc_frozen`), so "gc" is what the
+    stage pays. CPU time of this process, so other jobs on the machine inflate it less than
+    wall-clock time.
     """
+    import gc
+
     from laitkit.extractors.scene_graph import rule_graph
 
     n = max(1, len(texts))
-    c0 = time.process_time()
-    docs = list(ex.nlp.pipe(texts, batch_size=batch_size))
-    out = {"parse": time.process_time() - c0}
-    c0 = time.process_time()
-    lists = [
-        (
-            [t.lower_ for t in d],
-            [t.lemma_ for t in d],
-            [t.pos_ for t in d],
-            [t.tag_ for t in d],
-            [t.dep_ for t in d],
-            [t.head.i for t in d],
-            [t.text_with_ws for t in d],
-        )
-        for d in docs
-    ]
-    out["lists"] = time.process_time() - c0
-    c0 = time.process_time()
-    tagger = ex.noun_tagger
-    nouns = [tagger.nouns(x[0], x[2], x[3], x[4], x[5]) if tagger else frozenset() for x in lists]
-    out["nouns"] = time.process_time() - c0
-    c0 = time.process_time()
-    graphs = [rule_graph(ex.lexicon, *x, nn) if x[0] else ([], None) for x, nn in zip(lists, nouns, strict=True)]
-    out["rules"] = time.process_time() - c0
-    c0 = time.process_time()
-    if ex.proposer is not None:
-        for g, ctx in graphs:
-            if ctx is not None:
-                ex.proposer.apply(g, ctx)
-    elif ex.fact_filter is not None:
-        for g, ctx in graphs:
-            if ctx is not None:
-                ex.fact_filter.apply(g, ctx.lower, ctx.tag, ctx.dep, ctx.head)
-    out["proposer"] = time.process_time() - c0
+    in_gc = [0.0, 0.0]  # CPU seconds in collections, start of the current one
+
+    def on_gc(phase: str, _info: dict) -> None:
+        if phase == "start":
+            in_gc[1] = time.process_time()
+        else:
+            in_gc[0] += time.process_time() - in_gc[1]
+
+    out: dict[str, float] = {}
+
+    def timed(name: str, fn: Any) -> Any:
+        g0, c0 = in_gc[0], time.process_time()
+        res = fn()
+        out[name] = time.process_time() - c0 - (in_gc[0] - g0)
+        return res
+
+    gc.callbacks.append(on_gc)
+    try:
+        with gc_frozen():
+            docs = timed("parse", lambda: list(ex.nlp.pipe(texts, batch_size=batch_size)))
+            # (lower, lemma, pos, tag, dep, head, ws), as the stage reads them
+            lists = timed("lists", lambda: [ex._strings.lists(d)[1:] for d in docs])
+            tagger = ex.noun_tagger
+            nouns = timed(
+                "nouns", lambda: [tagger.nouns(x[0], x[2], x[3], x[4], x[5]) if tagger else frozenset() for x in lists]
+            )
+            pairs = list(zip(lists, nouns, strict=True))
+            graphs = timed("rules", lambda: [rule_graph(ex.lexicon, *x, nn) if x[0] else ([], None) for x, nn in pairs])
+            if ex.proposer is not None:
+                timed("proposer", lambda: [ex.proposer.apply(g, ctx) for g, ctx in graphs if ctx is not None])
+            elif ex.fact_filter is not None:
+                timed(
+                    "proposer",
+                    lambda: [
+                        ex.fact_filter.apply(g, c.lower, c.tag, c.dep, c.head) for g, c in graphs if c is not None
+                    ],
+                )
+            else:
+                out["proposer"] = 0.0
+    finally:
+        gc.callbacks.remove(on_gc)
+    out["gc"] = in_gc[0]
     return {k: round(v / n * 1e6, 1) for k, v in out.items()}
 
 
@@ -128,8 +142,9 @@ def run_text_bench(
         "bare_nlp_pipe_captions_per_s", "ratio", "captions_per_s_2proc", "speedup_2proc", "ratio_cpu",
         "loadavg_1min": [before, after], "n_dev", "n_captions", "model", "us_per_caption_cpu",
         "learned"} ("learned": which of the shipped learned parts were loaded, `scene_graph_filter.py`
-        and `scene_graph_proposer.py`; "us_per_caption_cpu": `part_costs`). Wall-clock rates are medians
-        over `repeats` rounds; the 2-process rate excludes starting the workers (they start once).
+        and `scene_graph_proposer.py`; "us_per_caption_cpu": `part_costs`, the garbage collector's
+        share as "gc"). Wall-clock rates are medians over `repeats` rounds; the 2-process rate
+        excludes starting the workers (they start once).
     """
     d = Path(data_dir) if data_dir is not None else FACTUAL_DIR
     dev = d / "dev.csv"

@@ -105,6 +105,27 @@ def test_path_predicate_tokens_are_its_words() -> None:
     assert [(n.kind, n.lemma, n.tokens, n.subject, n.object) for n in out[2:]] == [("relation", "sit on", (1, 2), 0, 1)]
 
 
+def test_last_verb_candidate() -> None:
+    # "boys wear helmets and ride bicycles": the path boys -> bicycles crosses "wear" and "ride";
+    # FACTUAL's predicate is the last verb, "ride" (token 4 alone), which is now a candidate
+    lower = ["boys", "wear", "helmets", "and", "ride", "bicycles"]
+    pos = ["NOUN", "VERB", "NOUN", "CCONJ", "VERB", "NOUN"]
+    tag = ["NNS", "VBP", "NNS", "CC", "VBP", "NNS"]
+    ctx = Context(lower, lower, pos, tag, ["nsubj", "ROOT", "dobj", "cc", "conj", "dobj"], [1, 1, 1, 1, 1, 4], {})
+    graph = [
+        SceneNode(kind="object", lemma="boy", span=(0, 1)),
+        SceneNode(kind="object", lemma="helmet", span=(2, 3)),
+        SceneNode(kind="object", lemma="bicycle", span=(5, 6)),
+        SceneNode(kind="relation", lemma="wear", span=(1, 2), subject=0, object=1),
+    ]
+    rc, _, _ = candidates(graph, ctx, {})
+    by = {(c[0], c[2][0], c[1]): c[2][1] for c in rc}
+    assert by[(0, "wear ride", 2)] == (1, 4)
+    assert by[(0, "ride", 2)] == (4,) and by[(2, "ride", 0)] == (4,)
+    assert (0, "ride", 1) not in by  # one verb on the path: nothing to cut
+    assert by[(0, "wear", 1)] == (1,)  # the rules' relation stays a candidate with its token
+
+
 @pytest.mark.skipif(not (FACTUAL / "train.csv").exists(), reason="FACTUAL data (../shared) absent")
 def test_training_script_runs_on_a_slice(tmp_path: Path) -> None:
     from laitkit.jobs.train_text import main
@@ -127,3 +148,42 @@ def test_proposer_beats_the_rules_on_dev_slice(both: tuple[TextExtractor, TextEx
     f_old = score_facts([graph_to_facts(a) for a in rules.annotate(caps)], gold, norm)
     assert f_new["rel"] > f_old["rel"] and f_new["attr"] > f_old["attr"] and f_new["all"] > f_old["all"]
     assert f_new["obj"] == f_old["obj"]  # objects are the rules'
+
+
+def _rule_graphs(ex: TextExtractor, caps: list[str]) -> list:
+    from laitkit.extractors.scene_graph import rule_graph
+
+    out = []
+    for doc in ex.nlp.pipe(caps, batch_size=256):
+        text, lower, lemma, pos, tag, dep, head, ws = ex._strings.lists(doc)
+        if lower:
+            nouns = ex.noun_tagger.nouns(lower, pos, tag, dep, head) if ex.noun_tagger else frozenset()
+            out.append(rule_graph(ex.lexicon, lower, lemma, pos, tag, dep, head, ws, nouns))
+    return out
+
+
+@pytest.mark.skipif(not (FACTUAL / "dev.csv").exists(), reason="FACTUAL data (../shared) absent")
+def test_fast_scoring_gives_the_reference_graphs(both: tuple[TextExtractor, TextExtractor]) -> None:
+    """`apply` (weight tables, certain pairs unscored) must choose exactly what the training
+    features choose (`apply_reference`), and score every candidate it makes the same."""
+    learned, _ = both
+    prop = learned.proposer
+    caps, _ = read_factual_csv(FACTUAL / "dev.csv", limit=300)
+    caps += ["a man | on a horse", "the red|blue flag on a pole", "a cat on a mat"]  # "|": the string path
+    n_rel = 0
+    for graph, ctx in _rule_graphs(learned, caps):
+        assert prop.apply(graph, ctx) == prop.apply_reference(graph, ctx)
+        fast = candidates(graph, ctx, prop.alts, prop.tables)
+        ref = candidates(graph, ctx, prop.alts)
+        z_ref = prop.scores([c[3] for c in ref[0]] + [c[3] for c in ref[1]])
+        by_ref = {c[:3]: z for c, z in zip(ref[0], z_ref, strict=False)}
+        for c in fast[0]:
+            assert c[:3] in by_ref
+            if c[4] != 2:  # certain relations are not scored
+                assert c[3] == pytest.approx(by_ref[c[:3]], abs=1e-9)
+                n_rel += 1
+        assert [c[:3] for c in fast[1]] == [c[:3] for c in ref[1]]  # the same attributes, in order
+        for c, z in zip(fast[1], z_ref[len(ref[0]) :], strict=True):
+            if c[4] != 2:
+                assert c[3] == pytest.approx(z, abs=1e-9)
+    assert n_rel > 500

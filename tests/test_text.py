@@ -9,6 +9,7 @@ when ../shared is absent.
 from __future__ import annotations
 
 import csv
+import gc
 import time
 from pathlib import Path
 
@@ -24,7 +25,14 @@ from laitkit.extractors.factual import (
     spacy_noun_lemmatizer,
 )
 from laitkit.extractors.scene_graph import LEXICON_PATH, Lexicon
-from laitkit.extractors.text import TextConfig, TextExtractor, graph_to_facts, graph_to_factual
+from laitkit.extractors.text import (
+    DocLists,
+    TextConfig,
+    TextExtractor,
+    gc_frozen,
+    graph_to_facts,
+    graph_to_factual,
+)
 
 FACTUAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "factual"
 
@@ -254,6 +262,37 @@ def test_shipped_lexicon_is_small() -> None:
     assert lex.rewrite and lex.compounds and lex.verb_lemmas
 
 
+def test_stage_leaves_the_collector_as_it_was(ex: TextExtractor) -> None:
+    """The run freezes the collector (spaCy's objects are not rescanned) and gives it back unfrozen."""
+    caps = ["two boys riding skateboards", "a plate of pasta with tomatoes", "", "the cat is black"] * 50
+    before = gc.get_freeze_count()
+    anns = ex.annotate(caps)
+    assert gc.get_freeze_count() == before
+    # the same annotations as the walk over each Doc with the collector untouched
+    assert [a.to_dict() for a in anns] == [ex.annotate_doc(d).to_dict() for d in ex.nlp.pipe(caps)]
+
+
+def test_gc_frozen_restores_on_error_and_keeps_a_callers_freeze() -> None:
+    before = gc.get_freeze_count()
+    with pytest.raises(RuntimeError), gc_frozen():
+        assert gc.get_freeze_count() > 0  # everything alive now, spaCy's pipeline included
+        raise RuntimeError("boom")
+    assert gc.get_freeze_count() == before
+    own = before == 0
+    if own:  # a caller (like a text worker) that froze its objects itself
+        gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with gc_frozen():
+            junk = [[i] for i in range(1000)]
+        assert gc.get_freeze_count() == frozen  # neither unfrozen nor grown by our block
+        assert len(junk) == 1000
+    finally:
+        if own:
+            gc.unfreeze()
+    assert gc.get_freeze_count() == before
+
+
 def test_two_processes_same_result(ex: TextExtractor) -> None:
     caps = ["two boys riding skateboards", "the cat is black", "", "a man who is holding a cup"]
     ex2 = TextExtractor(TextConfig(n_process=2, batch_size=2))
@@ -292,3 +331,18 @@ def test_factual_dev_slice(ex: TextExtractor) -> None:
     f1 = score_facts(pred, gold, Normalizer(spacy_noun_lemmatizer(ex.nlp)))
     # the full dev split scores all ~0.85, rel ~0.73 (`laitkit bench text`); floors leave room for noise
     assert f1["all"] >= 0.78 and f1["obj"] >= 0.85 and f1["rel"] >= 0.6, f1
+
+
+def test_doc_lists_are_spacys_token_attributes(ex: TextExtractor) -> None:
+    """The one-array lists (`DocLists`) must be exactly what spaCy's token attributes say."""
+    caps = [c for c, _ in CONSTRUCTIONS]
+    caps += ["Two U.S. officers' cars, parked  by the curb...", "  ", "a t-shirt\tand jeans"]
+    caps += caps  # the second time from the string cache
+    small = DocLists(max_size=8)  # emptied again and again
+    for doc in ex.nlp.pipe(caps):
+        assert small.lists(doc) == ex._strings.lists(doc)
+        text, lower, lemma, pos, tag, dep, head, ws = ex._strings.lists(doc)
+        assert text == [t.text for t in doc] and lower == [t.lower_ for t in doc]
+        assert lemma == [t.lemma_ for t in doc] and pos == [t.pos_ for t in doc] and tag == [t.tag_ for t in doc]
+        assert dep == [t.dep_ for t in doc] and head == [t.head.i for t in doc]
+        assert ws == [t.text_with_ws for t in doc]
