@@ -163,8 +163,15 @@ class ParallelTextExtractor:
             self._seq = base + sent
 
     def annotate(self, captions: Iterable[str], batch_size: int | None = None) -> list[TextAnnotation]:
-        """All annotations of `captions`, in order."""
-        return list(self.annotate_iter(captions, batch_size))
+        """All annotations of `captions`, in order.
+
+        The parent side runs with the collector frozen (text.gc_frozen), as the in-process stage
+        does: unpacking makes as many objects as the workers' parse, and each full collection they
+        set off would otherwise rescan whatever the parent holds (a loaded pipeline, a corpus)."""
+        from laitkit.extractors.text import gc_frozen
+
+        with gc_frozen():
+            return list(self.annotate_iter(captions, batch_size))
 
     def close(self) -> None:
         """Stop the workers (idempotent)."""

@@ -8,6 +8,8 @@ from a Parquet-shaped Arrow table built with the 1.0 node struct.
 
 from __future__ import annotations
 
+import gc
+
 import pyarrow as pa
 import pytest
 
@@ -40,7 +42,9 @@ def test_workers_match_in_process_and_keep_order(ex: TextExtractor) -> None:
         assert par.workers == 2
         pids = [p.pid for p in par._procs]
         # 14 batches of 3 with at most 4 in flight: results come back out of order and are reordered
+        frozen = gc.get_freeze_count()
         assert [a.to_dict() for a in par.annotate(CAPTIONS)] == want
+        assert gc.get_freeze_count() == frozen  # the parent's collector is left as it was
         stream = par.annotate_iter(iter(CAPTIONS))
         assert next(stream).to_dict() == want[0]
         stream.close()  # abandoned mid-stream: its late results must not leak into the next call
