@@ -81,17 +81,13 @@ def run_long(name: str, shards: Path, tok: Path, out: Path, steps: int = LONG_ST
     summed): per pair task, `leaves_chance_at` and the mean of its last window. Why both: the
     preset says how long the paper's mix takes to leave chance, the pair tasks alone whether the
     encoder learns to match at all within the budget."""
-    from laitkit.pipeline.pretrain.config import PretrainConfig
     from laitkit.pipeline.pretrain.styles import STYLES
-    from laitkit.pipeline.pretrain.train import pretrain
 
     only: dict[str, Any] = {}
     if alone:
         only = {"tasks": tuple(t for t in STYLES[name].tasks if t in CHANCE), "mixing": "sum", "task_weights": {}}
-    cfg = PretrainConfig(style=name, size="tiny", steps=steps, batch_size=16, lr=1e-3, warmup=5, vocab=str(tok),
-                         progress=False, device="cpu", threads=1, eval_pool=8, checkpoint_every=steps, **only)
-    pretrain(shards, out, cfg, resume=False)
-    rows = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines() if ln]
+    cfg = bench_config(name, tok, steps, **only)
+    _, rows = _train(shards, out, cfg)
     result: dict[str, Any] = {}
     for task in cfg.tasks:
         vals = [r[task] for r in rows if task in r]
@@ -110,18 +106,29 @@ def style_steps(mixing: str, tasks: tuple[str, ...], weights: dict[str, float], 
     return math.ceil(steps * sum(w) / min(x for x in w if x > 0))
 
 
-def run_style(name: str, shards: Path, tok: Path, out: Path, steps: int = STEPS) -> dict[str, Any]:
+def bench_config(name: str, tok: Path, steps: int, **over: Any) -> Any:
+    """The bench's tiny CPU settings for a style's preset (`over`: fields replaced on top)."""
     from laitkit.pipeline.pretrain.config import PretrainConfig
+
+    return PretrainConfig(style=name, size="tiny", steps=steps, batch_size=16, lr=1e-3, warmup=5, vocab=str(tok),
+                          progress=False, device="cpu", threads=1, eval_pool=8, checkpoint_every=steps, **over)
+
+
+def _train(shards: Path, out: Path, cfg: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Train from scratch; the run's summary and its metrics.jsonl rows."""
     from laitkit.pipeline.pretrain.train import pretrain
 
-    cfg = PretrainConfig(style=name, size="tiny", steps=steps, batch_size=16, lr=1e-3, warmup=5, vocab=str(tok),
-                         progress=False, device="cpu", threads=1, eval_pool=8, checkpoint_every=steps)
+    summary = pretrain(shards, out, cfg, resume=False)
+    return summary, [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines() if ln]
+
+
+def run_style(name: str, shards: Path, tok: Path, out: Path, steps: int = STEPS) -> dict[str, Any]:
+    cfg = bench_config(name, tok, steps)
     n = style_steps(cfg.mixing, cfg.tasks, cfg.task_weights, steps)
     cfg = dataclasses.replace(cfg, steps=n, checkpoint_every=n)
     tasks = cfg.tasks
     t0 = time.perf_counter()
-    summary = pretrain(shards, out, cfg, resume=False)
-    rows = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines() if ln]
+    summary, rows = _train(shards, out, cfg)
     first, last = _trend(rows, tasks)
     result: dict[str, Any] = {
         "encoder": cfg.encoder, "tasks": list(tasks), "steps": n, "losses_first": first, "losses_last": last,
