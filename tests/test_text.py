@@ -26,6 +26,7 @@ from laitkit.extractors.factual import (
 )
 from laitkit.extractors.scene_graph import LEXICON_PATH, Lexicon
 from laitkit.extractors.text import (
+    YOUNG_THRESHOLD,
     DocLists,
     TextConfig,
     TextExtractor,
@@ -291,6 +292,30 @@ def test_gc_frozen_restores_on_error_and_keeps_a_callers_freeze() -> None:
         if own:
             gc.unfreeze()
     assert gc.get_freeze_count() == before
+
+
+def test_gc_frozen_collects_rarely_but_bounded_and_restores_thresholds() -> None:
+    """Inside the block young collections are rare (threshold YOUNG_THRESHOLD), yet cyclic garbage
+    is still collected as it comes; the caller's thresholds come back, also after an exception."""
+    before = gc.get_threshold()
+    runs = [0]
+
+    def count(phase: str, _info: dict) -> None:
+        runs[0] += phase == "start"
+
+    gc.callbacks.append(count)
+    try:
+        with pytest.raises(RuntimeError), gc_frozen():
+            assert gc.get_threshold()[0] == max(before[0], YOUNG_THRESHOLD)
+            for _ in range(4 * YOUNG_THRESHOLD):  # self-referencing garbage only the collector frees
+                cyc: list = []
+                cyc.append(cyc)
+                assert gc.get_count()[0] <= YOUNG_THRESHOLD + 1
+            raise RuntimeError("boom")
+    finally:
+        gc.callbacks.remove(count)
+    assert 3 <= runs[0] <= 8  # ~4 collections for 4 x threshold cycles, not ~300 at the default
+    assert gc.get_threshold() == before
 
 
 def test_two_processes_same_result(ex: TextExtractor) -> None:
