@@ -136,7 +136,12 @@ class Context:
         """`word(t)` of every token, made once per caption."""
         w = self._words
         if w is None:
-            w = self._words = [self.word(t) for t in range(len(self.lower))]
+            # `word` unrolled: most tokens are not verbs and keep their lower-cased text
+            w = self._words = list(self.lower)
+            vl, lemma = self.verb_lemmas, self.lemma
+            for t, p in enumerate(self.pos):
+                if p == "VERB" or p == "AUX":
+                    w[t] = vl.get(w[t]) or lemma[t].lower()
         return w
 
     def particles(self) -> dict[int, list[int]]:
@@ -144,6 +149,8 @@ class Context:
         p = self._prts
         if p is None:
             p = self._prts = {}
+            if "prt" not in self.dep:  # most captions: one C-level scan
+                return p
             pos, head = self.pos, self.head
             for k, d in enumerate(self.dep):
                 if d == "prt" and pos[head[k]] == "VERB":
@@ -168,14 +175,13 @@ def _preds_from(ctx: Context, toks: list[int]) -> tuple[tuple[str, tuple[int, ..
         elif p in PRED_POS or lower[t] in REL_WORDS:
             full.append(t)
     words = ctx.words()
+    prts = ctx.particles()
     out = []
     for keep in (full, verbs):
-        if keep:
-            prts = ctx.particles()
-            if prts:
-                keep.extend([k for t in keep if t in prts for k in prts[t] if k not in keep])
-                keep.sort()
-        out.append((" ".join([words[t] for t in keep]), tuple(keep)))
+        if keep and prts:
+            keep.extend([k for t in keep if t in prts for k in prts[t] if k not in keep])
+            keep.sort()
+        out.append((" ".join([words[t] for t in keep]) if keep else "", tuple(keep)))
     return out[0], out[1]
 
 
@@ -246,7 +252,10 @@ class Proposer:
         predicate-dependent features, nothing at all for pairs a certain rule fact decides);
         `apply_reference` is the same decision from the training features, kept as the check.
         """
-        if not any(n.kind == "object" for n in graph):
+        for n in graph:  # (a plain loop: cheaper than any() over a generator for 3-4 nodes)
+            if n.kind == "object":
+                break
+        else:
             return graph
         rcands, acands, keep = candidates(graph, ctx, self.alts, self.tables)
         z = [c[3] for c in rcands] + [c[3] for c in acands]
@@ -385,10 +394,11 @@ class ScoreTables:
                 self.sum(["sd=" + dep_a + "|" + dep_b + "|False", "st=" + tag_a + "|" + tag_b]),
                 self.sum(["sd=" + dep_b + "|" + dep_a + "|True", "st=" + tag_b + "|" + tag_a]),
             )
-        pl, nrb = _bucket(plen, 6), _bucket(n_rule, 3)
-        k4 = ("r", pl, via, nrb)
+        # keyed by the clipped numbers (what the buckets are made of), so a hit builds no string
+        k4 = ("r", 6 if plen > 6 else (-6 if plen < -6 else plen), via, 3 if n_rule > 3 else n_rule)
         ru = memo.get(k4)
         if ru is None:
+            pl, nrb = _bucket(plen, 6), _bucket(n_rule, 3)
             ru = memo[k4] = tuple(
                 self.sum(["plen=" + pl + str(r), "via=" + str(via) + str(r), "nr=" + nrb + str(r)])
                 for r in (False, True)
@@ -585,7 +595,7 @@ def candidates(
         for y in range(x + 1, n_obj):
             a, b = objs[x], objs[y]
             r_ab, r_ba = rule_rel.get((a, b), _NONE), rule_rel.get((b, a), _NONE)
-            if tables is not None and (r_ab or r_ba):
+            if tables is not None and certain and (r_ab or r_ba):
                 sure = [(sw, nd) for sw, rr in ((False, r_ab), (True, r_ba)) for nd in rr if id(nd) in certain]
                 if len(sure) == 1:  # decided: `decide` keeps exactly this relation
                     sw, nd = sure[0]
@@ -598,7 +608,7 @@ def candidates(
             if plen > MAX_PATH and not r_ab and not r_ba:
                 continue
             inner = sorted(set(up[1:] + down[:-1]))
-            via = any(t in head_of for t in inner)
+            via = not head_of.keys().isdisjoint(inner)
             pd = "^".join([dep[t] for t in up[:-1]]) + "|" + pos[up[-1]] + "|" + "v".join([dep[t] for t in down])
             pw = " ".join([lower[t] for t in inner if t not in obj_tok])[:40]
             cands: dict[tuple[str, bool], tuple[tuple[int, ...], str]] = {}
@@ -614,9 +624,7 @@ def candidates(
             if tail[0] and tail[0] != verbs[0]:
                 cands.setdefault((tail[0], False), (tail[1], "tail"))
                 cands.setdefault((tail[0], True), (tail[1], "tail"))
-            hv = [t for t in inner if lower[t] in ("with", "of", "'s", "has", "have")] or (
-                [ha] if dep[ha] == "poss" else []
-            )
+            hv = [t for t in inner if lower[t] in _HAVE_WORDS] or ([ha] if dep[ha] == "poss" else [])
             if hv or dep[ha] == "compound" or dep[hb] == "compound":
                 toks = tuple(hv) if hv else ((ha,) if dep[ha] == "compound" else (hb,))
                 cands.setdefault(("have", False), (toks, "have"))
@@ -643,7 +651,10 @@ def candidates(
             sa, sb = graph[a].lemma, graph[b].lemma
             if tables is not None and "|" not in sa and "|" not in sb:
                 base = tables.pair_bases(sa, sb, pd, dep[ha], dep[hb], tag[ha], tag[hb], nob, plen, via, n_rule)
-                rule_lemmas = ({nd.lemma for nd in r_ab}, {nd.lemma for nd in r_ba})
+                rule_lemmas = (
+                    {nd.lemma for nd in r_ab} if r_ab else _NONE,
+                    {nd.lemma for nd in r_ba} if r_ba else _NONE,
+                )
                 pdp_d, pw_d = n_pdp.get(pd, _NO), n_pw.get(pw, _NO)
                 by_dir = (
                     (a, b, sa, sb, n_ps.get(sa, _NO), n_po.get(sb, _NO), n_pso.get((sa, sb), _NO)),
@@ -681,8 +692,8 @@ def candidates(
     n = len(lower)
     cand_tok = [
         t
-        for t in range(n)
-        if t not in obj_tok and (pos[t] in ATTR_POS or tag[t] in ("VBN", "VBG") or dep[t] in ("acomp", "amod"))
+        for t, (p, tg, d) in enumerate(zip(pos, tag, dep, strict=True))
+        if (p in ATTR_POS or tg == "VBN" or tg == "VBG" or d == "acomp" or d == "amod") and t not in obj_tok
     ]
     cand_w = [(t, NUMBER_WORDS.get(lower[t], lower[t])) for t in cand_tok]
     attr_sets = {j: {x.lemma for x in nds} for j, nds in rule_attr.items()}
@@ -706,7 +717,11 @@ def candidates(
                 continue
             up, down = ctx.path(t, h) if 0 <= t < n else ([t], [])
             pd = "^".join([dep[u] for u in up[:-1]]) + "|" + pos[up[-1]] + "|" + "v".join([dep[u] for u in down])
-            others = sum(1 for j, lem in attr_sets.items() if j != i and txt in lem)
+            others = (
+                sum(1 for j, lem in attr_sets.items() if j != i and txt in lem)
+                if len(attr_sets) > (i in attr_sets)
+                else 0
+            )
             if tables is not None:
                 z = tables.attr_score(txt, ol, src, dep[t], tag[t], pd, t - h, others, nob, dep[h])
                 acands.append((i, txt, tuple(toks), z, kind))
@@ -731,6 +746,7 @@ def candidates(
 
 
 _NONE: tuple = ()
+_HAVE_WORDS = frozenset({"with", "of", "'s", "has", "have"})
 
 
 def rel_features(
