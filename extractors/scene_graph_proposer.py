@@ -104,6 +104,9 @@ class Context:
 
         `up` starts at `a` and ends at the common head; `down` starts below it and ends at `b`.
         """
+        head = self.head
+        if head[a] == b and a != b and a not in self.ancestors(b):  # `a` hangs off `b`: the commonest path
+            return [a, b], []
         aa, bb = self.ancestors(a), self.ancestors(b)
         bset = self._where(b, bb)
         for k, t in enumerate(aa):
@@ -609,7 +612,7 @@ def candidates(
                 continue
             inner = sorted(set(up[1:] + down[:-1]))
             via = not head_of.keys().isdisjoint(inner)
-            pd = "^".join([dep[t] for t in up[:-1]]) + "|" + pos[up[-1]] + "|" + "v".join([dep[t] for t in down])
+            pd = _pd(dep, pos, up, down)
             pw = " ".join([lower[t] for t in inner if t not in obj_tok])[:40]
             cands: dict[tuple[str, bool], tuple[tuple[int, ...], str]] = {}
             kinds: dict[tuple[str, bool], int] = {}
@@ -716,7 +719,7 @@ def candidates(
                 acands.append((i, txt, tuple(toks), 0.0, kind))
                 continue
             up, down = ctx.path(t, h) if 0 <= t < n else ([t], [])
-            pd = "^".join([dep[u] for u in up[:-1]]) + "|" + pos[up[-1]] + "|" + "v".join([dep[u] for u in down])
+            pd = _pd(dep, pos, up, down)
             others = (
                 sum(1 for j, lem in attr_sets.items() if j != i and txt in lem)
                 if len(attr_sets) > (i in attr_sets)
@@ -746,6 +749,18 @@ def candidates(
 
 
 _NONE: tuple = ()
+
+
+def _pd(dep: Sequence[str], pos: Sequence[str], up: list[int], down: list[int]) -> str:
+    """The dependency path as one string: labels up to the common head, its POS, labels down
+    ("amod|NOUN|", "prep|NOUN|pobj"); the one- and two-arc paths without building lists."""
+    if len(up) == 2 and not down:
+        return dep[up[0]] + "|" + pos[up[1]] + "|"
+    if len(up) == 1 and len(down) == 1:
+        return "|" + pos[up[0]] + "|" + dep[down[0]]
+    return "^".join([dep[t] for t in up[:-1]]) + "|" + pos[up[-1]] + "|" + "v".join([dep[t] for t in down])
+
+
 _HAVE_WORDS = frozenset({"with", "of", "'s", "has", "have"})
 
 
