@@ -123,6 +123,8 @@ class Context:
 
     def path_len(self, a: int, b: int) -> int:
         """Number of arcs on `path(a, b)`, without building it."""
+        if self.head[a] == b and a != b and a not in self.ancestors(b):  # as in `path`
+            return 1
         aa, bb = self.ancestors(a), self.ancestors(b)
         bset = self._where(b, bb)
         for k, t in enumerate(aa):
@@ -379,6 +381,12 @@ class ScoreTables:
         memo = self._memo
         if len(memo) > 500_000:
             memo.clear()
+        # the whole pair first (one look-up when this kind of pair was seen), then its parts
+        pl_c, nr_c = 6 if plen > 6 else (-6 if plen < -6 else plen), 3 if n_rule > 3 else n_rule
+        k0 = ("pair", sa, sb, pd, dep_a, dep_b, tag_a, tag_b, nob, plen, via, n_rule)
+        got = memo.get(k0)
+        if got is not None:
+            return got
         k1 = ("so", sa, sb)
         so = memo.get(k1)
         if so is None:
@@ -398,7 +406,7 @@ class ScoreTables:
                 self.sum(["sd=" + dep_b + "|" + dep_a + "|True", "st=" + tag_b + "|" + tag_a]),
             )
         # keyed by the clipped numbers (what the buckets are made of), so a hit builds no string
-        k4 = ("r", 6 if plen > 6 else (-6 if plen < -6 else plen), via, 3 if n_rule > 3 else n_rule)
+        k4 = ("r", pl_c, via, nr_c)
         ru = memo.get(k4)
         if ru is None:
             pl, nrb = _bucket(plen, 6), _bucket(n_rule, 3)
@@ -407,7 +415,14 @@ class ScoreTables:
                 for r in (False, True)
             )
         f, t = so[0] + pdw[0] + sd[0], so[1] + pdw[1] + sd[1]
-        return f + ru[0], f + ru[1], t + ru[0], t + ru[1], (dep_a, dep_b, tag_a, tag_b, nob, plen, via, n_rule)
+        got = memo[k0] = (
+            f + ru[0],
+            f + ru[1],
+            t + ru[0],
+            t + ru[1],
+            (dep_a, dep_b, tag_a, tag_b, nob, plen, via, n_rule),
+        )
+        return got
 
     def split_alts(self, alts: dict[str, list[str]] | None) -> dict[str, tuple[tuple[str, bool], ...]]:
         """`alts` as (predicate, reversed) pairs: "~under" -> ("under", True); cached per dict."""
