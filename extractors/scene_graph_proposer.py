@@ -104,8 +104,7 @@ class Context:
 
         `up` starts at `a` and ends at the common head; `down` starts below it and ends at `b`.
         """
-        head = self.head
-        if head[a] == b and a != b and a not in self.ancestors(b):  # `a` hangs off `b`: the commonest path
+        if self._hangs_off(a, b):  # the commonest path ("red" of "car")
             return [a, b], []
         aa, bb = self.ancestors(a), self.ancestors(b)
         bset = self._where(b, bb)
@@ -113,6 +112,14 @@ class Context:
             if t in bset:
                 return aa[: k + 1], list(reversed(bb[: bset[t]]))
         return aa, list(reversed(bb))  # two roots (a fragment): no common head
+
+    def _hangs_off(self, a: int, b: int) -> bool:
+        """Is `b` the head of `a`, with `b`'s chain ending at a root? Then the path is `a` -> `b`.
+        (On broken heads, a cycle, the general walk below is kept as it is.)"""
+        if self.head[a] != b or a == b:
+            return False
+        bb = self.ancestors(b)
+        return self.head[bb[-1]] == bb[-1]
 
     def _where(self, b: int, bb: list[int]) -> dict[int, int]:
         """Position of each ancestor of `b` in its chain (cached: most paths end at an object)."""
@@ -123,7 +130,7 @@ class Context:
 
     def path_len(self, a: int, b: int) -> int:
         """Number of arcs on `path(a, b)`, without building it."""
-        if self.head[a] == b and a != b and a not in self.ancestors(b):  # as in `path`
+        if self._hangs_off(a, b):
             return 1
         aa, bb = self.ancestors(a), self.ancestors(b)
         bset = self._where(b, bb)

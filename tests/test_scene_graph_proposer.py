@@ -187,3 +187,51 @@ def test_fast_scoring_gives_the_reference_graphs(both: tuple[TextExtractor, Text
             if c[4] != 2:
                 assert c[3] == pytest.approx(z, abs=1e-9)
     assert n_rel > 500
+
+
+def _path_by_definition(head: list[int], a: int, b: int) -> tuple[list[int], list[int]]:
+    """`Context.path` from its docstring: `a` up to the lowest common head, then down to `b`
+    (heads followed at most 40 tokens; on a cycle the last place of a token in `b`'s chain)."""
+
+    def chain(i: int) -> list[int]:
+        out = [i]
+        while head[out[-1]] != out[-1] and len(out) < 40:
+            out.append(head[out[-1]])
+        return out
+
+    aa, bb = chain(a), chain(b)
+    where = {t: k for k, t in enumerate(bb)}
+    for k, t in enumerate(aa):
+        if t in where:
+            return aa[: k + 1], bb[: where[t]][::-1]
+    return aa, bb[::-1]
+
+
+def _pd_by_definition(dep: list[str], pos: list[str], up: list[int], down: list[int]) -> str:
+    return "^".join(dep[t] for t in up[:-1]) + "|" + pos[up[-1]] + "|" + "v".join(dep[t] for t in down)
+
+
+@pytest.mark.skipif(not (FACTUAL / "dev.csv").exists(), reason="FACTUAL data (../shared) absent")
+def test_path_shortcuts_match_the_definition(both: tuple[TextExtractor, TextExtractor]) -> None:
+    """The one-arc shortcuts of `Context.path` / `path_len` and `_pd`'s short forms give exactly
+    what the general walk gives, on every token pair of real parses and on broken (cyclic) heads."""
+    from laitkit.extractors.scene_graph_proposer import _pd
+
+    learned, _ = both
+    caps, _ = read_factual_csv(FACTUAL / "dev.csv", limit=150)
+    ctxs = [ctx for _, ctx in _rule_graphs(learned, caps)]
+    dep4 = ["nsubj", "ROOT", "prep", "pobj"]
+    for cyc in ([1, 0, 1, 2], [1, 2, 0, 2], [0, 0, 3, 2]):  # 2- and 3-cycles: no common head on the way
+        ctxs.append(Context(["a"] * 4, ["a"] * 4, ["NOUN"] * 4, ["NN"] * 4, dep4, cyc, {}))
+    n_short = 0
+    for ctx in ctxs:
+        head, n = list(ctx.head), len(ctx.head)
+        for a in range(n):
+            for b in range(n):
+                want = _path_by_definition(head, a, b)
+                got = ctx.path(a, b)
+                assert got == want, (a, b, head)
+                assert ctx.path_len(a, b) == len(want[0]) + len(want[1]) - 1
+                assert _pd(ctx.dep, ctx.pos, *got) == _pd_by_definition(list(ctx.dep), list(ctx.pos), *want)
+                n_short += head[a] == b and a != b
+    assert n_short > 500
