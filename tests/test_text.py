@@ -318,6 +318,34 @@ def test_gc_frozen_collects_rarely_but_bounded_and_restores_thresholds() -> None
     assert gc.get_threshold() == before
 
 
+@pytest.mark.parametrize("learned", ["fact_filter", "rules"])
+def test_batch_annotation_is_the_per_doc_one_without_the_proposer(learned: str) -> None:
+    """`annotate` builds a batch part by part (`annotate_docs`); with the fact filter instead of
+    the proposer, and with rules alone, it must give exactly `annotate_doc`'s annotations."""
+    off = "/nonexistent"
+    cfg = (
+        TextConfig(proposer=off, batch_size=8)
+        if learned == "fact_filter"
+        else TextConfig(proposer=off, fact_filter=off, batch_size=8)
+    )
+    ex2 = TextExtractor(cfg)
+    assert ex2.proposer is None and (ex2.fact_filter is not None) == (learned == "fact_filter")
+    caps = [*CAPTIONS_FOR_BATCH, "", "   ", 7] * 3  # 7: not a string; batches of 8 cut across them
+    got = [a.to_dict() for a in ex2.annotate(caps)]
+    want = [ex2.annotate_doc(d).to_dict() for d in ex2.nlp.pipe([ex2._clean(c) for c in caps])]
+    assert got == want
+    assert sum(len(a["graph"]) for a in got) > 30
+
+
+CAPTIONS_FOR_BATCH = [
+    "two boys riding skateboards down a hill",
+    "a plate of pasta with tomatoes",
+    "the cat is black",
+    "a man who is holding a cup",
+    "a car was parked by a police officer",
+]
+
+
 def test_two_processes_same_result(ex: TextExtractor) -> None:
     caps = ["two boys riding skateboards", "the cat is black", "", "a man who is holding a cup"]
     ex2 = TextExtractor(TextConfig(n_process=2, batch_size=2))
