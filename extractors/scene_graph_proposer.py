@@ -343,6 +343,7 @@ class ScoreTables:
             del t[k]  # only the nested copies are read
         srcs = ("path", "verb", "tail", "have", "rule", "alt")
         self.src_w = {(x, r): t["src"].get(x + str(r), 0.0) for x in srcs for r in (False, True)}
+        self.src_pair = {x: (self.src_w[(x, False)], self.src_w[(x, True)]) for x in srcs}  # [src][is_rule]
         self._pred: dict[str, tuple[float, str]] = {}
         self._memo: dict[tuple, tuple] = {}
         self._alts_of: dict | None = None
@@ -614,7 +615,7 @@ def candidates(
     if tables is not None:
         alt_split = tables.split_alts(alts)
         n_ps, n_po, n_pso, n_pdp, n_pw = tables.n_ps, tables.n_po, tables.n_pso, tables.n_pdp, tables.n_pw
-        src_w = tables.src_w
+        src_w = tables.src_pair
         pred_w = tables._pred.get
     for x in range(n_obj):
         for y in range(x + 1, n_obj):
@@ -685,7 +686,8 @@ def candidates(
                     (a, b, sa, sb, n_ps.get(sa, _NO), n_po.get(sb, _NO), n_pso.get((sa, sb), _NO)),
                     (b, a, sb, sa, n_ps.get(sb, _NO), n_po.get(sa, _NO), n_pso.get((sb, sa), _NO)),
                 )
-                for (pred, swap), (toks, src) in cands.items():
+                for key, (toks, src) in cands.items():
+                    pred, swap = key
                     s, o, sl, ol, ps_d, po_d, pso_d = by_dir[swap]
                     if "|" in pred:
                         f = tables.sum(rel_features(pred, swap, src, sl, ol, pd, pw, r_ab, r_ba, *base[4]))
@@ -699,13 +701,13 @@ def candidates(
                             + ps_d.get(pred, 0.0)
                             + po_d.get(pred, 0.0)
                             + pso_d.get(pred, 0.0)
-                            + src_w[(src, is_rule)]
+                            + src_w[src][is_rule]
                             + pw_[3 + k]
                             + pdp_d.get(pred, 0.0)
                             + pw_d.get(pred, 0.0)
                             + pw_[1 + swap]
                         )
-                    rcands.append((s, o, (pred, toks), f, kinds.get((pred, swap), NEW)))
+                    rcands.append((s, o, (pred, toks), f, kinds.get(key, NEW) if kinds else NEW))
                 continue
             ctxf = (r_ab, r_ba, dep[ha], dep[hb], tag[ha], tag[hb], nob, plen, via, n_rule)
             for (pred, swap), (toks, src) in cands.items():
@@ -723,7 +725,7 @@ def candidates(
     cand_w = [(t, NUMBER_WORDS.get(lower[t], lower[t])) for t in cand_tok]
     attr_sets = {j: {x.lemma for x in nds} for j, nds in rule_attr.items()}
     path_len = ctx.path_len
-    for i in objs:
+    for i in objs if cand_w or rule_attr else ():  # (no adjective, number or rule attribute: none)
         h = hd[i]
         ol = graph[i].lemma
         props: dict[str, tuple[tuple[int, ...], str, int]] = {}
