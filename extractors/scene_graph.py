@@ -496,6 +496,9 @@ class _Walk:
                     elif naming is not None and (rule := self.name_rule(j, i, start)) is not None:
                         if not naming.keep(j, i, start, rule, self):
                             break
+                        if rule == "own":  # its object node is the last one made: it joins this name
+                            del self.obj_of[j]
+                            self.nodes.pop()
                         start = j  # the learned tagger: "tennis racket" one object, "wooden table" not
                         j -= 1
                     elif dep[j] == "compound" and self._in_compound(j, i) and self.compound(j, i) in (None, "="):
@@ -574,12 +577,13 @@ class _Walk:
     def name_rule(self, j: int, i: int, start: int) -> str | None:
         """What the rules alone would make of word `j` left of the name `start..i` of head `i`, when
         the naming tagger may decide it; None when the rules keep the decision (see
-        `scene_graph_naming`): a word that is no adjective or noun modifier inside the name, a
-        noun that is an object of its own, an "@have" compound, a number.
+        `scene_graph_naming`): a word that is no adjective or noun modifier inside the name, an
+        "@have" compound, a number.
 
         "name": a compound the lexicon keeps in the name; "attr": one it writes as an attribute;
         "drop": one it drops; "adjname": an adjective + noun pair it keeps ("hot dog"); "no": an
-        adjective the rules write as an attribute.
+        adjective the rules write as an attribute; "own": a noun modifier the rules made an object
+        of its own (its node is the last one made, so it can be taken back).
         """
         pos, dep = self.pos, self.dep
         d = dep[j]
@@ -592,8 +596,10 @@ class _Walk:
             if got == "@have":
                 return None
             return "name" if got in (None, "=") else "drop" if got == "" else "attr"
-        if not start <= self.head[j] <= i or self.is_noun(j) or self.lower[j] in NUMBER_WORDS:
+        if not start <= self.head[j] <= i or self.lower[j] in NUMBER_WORDS:
             return None
+        if self.is_noun(j):  # "vw bug", "jogging pants": a noun the rules made an object of its own
+            return "own" if self.obj_of.get(j, -1) == len(self.nodes) - 1 >= 0 else None
         return "adjname" if f"{self.lower[j]} {self.lower[start]}" in self.lex.adj_names else "no"
 
     def _in_compound(self, j: int, i: int) -> bool:

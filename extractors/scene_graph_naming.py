@@ -26,9 +26,11 @@ per candidate. Training: `python -m laitkit.jobs.train_text --naming --seed 0` (
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,6 +64,7 @@ class NamingCounts:
 
     pair: dict[str, tuple[int, int]] = field(default_factory=dict)
     mod: dict[str, tuple[int, int]] = field(default_factory=dict)
+    alone: dict[str, int] = field(default_factory=dict)  # one-word gold object -> how often
 
 
 def gold_count_keys(objs: set, attrs: set) -> tuple[list[str], list[str], list[str], list[str]]:
@@ -84,6 +87,54 @@ def gold_count_keys(objs: set, attrs: set) -> tuple[list[str], list[str], list[s
     return pn, pa, mn, ma
 
 
+def pair_features(m: str, ml: str, hl: str, mpos: str, counts: NamingCounts) -> list[str]:
+    """The features that depend only on the modifier (word, lemma, POS) and the head lemma."""
+    pn, pa = counts.pair.get(ml + "|" + hl, (0, 0))
+    mn, ma = counts.mod.get(ml, (0, 0))
+    return [
+        "b",
+        "m=" + m,
+        "h=" + hl,
+        "mh=" + ml + "|" + hl,
+        "pn=" + _cb(pn),
+        "pa=" + _cb(pa),
+        "pr=" + _ratio(pn, pa),
+        "prb=" + _ratio(pn, pa) + "|" + _cb(pn + pa),
+        "mn=" + _cb(mn),
+        "ma=" + _cb(ma),
+        "mr=" + _ratio(mn, ma) + "|" + mpos,
+    ]
+
+
+def context_features(
+    j: int,
+    i: int,
+    start: int,
+    rule: str,
+    lower: Sequence[str],
+    tag: Sequence[str],
+    dep: Sequence[str],
+    head: Sequence[int],
+) -> list[str]:
+    """The features of the word's place in this caption: its role, tags, the rules' decision."""
+    d = dep[j]
+    n = len(lower)
+    nxt = lower[i + 1] if i + 1 < n else "$"
+    return [
+        "md=" + d,
+        "mt=" + tag[j],
+        "mtd=" + tag[j] + "|" + d,
+        "ht=" + tag[i],
+        "hd=" + dep[i],
+        "att=" + str(head[j] == i),
+        "len=" + str(min(i - start + 1, 3)),
+        "pre=" + (tag[j - 1] if j > 0 else "^"),
+        "nx=" + (nxt if nxt in ("of", "'s", "with", "and") else tag[i + 1] if i + 1 < n else "$"),
+        "r=" + rule,
+        "rt=" + rule + "|" + tag[j],
+    ]
+
+
 def naming_features(
     j: int,
     i: int,
@@ -99,40 +150,12 @@ def naming_features(
 ) -> list[str]:
     """Feature strings of candidate word `j` for the name of head noun `i` that now starts at `start`.
 
-    `rule`: what the rules alone would do ("name", "attr", "drop", "adjname", "no").
+    `rule`: what the rules alone would do (`_Walk.name_rule`: "name", "attr", "drop", "adjname",
+    "no", "own").
     """
-    m = lower[j]
-    ml = lemma[j].lower()
-    hl = lemma[i].lower()
-    pn, pa = counts.pair.get(ml + "|" + hl, (0, 0))
-    mn, ma = counts.mod.get(ml, (0, 0))
-    d = dep[j]
-    n = len(lower)
-    nxt = lower[i + 1] if i + 1 < n else "$"
-    return [
-        "b",
-        "m=" + m,
-        "h=" + hl,
-        "mh=" + ml + "|" + hl,
-        "md=" + d,
-        "mt=" + tag[j],
-        "mtd=" + tag[j] + "|" + d,
-        "ht=" + tag[i],
-        "hd=" + dep[i],
-        "att=" + str(head[j] == i),
-        "len=" + str(min(i - start + 1, 3)),
-        "pre=" + (tag[j - 1] if j > 0 else "^"),
-        "nx=" + (nxt if nxt in ("of", "'s", "with", "and") else tag[i + 1] if i + 1 < n else "$"),
-        "r=" + rule,
-        "rt=" + rule + "|" + tag[j],
-        "pn=" + _cb(pn),
-        "pa=" + _cb(pa),
-        "pr=" + _ratio(pn, pa),
-        "prb=" + _ratio(pn, pa) + "|" + _cb(pn + pa),
-        "mn=" + _cb(mn),
-        "ma=" + _cb(ma),
-        "mr=" + _ratio(mn, ma) + "|" + pos[j],
-    ]
+    return pair_features(lower[j], lemma[j].lower(), lemma[i].lower(), pos[j], counts) + context_features(
+        j, i, start, rule, lower, tag, dep, head
+    )
 
 
 @dataclass
@@ -142,6 +165,8 @@ class NamingTagger:
     weights: dict[str, float]
     threshold: float
     counts: NamingCounts
+    keep_alone: int = 1_000_000_000
+    _pair: dict[tuple[str, str, str, str, bool], float] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> NamingTagger | None:
@@ -155,25 +180,55 @@ class NamingTagger:
             thr = float(z["threshold"])
             pk, pv = z["pair_keys"].tolist(), z["pair_counts"].tolist()
             mk, mv = z["mod_keys"].tolist(), z["mod_counts"].tolist()
+            ak, av = z["alone_keys"].tolist(), z["alone_counts"].tolist()
+            keep_alone = int(z["keep_alone"])
         counts = NamingCounts(
             pair={k: (int(a), int(b)) for k, (a, b) in zip(pk, pv, strict=True)},
             mod={k: (int(a), int(b)) for k, (a, b) in zip(mk, mv, strict=True)},
+            alone={k: int(a) for k, a in zip(ak, av, strict=True)},
         )
-        return cls(weights=dict(zip(vocab, w, strict=True)), threshold=thr, counts=counts)
+        return cls(weights=dict(zip(vocab, w, strict=True)), threshold=thr, counts=counts, keep_alone=keep_alone)
 
     def logit(self, feats: Sequence[str]) -> float:
         wd = self.weights
         return sum(wd.get(x, 0.0) for x in feats)
 
-    def keep(self, j: int, i: int, start: int, rule: str, walk: object) -> bool:
-        """Is word `j` part of the name of head `i` (the walk's repaired lists)?"""
+    def keep(self, j: int, i: int, start: int, rule: str, walk: Any) -> bool:
+        """Is word `j` part of the name of head `i` (the walk's repaired lists)?
+
+        A compound the rules keep in the name stays there when gold never wrote its pair either way
+        ("laptop keyboard": one object, whatever "laptop computer" taught the modifier counts).
+        The pair's part of the logit is cached per (word, lemma, head lemma, POS, kept by the
+        rules): captions repeat the same few thousand pairs, so most candidates cost only their
+        context look-ups.
+        """
         w = walk
-        f = naming_features(j, i, start, rule, w.lower, w.lemma, w.pos, w.tag, w.dep, w.head, self.counts)  # type: ignore[attr-defined]
-        return self.logit(f) >= self.threshold
+        key = (w.lower[j], w.lemma[j], w.lemma[i], w.pos[j], rule == "name")
+        z = self._pair.get(key)
+        if z is None:
+            ml, hl = key[1].lower(), key[2].lower()
+            if (
+                rule == "name"
+                and ml + "|" + hl not in self.counts.pair
+                and self.counts.alone.get(ml, 0) >= self.keep_alone
+            ):
+                z = math.inf  # "laptop keyboard": an unseen pair of two object nouns stays one name
+            else:
+                z = self.logit(pair_features(key[0], ml, hl, key[3], self.counts))
+            if len(self._pair) > 200_000:
+                self._pair.clear()
+            self._pair[key] = z
+        return z + self.logit(context_features(j, i, start, rule, w.lower, w.tag, w.dep, w.head)) >= self.threshold
 
 
 def save_naming(
-    path: str | Path, vocab: Sequence[str], weights: np.ndarray, threshold: float, counts: NamingCounts, **meta: str
+    path: str | Path,
+    vocab: Sequence[str],
+    weights: np.ndarray,
+    threshold: float,
+    counts: NamingCounts,
+    keep_alone: int,
+    **meta: str,
 ) -> None:
     """Write the tagger (features with a zero weight left out) and its count tables."""
     keep = [k for k, x in enumerate(weights) if abs(x) > 1e-6]
@@ -188,5 +243,8 @@ def save_naming(
         pair_counts=np.asarray([counts.pair[k] for k in pk], dtype=np.int32).reshape(-1, 2),
         mod_keys=np.asarray(mk),
         mod_counts=np.asarray([counts.mod[k] for k in mk], dtype=np.int32).reshape(-1, 2),
+        alone_keys=np.asarray(sorted(counts.alone)),
+        alone_counts=np.asarray([counts.alone[k] for k in sorted(counts.alone)], dtype=np.int64),
+        keep_alone=np.int64(keep_alone),
         **{k: np.asarray(v) for k, v in meta.items()},
     )

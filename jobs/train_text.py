@@ -727,7 +727,13 @@ class _NameRecorder:
 
 
 def train_naming(
-    captions: list[str], golds: list, out: Path, seed: int = 0, holdout: int = 3000, cfg: TextConfig | None = None
+    captions: list[str],
+    golds: list,
+    out: Path,
+    seed: int = 0,
+    holdout: int = 3000,
+    cfg: TextConfig | None = None,
+    keep_alone: int = 20,
 ) -> dict[str, Any]:
     """Fit the object-naming tagger (`extractors/scene_graph_naming.py`) over the rules' walk.
 
@@ -758,7 +764,8 @@ def train_naming(
     log.info("naming: %d candidate rows (%.0f%% in the name) in %.1fs",
              len(rec.rows), 100 * sum(rec.labels) / max(1, len(rec.labels)), time.perf_counter() - t0)  # fmt: skip
     vocab, w = fit_logistic(rec.rows, rec.labels)
-    counts = NamingCounts(pair=pair, mod=mod)
+    alone = Counter(o[0] for i in fit_ids for o in tuples[i][0] if " " not in o[0])
+    counts = NamingCounts(pair=pair, mod=mod, alone=dict(alone))
     gold_h = [golds[i] for i in held]
 
     def score(tagger: Any) -> dict[str, float]:
@@ -770,12 +777,12 @@ def train_naming(
     log.info("held-out, rules without the tagger: %s", {k: round(v, 4) for k, v in base.items()})
     wd = dict(zip(vocab, w.tolist(), strict=True))
     grid = [x / 4 for x in range(-8, 9)]
-    scores = {thr: score(NamingTagger(wd, thr, counts)) for thr in grid}
+    scores = {thr: score(NamingTagger(wd, thr, counts, keep_alone=keep_alone)) for thr in grid}
     for thr in grid:
         log.info("threshold %5.2f: %s", thr, {k: round(v, 4) for k, v in scores[thr].items()})
     best = max(grid, key=lambda t: (scores[t]["all"], scores[t]["obj"], -abs(t)))
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_naming(out, vocab, w, best, counts,
+    save_naming(out, vocab, w, best, counts, keep_alone,
                 source="FACTUAL train.csv (Li et al., 2023; MIT), laitkit.jobs.train_text --naming", seed=str(seed))  # fmt: skip
     log.info("wrote %s (%d bytes, threshold %.2f)", out, out.stat().st_size, best)
     return {"holdout": len(held), "threshold": best, "f1_rules": base, "f1_naming": scores[best]}
