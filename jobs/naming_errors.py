@@ -118,13 +118,17 @@ def classify(
 
 def breakdown(ex: TextExtractor, norm: Normalizer, captions: list[str], golds: list) -> dict[str, Any]:
     """Counts of the naming error classes over `captions` (see module docstring)."""
+    from laitkit.extractors.factual import score_facts, set_match
+
+    preds: list = []
     cm: Counter = Counter()
     ce: Counter = Counter()
     rel_missed = rel_by_name = 0
     n_gold = n_pred = n_extra = 0
     for ann, cap, gold in zip(ex.annotate(captions), captions, golds, strict=True):
         go, ga, gr = norm.tuples(gold)
-        po, pa, pr = norm.tuples(graph_to_facts(ann))
+        preds.append(graph_to_facts(ann))
+        po, pa, pr = norm.tuples(preds[-1])
         gos, pos = {o[0] for o in go}, {o[0] for o in po}
         n_gold += len(gos)
         n_pred += len(pos)
@@ -146,6 +150,8 @@ def breakdown(ex: TextExtractor, norm: Normalizer, captions: list[str], golds: l
         "extra_objects": n_extra,
         "missed": dict(cm.most_common()),
         "extra_unpaired": dict(ce.most_common()),
+        "f1": {k: round(v, 4) for k, v in score_facts(preds, golds, norm).items()},
+        "set_match": round(set_match(preds, golds, norm), 4),
         "relations_missed": rel_missed,
         "relations_missed_by_object_naming": rel_by_name,
     }
