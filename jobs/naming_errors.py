@@ -125,7 +125,7 @@ def breakdown(ex: TextExtractor, norm: Normalizer, captions: list[str], golds: l
     ce: Counter = Counter()
     rel_missed = rel_by_name = 0
     n_gold = n_pred = n_extra = 0
-    for ann, cap, gold in zip(ex.annotate(captions), captions, golds, strict=True):
+    for ann, gold in zip(ex.annotate(captions), golds, strict=True):
         go, ga, gr = norm.tuples(gold)
         preds.append(graph_to_facts(ann))
         po, pa, pr = norm.tuples(preds[-1])

@@ -782,8 +782,8 @@ def train_naming(
         log.info("threshold %5.2f: %s", thr, {k: round(v, 4) for k, v in scores[thr].items()})
     best = max(grid, key=lambda t: (scores[t]["all"], scores[t]["obj"], -abs(t)))
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_naming(out, vocab, w, best, counts, keep_alone,
-                source="FACTUAL train.csv (Li et al., 2023; MIT), laitkit.jobs.train_text --naming", seed=str(seed))  # fmt: skip
+    src = "FACTUAL train.csv (Li et al., 2023; MIT), laitkit.jobs.train_text --naming"
+    save_naming(out, vocab, w, best, counts, keep_alone, source=src, seed=str(seed))
     log.info("wrote %s (%d bytes, threshold %.2f)", out, out.stat().st_size, best)
     return {"holdout": len(held), "threshold": best, "f1_rules": base, "f1_naming": scores[best]}
 
