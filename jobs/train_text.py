@@ -28,6 +28,13 @@ the predicate alternatives FACTUAL writes for a candidate's words are mined from
 every relation and attribute candidate is labelled by whether its normalised tuple is in gold, one
 logistic regression is fitted on all but `--holdout` captions (picked by `--seed`) and its five
 decision thresholds are chosen on the held-out ones (all-F1). CPU, about 5-10 minutes.
+
+`--naming` trains the object-naming tagger (`extractors/scene_graph_naming.py`, weights
+`weights/factual_naming.npz`) over the rules' walk with the shipped lexicon and noun tagger:
+every word the walk may add to an object's name is labelled by whether gold names the object
+with it; counts of gold names and attributes come from the fitting captions; the threshold is
+the best held-out all-F1 of the rules' graphs (same held-out captions as `--proposer`). Under a
+minute. Retrain the proposer after it (its candidates are over the objects this names).
 """
 
 from __future__ import annotations
