@@ -186,7 +186,7 @@ class Lexicon:
     adj_names: frozenset[str] = frozenset()
     ing_nouns: frozenset[str] = frozenset()
     verb_attrs: bool = True
-    naming: Any = None
+    naming: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Lexicon:
