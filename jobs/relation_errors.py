@@ -19,8 +19,10 @@ Missed gold relation (s, p, o), first class that applies:
 Wrong predicted relation: `object` (an object not in gold), `reversed`, `gold_other_predicate:
 spelling|different`, `gold_writes_nothing` (gold relates the pair in neither direction).
 
-Prints one JSON object: the counts, and for the not-a-candidate classes the commonest gold
-predicates with the path between the heads, to read what kind to add next.
+Prints one JSON object: the counts, and the commonest cases of the large classes (for a
+not-a-candidate construction: the gold predicate with the words on the path between the heads;
+for another predicate: gold <- predicted; for scored low: the gold predicate), to read what
+kind to add next.
 
 Usage: python -m laitkit.jobs.relation_errors [--seed 0] [--holdout 3000] [--proposer PATH] [--naming PATH]
 """
@@ -32,7 +34,6 @@ import json
 import sys
 from collections import Counter, defaultdict
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from laitkit.extractors.factual import Normalizer, read_factual_csv, spacy_noun_lemmatizer
@@ -52,11 +53,9 @@ def _stem(w: str) -> str:
 
 
 def same_spelling(p: str, q: str) -> bool:
-    """Whether two predicates are one relation spelled differently (first word's stem, same rest)."""
-    pw, qw = p.split(" "), q.split(" ")
-    return _stem(pw[0]) == _stem(qw[0]) and [w for w in pw[1:] if w != "the"] == [w for w in qw[1:] if w != "the"] or (
-        _stem(pw[0]) == _stem(qw[0]) and len(pw) != len(qw)
-    )
+    """Whether two predicates are one relation spelled differently: the same first word's stem
+    ("sit on" / "sitting on", "on" / "on top of")."""
+    return _stem(p.split(" ", 1)[0]) == _stem(q.split(" ", 1)[0])
 
 
 def construction(ctx: Any, ha: int, hb: int, gold_pred: str, lemmas: set[str]) -> str:
@@ -148,8 +147,10 @@ def breakdown(ex: TextExtractor, norm: Normalizer, captions: list[str], golds: l
             elif by_pair_p.get((s, o)) or by_pair_p.get((o, s)):
                 others = by_pair_p.get((s, o), set()) | by_pair_p.get((o, s), set())
                 cls = "other_predicate:" + ("spelling" if any(same_spelling(p, q) for q in others) else "different")
+                examples["other_predicate"][f"{p} <- {'/'.join(sorted(others))}"] += 1
             elif (s, p, o) in cand:
                 cls = "unrelated:candidate_scored_low"
+                examples["scored_low"][p] += 1
             elif (o, p, s) in cand:
                 cls = "unrelated:candidate_reversed_only"
             elif ctx is not None and s in head_of and o in head_of:
@@ -168,7 +169,9 @@ def breakdown(ex: TextExtractor, norm: Normalizer, captions: list[str], golds: l
                 cls = "reversed"
             elif by_pair_g.get((s, o)) or by_pair_g.get((o, s)):
                 others = by_pair_g.get((s, o), set()) | by_pair_g.get((o, s), set())
-                cls = "gold_other_predicate:" + ("spelling" if any(same_spelling(p, q) for q in others) else "different")
+                cls = "gold_other_predicate:" + (
+                    "spelling" if any(same_spelling(p, q) for q in others) else "different"
+                )
             else:
                 cls = "gold_writes_nothing"
             wrong[cls] += 1
@@ -180,7 +183,10 @@ def breakdown(ex: TextExtractor, norm: Normalizer, captions: list[str], golds: l
         "wrong": sum(wrong.values()),
         "missed_by_class": dict(missed.most_common()),
         "wrong_by_class": dict(wrong.most_common()),
-        "not_candidate_examples": {k: dict(v.most_common(8)) for k, v in sorted(examples.items())},
+        "examples": {
+            k: dict(v.most_common(12 if k in ("other_predicate", "scored_low") else 8))
+            for k, v in sorted(examples.items())
+        },  # fmt: skip
     }
 
 
