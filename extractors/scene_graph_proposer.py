@@ -8,8 +8,9 @@ candidates are generated from the dependency parse around them:
 - relations: for every pair of objects whose heads are close in the parse, the predicate words on
   the dependency path between them ("sitting" + "on" -> "sit on", "in front of", "next to"), the
   verbs alone ("parked by" -> "park", for the inverted passive), the last verb with what follows
-  it ("wear lay on" -> "lay on"), "have" for "with"/"of"/possessive paths, and every predicate the
-  rules proposed on the pair, each in both directions;
+  it ("wear lay on" -> "lay on"), the last preposition run after other words ("sitting on near"
+  -> "near"), "have" for "with"/"of"/possessive paths, and every predicate the rules proposed on
+  the pair, each in both directions;
 - attributes: for every object, the adjectives, numbers and participles near its head in the
   parse, plus the rules' own attributes.
 

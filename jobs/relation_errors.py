@@ -21,8 +21,8 @@ spelling|different`, `gold_writes_nothing` (gold relates the pair in neither dir
 
 Prints one JSON object: the counts, and the commonest cases of the large classes (for a
 not-a-candidate construction: the gold predicate with the words on the path between the heads;
-for another predicate: gold <- predicted; for scored low: the gold predicate), to read what
-kind to add next.
+for another predicate: gold <- predicted; for scored low: the gold predicate; for a wrong one:
+predicted -> gold), to read what kind to add next.
 
 Usage: python -m laitkit.jobs.relation_errors [--seed 0] [--holdout 3000] [--proposer PATH] [--naming PATH]
 """
@@ -158,7 +158,7 @@ def breakdown(ex: TextExtractor, norm: Normalizer, captions: list[str], golds: l
                 cls = "unrelated:not_candidate:" + k
                 up, down = ctx.path(head_of[s], head_of[o])
                 path = " ".join(ctx.lower[t] for t in sorted(set(up[1:] + down[:-1])))
-                examples[k][f"{p} <{path}>"] += 1
+                examples["not_candidate:" + k][f"{p} <{path}>"] += 1
             else:
                 cls = "unrelated:not_candidate:no_head"
             missed[cls] += 1
@@ -172,8 +172,10 @@ def breakdown(ex: TextExtractor, norm: Normalizer, captions: list[str], golds: l
                 cls = "gold_other_predicate:" + (
                     "spelling" if any(same_spelling(p, q) for q in others) else "different"
                 )
+                examples["wrong_other_predicate"][f"{p} -> {'/'.join(sorted(others))}"] += 1
             else:
                 cls = "gold_writes_nothing"
+                examples["gold_writes_nothing"][p] += 1
             wrong[cls] += 1
     return {
         "captions": len(captions),
@@ -184,7 +186,7 @@ def breakdown(ex: TextExtractor, norm: Normalizer, captions: list[str], golds: l
         "missed_by_class": dict(missed.most_common()),
         "wrong_by_class": dict(wrong.most_common()),
         "examples": {
-            k: dict(v.most_common(12 if k in ("other_predicate", "scored_low") else 8))
+            k: dict(v.most_common(8 if k.startswith("not_candidate") else 12))
             for k, v in sorted(examples.items())
         },  # fmt: skip
     }
