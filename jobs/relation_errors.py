@@ -55,7 +55,8 @@ def _stem(w: str) -> str:
 def same_spelling(p: str, q: str) -> bool:
     """Whether two predicates are one relation spelled differently: the same first word's stem
     ("sit on" / "sitting on", "on" / "on top of")."""
-    return _stem(p.split(" ", 1)[0]) == _stem(q.split(" ", 1)[0])
+    a, b = _stem(p.split(" ", 1)[0]), _stem(q.split(" ", 1)[0])
+    return a == b or (min(len(a), len(b)) >= 3 and (a.startswith(b) or b.startswith(a)))
 
 
 def construction(ctx: Any, ha: int, hb: int, gold_pred: str, lemmas: set[str]) -> str:
@@ -186,8 +187,7 @@ def breakdown(ex: TextExtractor, norm: Normalizer, captions: list[str], golds: l
         "missed_by_class": dict(missed.most_common()),
         "wrong_by_class": dict(wrong.most_common()),
         "examples": {
-            k: dict(v.most_common(8 if k.startswith("not_candidate") else 12))
-            for k, v in sorted(examples.items())
+            k: dict(v.most_common(8 if k.startswith("not_candidate") else 12)) for k, v in sorted(examples.items())
         },  # fmt: skip
     }
 
