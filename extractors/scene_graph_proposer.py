@@ -207,8 +207,9 @@ def _last_prep(ctx: Context, inner: list[int]) -> tuple[str, tuple[int, ...]]:
     something else stands before it ("sitting on near" -> "near", "in background in" -> "in");
     ("", ()) otherwise.
 
-    Why: when a path crosses a verb and two prepositional phrases, FACTUAL names the relation by
-    the preposition that governs the object ("dog sitting on the grass near a bench" -> near);
+    Why: when a path crosses a verb or a noun and two prepositional phrases, FACTUAL names the
+    relation by the preposition that governs the object ("a chair in the room near the window" ->
+    (chair, near, window), "boys playing with a ball on the beach" -> (boys, on, beach));
     the whole path, its verbs and its last verb spell something else, so that predicate was never
     a candidate (the commonest construction among gold predicates missing from the candidates on
     held-out train captions, `jobs/relation_errors.py`)."""
