@@ -365,14 +365,19 @@ def _parse_and_hold_out(
     Why one function: the filter and the proposer must hold out the same captions for the same seed
     (at most a fifth of them), so their thresholds are chosen on data neither was fitted on.
     """
-    import numpy as np
-
     t0 = time.perf_counter()
     docs = list(ex.nlp.pipe([c[: cfg.max_chars] for c in captions], batch_size=cfg.batch_size))
     log.info("parsed %d captions in %.1fs", len(docs), time.perf_counter() - t0)
-    order = np.random.default_rng(seed).permutation(len(captions)).tolist()
-    holdout = min(holdout, len(captions) // 5)
-    return docs, sorted(order[:holdout]), sorted(order[holdout:])
+    return docs, *held_out_ids(len(captions), seed, holdout)
+
+
+def held_out_ids(n: int, seed: int, holdout: int) -> tuple[list[int], list[int]]:
+    """(held-out, fitting) caption indices of `n` for `seed`; also what `text_ceiling` measures on."""
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(n).tolist()
+    holdout = min(holdout, n // 5)
+    return sorted(order[:holdout]), sorted(order[holdout:])
 
 
 def train_filter(
