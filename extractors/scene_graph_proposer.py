@@ -11,7 +11,9 @@ candidates are generated from the dependency parse around them:
   it ("wear lay on" -> "lay on"), "have" for "with"/"of"/possessive paths, and every predicate the
   rules proposed on the pair, each in both directions;
 - attributes: for every object, the adjectives, numbers and participles near its head in the
-  parse, plus the rules' own attributes.
+  parse (a participle also with its particles, "laying down"), "-ed" verbs without a subject
+  ("paved road", tagged a past tense), a few adverbs of state ("people outside"), plus the rules'
+  own attributes (`attr_words`).
 
 One logistic regression per family scores each candidate from a few dozen sparse features (the
 predicate or attribute word, the objects' names, the dependency labels on the path, distances,
@@ -40,6 +42,7 @@ import numpy as np
 
 from laitkit.datasets.schema import SceneNode
 from laitkit.extractors.factual import NUMBER_WORDS
+from laitkit.extractors.scene_graph import SPELLINGS
 
 PROPOSER_PATH = Path(__file__).resolve().parent / "weights" / "factual_proposer.npz"
 
@@ -54,6 +57,8 @@ PRED_POS = frozenset({"VERB", "ADP", "AUX"})
 ATTR_POS = frozenset({"ADJ", "NUM"})
 MAX_PATH = 5
 MAX_ATTR_PATH = 3
+# Adverbs FACTUAL writes as an attribute of an object's state ("people outside", "head down").
+ADV_ATTRS = frozenset({"outside", "inside", "down", "up", "overhead", "underneath", "apart", "off", "open", "upright"})
 
 
 def _bucket(x: int, top: int) -> str:
@@ -406,18 +411,32 @@ class ScoreTables:
         return self._alts
 
     def attr_score(
-        self, txt: str, ol: str, src: str, dep_t: str, tag_t: str, pd: str, dist: int, others: int, nob: str, dep_h: str
+        self,
+        txt: str,
+        ol: str,
+        src: str,
+        dep_t: str,
+        tag_t: str,
+        pd: str,
+        dist: int,
+        others: int,
+        nob: str,
+        dep_h: str,
+        ks: str = "",
+        rel_b: str = "0",
     ) -> float:
         """Logit of an attribute candidate: the features without its text summed once per kind of
-        context (cached), plus the four that name the text."""
+        context (cached), plus the five that name the text (`ks`: the word's children's labels,
+        `rel_b`: the object's rule relations, bucketed)."""
         memo = self._memo
         dist_b, oth_b = _bucket(dist, 4), _bucket(others, 2)
-        key = ("a", src, dep_t, tag_t, pd, dist_b, oth_b, nob, dep_h)
+        key = ("a", src, dep_t, tag_t, pd, dist_b, oth_b, nob, dep_h, ks, rel_b)
         g = memo.get(key)
         if g is None:
             g = memo[key] = self.sum(
                 ["ab", "asc=" + src, "ad=" + dep_t + "|" + src, "at=" + tag_t + "|" + src, "apd=" + pd + "|" + src,
-                 "adist=" + dist_b + src, "aoth=" + oth_b + src, "anob=" + nob + src, "aod=" + dep_h + "|" + src]
+                 "adist=" + dist_b + src, "aoth=" + oth_b + src, "anob=" + nob + src, "aod=" + dep_h + "|" + src,
+                 "ak=" + ks + "|" + src, "arel=" + rel_b + src]
             )  # fmt: skip
         get = self.wd.get
         return (
@@ -426,6 +445,7 @@ class ScoreTables:
             + get("ao=" + ol + "|" + txt, 0.0)
             + get("asrc=" + txt + "|" + src, 0.0)
             + get("apdw=" + pd + "|" + txt, 0.0)
+            + get("akw=" + ks + "|" + txt, 0.0)
         )
 
     def sum(self, feats: Sequence[str]) -> float:
@@ -679,26 +699,27 @@ def candidates(
                 rcands.append((s, o, (pred, tuple(toks)), z, kinds.get((pred, swap), NEW)))
     acands: list[tuple] = []
     n = len(lower)
-    cand_tok = [
-        t
-        for t in range(n)
-        if t not in obj_tok and (pos[t] in ATTR_POS or tag[t] in ("VBN", "VBG") or dep[t] in ("acomp", "amod"))
-    ]
-    cand_w = [(t, NUMBER_WORDS.get(lower[t], lower[t])) for t in cand_tok]
+    cand_w = attr_words(ctx, obj_tok)
     attr_sets = {j: {x.lemma for x in nds} for j, nds in rule_attr.items()}
     path_len = ctx.path_len
+    ksig = kid_signatures(ctx) if cand_w or rule_attr else []
+    in_rel: dict[int, int] = {}
+    for s_, o_ in rule_rel:
+        in_rel[s_] = in_rel.get(s_, 0) + 1
+        in_rel[o_] = in_rel.get(o_, 0) + 1
     for i in objs:
         h = hd[i]
         ol = graph[i].lemma
+        rel_b = _bucket(in_rel.get(i, 0), 2)
         props: dict[str, tuple[tuple[int, ...], str, int]] = {}
         ruled: set[int] = set()
         for nd in rule_attr.get(i, _NONE):
             props[nd.lemma] = (nd.tokens, "rule", nd.tokens[0] if nd.tokens else h)
             ruled.update(nd.tokens)
-        for t, w in cand_w:
+        for t, w, toks, src in cand_w:
             if w in props or t in ruled or path_len(t, h) > MAX_ATTR_PATH:
                 continue
-            props[w] = ((t,), "tok", t)
+            props[w] = (toks, src, t)
         for txt, (toks, src, t) in props.items():
             kind = NEW if src != "rule" else (CERTAIN if (i, txt) in sure_attr else RULE)
             if kind == CERTAIN and tables is not None:
@@ -707,8 +728,9 @@ def candidates(
             up, down = ctx.path(t, h) if 0 <= t < n else ([t], [])
             pd = "^".join([dep[u] for u in up[:-1]]) + "|" + pos[up[-1]] + "|" + "v".join([dep[u] for u in down])
             others = sum(1 for j, lem in attr_sets.items() if j != i and txt in lem)
+            ks = ksig[t] if 0 <= t < n else ""
             if tables is not None:
-                z = tables.attr_score(txt, ol, src, dep[t], tag[t], pd, t - h, others, nob, dep[h])
+                z = tables.attr_score(txt, ol, src, dep[t], tag[t], pd, t - h, others, nob, dep[h], ks, rel_b)
                 acands.append((i, txt, tuple(toks), z, kind))
                 continue
             f = [
@@ -725,12 +747,73 @@ def candidates(
                 "aoth=" + _bucket(others, 2) + src,
                 "anob=" + nob + src,
                 "aod=" + dep[h] + "|" + src,
+                "ak=" + ks + "|" + src,
+                "akw=" + ks + "|" + txt,
+                "arel=" + rel_b + src,
             ]
             acands.append((i, txt, tuple(toks), f, kind))
     return rcands, acands, keep
 
 
 _NONE: tuple = ()
+
+
+_NO_SIG = frozenset({"det", "punct", "cc", "case"})
+
+
+def kid_signatures(ctx: Context) -> list[str]:
+    """Per token, the sorted dependency labels of its children ("dobj.prep", "" for none).
+
+    Why a feature of attribute candidates: FACTUAL writes "woman is sitting" as ( woman , is ,
+    sitting ) but "woman sitting on a bench" only as ( woman , sit on , bench ); a participle's
+    own dependents tell the two apart.
+    """
+    kids: list[set[str]] = [set() for _ in ctx.lower]
+    dep = ctx.dep
+    for k, h in enumerate(ctx.head):
+        if h != k and dep[k] not in _NO_SIG:
+            kids[h].add(dep[k])
+    return [".".join(sorted(x)) if x else "" for x in kids]
+
+
+def attr_words(ctx: Context, obj_tok: set[int]) -> list[tuple[int, str, tuple[int, ...], str]]:
+    """The caption's attribute candidates as (token, text, tokens, source), in token order.
+
+    "tok": adjectives, numbers, participles and adjectival words, in FACTUAL's spelling; "prt":
+    a participle with its particles ("laying down", "pulled back", "lit up"); "vbd": an "-ed" verb
+    without a subject, which spaCy tags as a past tense in caption fragments ("paved road beside
+    the field", "wires stretched"); "adv": the adverbs FACTUAL writes as a state ("people
+    outside", "head down"). The last three were never candidates: on held-out train captions
+    they were the commonest attribute kinds missing from the candidates.
+    """
+    lower, dep, tag, pos, head = ctx.lower, ctx.dep, ctx.tag, ctx.pos, ctx.head
+    n = len(lower)
+    prts = ctx.particles()
+    subj: set[int] | None = None
+    out: list[tuple[int, str, tuple[int, ...], str]] = []
+    for t in range(n):
+        if t in obj_tok:
+            continue
+        p, tg = pos[t], tag[t]
+        if p in ATTR_POS or tg == "VBN" or tg == "VBG" or dep[t] == "acomp" or dep[t] == "amod":
+            src = "tok"
+        elif tg == "VBD" and lower[t][-2:] == "ed":
+            if subj is None:
+                subj = {head[k] for k in range(n) if dep[k] in ("nsubj", "nsubjpass") and head[k] != k}
+            if t in subj:
+                continue
+            src = "vbd"
+        elif p == "ADV" and lower[t] in ADV_ATTRS:
+            src = "adv"
+        else:
+            continue
+        w = NUMBER_WORDS.get(lower[t], lower[t])
+        out.append((t, SPELLINGS.get(w, w), (t,), src))
+        if p == "VERB" and t in prts:
+            more = [k for k in prts[t] if k > t]
+            if more:
+                out.append((t, " ".join([lower[t], *(lower[k] for k in more)]), (t, *more), "prt"))
+    return out
 
 
 def rel_features(
