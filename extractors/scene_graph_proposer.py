@@ -411,32 +411,18 @@ class ScoreTables:
         return self._alts
 
     def attr_score(
-        self,
-        txt: str,
-        ol: str,
-        src: str,
-        dep_t: str,
-        tag_t: str,
-        pd: str,
-        dist: int,
-        others: int,
-        nob: str,
-        dep_h: str,
-        ks: str = "",
-        rel_b: str = "0",
+        self, txt: str, ol: str, src: str, dep_t: str, tag_t: str, pd: str, dist: int, others: int, nob: str, dep_h: str
     ) -> float:
         """Logit of an attribute candidate: the features without its text summed once per kind of
-        context (cached), plus the five that name the text (`ks`: the word's children's labels,
-        `rel_b`: the object's rule relations, bucketed)."""
+        context (cached), plus the four that name the text."""
         memo = self._memo
         dist_b, oth_b = _bucket(dist, 4), _bucket(others, 2)
-        key = ("a", src, dep_t, tag_t, pd, dist_b, oth_b, nob, dep_h, ks, rel_b)
+        key = ("a", src, dep_t, tag_t, pd, dist_b, oth_b, nob, dep_h)
         g = memo.get(key)
         if g is None:
             g = memo[key] = self.sum(
                 ["ab", "asc=" + src, "ad=" + dep_t + "|" + src, "at=" + tag_t + "|" + src, "apd=" + pd + "|" + src,
-                 "adist=" + dist_b + src, "aoth=" + oth_b + src, "anob=" + nob + src, "aod=" + dep_h + "|" + src,
-                 "ak=" + ks + "|" + src, "arel=" + rel_b + src]
+                 "adist=" + dist_b + src, "aoth=" + oth_b + src, "anob=" + nob + src, "aod=" + dep_h + "|" + src]
             )  # fmt: skip
         get = self.wd.get
         return (
@@ -445,7 +431,6 @@ class ScoreTables:
             + get("ao=" + ol + "|" + txt, 0.0)
             + get("asrc=" + txt + "|" + src, 0.0)
             + get("apdw=" + pd + "|" + txt, 0.0)
-            + get("akw=" + ks + "|" + txt, 0.0)
         )
 
     def sum(self, feats: Sequence[str]) -> float:
@@ -702,15 +687,9 @@ def candidates(
     cand_w = attr_words(ctx, obj_tok)
     attr_sets = {j: {x.lemma for x in nds} for j, nds in rule_attr.items()}
     path_len = ctx.path_len
-    ksig = kid_signatures(ctx) if cand_w or rule_attr else []
-    in_rel: dict[int, int] = {}
-    for s_, o_ in rule_rel:
-        in_rel[s_] = in_rel.get(s_, 0) + 1
-        in_rel[o_] = in_rel.get(o_, 0) + 1
     for i in objs:
         h = hd[i]
         ol = graph[i].lemma
-        rel_b = _bucket(in_rel.get(i, 0), 2)
         props: dict[str, tuple[tuple[int, ...], str, int]] = {}
         ruled: set[int] = set()
         for nd in rule_attr.get(i, _NONE):
@@ -728,9 +707,8 @@ def candidates(
             up, down = ctx.path(t, h) if 0 <= t < n else ([t], [])
             pd = "^".join([dep[u] for u in up[:-1]]) + "|" + pos[up[-1]] + "|" + "v".join([dep[u] for u in down])
             others = sum(1 for j, lem in attr_sets.items() if j != i and txt in lem)
-            ks = ksig[t] if 0 <= t < n else ""
             if tables is not None:
-                z = tables.attr_score(txt, ol, src, dep[t], tag[t], pd, t - h, others, nob, dep[h], ks, rel_b)
+                z = tables.attr_score(txt, ol, src, dep[t], tag[t], pd, t - h, others, nob, dep[h])
                 acands.append((i, txt, tuple(toks), z, kind))
                 continue
             f = [
@@ -747,33 +725,12 @@ def candidates(
                 "aoth=" + _bucket(others, 2) + src,
                 "anob=" + nob + src,
                 "aod=" + dep[h] + "|" + src,
-                "ak=" + ks + "|" + src,
-                "akw=" + ks + "|" + txt,
-                "arel=" + rel_b + src,
             ]
             acands.append((i, txt, tuple(toks), f, kind))
     return rcands, acands, keep
 
 
 _NONE: tuple = ()
-
-
-_NO_SIG = frozenset({"det", "punct", "cc", "case"})
-
-
-def kid_signatures(ctx: Context) -> list[str]:
-    """Per token, the sorted dependency labels of its children ("dobj.prep", "" for none).
-
-    Why a feature of attribute candidates: FACTUAL writes "woman is sitting" as ( woman , is ,
-    sitting ) but "woman sitting on a bench" only as ( woman , sit on , bench ); a participle's
-    own dependents tell the two apart.
-    """
-    kids: list[set[str]] = [set() for _ in ctx.lower]
-    dep = ctx.dep
-    for k, h in enumerate(ctx.head):
-        if h != k and dep[k] not in _NO_SIG:
-            kids[h].add(dep[k])
-    return [".".join(sorted(x)) if x else "" for x in kids]
 
 
 def attr_words(ctx: Context, obj_tok: set[int]) -> list[tuple[int, str, tuple[int, ...], str]]:

@@ -37,18 +37,18 @@ def attr_tokens(ann: TextAnnotation) -> dict[str, list[str]]:
 
 # the rules' constructions: the same graph with the learned proposer on and with the rules alone
 RULES = [
-    ("a blond young lady", {("lady", "is", "blonde"), ("lady", "is", "young")}),
+    ("a blond woman holding a phone", {("woman", "is", "blonde"), ("woman", "hold", "phone")}),
     ("a multicolored kite", {("kite", "is", "multi-colored")}),
     ("multi colored kite in the air", {("kite", "is", "multi-colored"), ("kite", "in", "air")}),
     ("a rainbow colored kite", {("kite", "is", "rainbow colored")}),
     ("a dragon shaped kite in the sky", {("kite", "is", "dragon shaped"), ("kite", "in", "sky")}),
     ("a salad with crumbled up cheese", {("cheese", "is", "crumbled up"), ("salad", "with", "cheese")}),
 ]
-# what the proposer's new candidates give (its weights decide, so only the stage is checked)
+# what the proposer's new candidates give (its weights decide, so only the stage is checked; the
+# particle candidates, "laying down", score near the threshold and are checked as candidates below)
 PROPOSED = [
     ("paved road beside the field", {("road", "is", "paved"), ("road", "beside", "field")}),
     ("three people sitting outside", {("people", "is", "3"), ("people", "is", "outside")}),
-    ("the woman is laying down", {("woman", "is", "laying down")}),
     ("red colored walls", {("walls", "is", "red")}),  # a colour is not joined, as FACTUAL writes it
 ]
 
@@ -70,8 +70,6 @@ def test_attribute_tokens_are_its_words(ex: TextExtractor) -> None:
     got = ex.annotate(["a rainbow colored kite", "a salad with crumbled up cheese"])
     assert attr_tokens(got[0]) == {"rainbow colored": ["rainbow", "colored"]}
     assert attr_tokens(got[1]) == {"crumbled up": ["crumbled", "up"]}
-    (ann,) = ex.annotate(["the woman is laying down"])
-    assert attr_tokens(ann) == {"laying down": ["laying", "down"]}
 
 
 def test_new_attribute_candidates(ex: TextExtractor) -> None:
