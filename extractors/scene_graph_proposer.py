@@ -12,7 +12,9 @@ candidates are generated from the dependency parse around them:
   -> "near"), "have" for "with"/"of"/possessive paths, and every predicate the rules proposed on
   the pair, each in both directions;
 - attributes: for every object, the adjectives, numbers and participles near its head in the
-  parse, plus the rules' own attributes.
+  parse (a participle also with its particles, "laying down"), "-ed" verbs without a subject
+  ("paved road", tagged a past tense), a few adverbs of state ("people outside"), plus the rules'
+  own attributes (`attr_words`).
 
 One logistic regression per family scores each candidate from a few dozen sparse features (the
 predicate or attribute word, the objects' names, the dependency labels on the path, distances,
@@ -41,6 +43,7 @@ import numpy as np
 
 from laitkit.datasets.schema import SceneNode
 from laitkit.extractors.factual import NUMBER_WORDS
+from laitkit.extractors.scene_graph import SPELLINGS
 
 PROPOSER_PATH = Path(__file__).resolve().parent / "weights" / "factual_proposer.npz"
 
@@ -55,6 +58,8 @@ PRED_POS = frozenset({"VERB", "ADP", "AUX"})
 ATTR_POS = frozenset({"ADJ", "NUM"})
 MAX_PATH = 5
 MAX_ATTR_PATH = 3
+# Adverbs FACTUAL writes as an attribute of an object's state ("people outside", "head down").
+ADV_ATTRS = frozenset({"outside", "inside", "down", "up", "overhead", "underneath", "apart", "off", "open", "upright"})
 
 
 def _bucket(x: int, top: int) -> str:
@@ -747,12 +752,7 @@ def candidates(
                 rcands.append((s, o, (pred, tuple(toks)), z, kinds.get((pred, swap), NEW)))
     acands: list[tuple] = []
     n = len(lower)
-    cand_tok = [
-        t
-        for t, (p, tg, d) in enumerate(zip(pos, tag, dep, strict=True))
-        if (p in ATTR_POS or tg == "VBN" or tg == "VBG" or d == "acomp" or d == "amod") and t not in obj_tok
-    ]
-    cand_w = [(t, NUMBER_WORDS.get(lower[t], lower[t])) for t in cand_tok]
+    cand_w = attr_words(ctx, obj_tok)
     attr_sets = {j: {x.lemma for x in nds} for j, nds in rule_attr.items()}
     path_len = ctx.path_len
     for i in objs if cand_w or rule_attr else ():  # (no adjective, number or rule attribute: none)
@@ -763,10 +763,10 @@ def candidates(
         for nd in rule_attr.get(i, _NONE):
             props[nd.lemma] = (nd.tokens, "rule", nd.tokens[0] if nd.tokens else h)
             ruled.update(nd.tokens)
-        for t, w in cand_w:
+        for t, w, toks, src in cand_w:
             if w in props or t in ruled or path_len(t, h) > MAX_ATTR_PATH:
                 continue
-            props[w] = ((t,), "tok", t)
+            props[w] = (toks, src, t)
         for txt, (toks, src, t) in props.items():
             kind = NEW if src != "rule" else (CERTAIN if (i, txt) in sure_attr else RULE)
             if kind == CERTAIN and tables is not None:
@@ -816,6 +816,46 @@ def _pd(dep: Sequence[str], pos: Sequence[str], up: list[int], down: list[int]) 
 
 
 _HAVE_WORDS = frozenset({"with", "of", "'s", "has", "have"})
+
+
+def attr_words(ctx: Context, obj_tok: set[int]) -> list[tuple[int, str, tuple[int, ...], str]]:
+    """The caption's attribute candidates as (token, text, tokens, source), in token order.
+
+    "tok": adjectives, numbers, participles and adjectival words, in FACTUAL's spelling; "prt":
+    a participle with its particles ("laying down", "pulled back", "lit up"); "vbd": an "-ed" verb
+    without a subject, which spaCy tags as a past tense in caption fragments ("paved road beside
+    the field", "wires stretched"); "adv": the adverbs FACTUAL writes as a state ("people
+    outside", "head down"). The last three were never candidates: on held-out train captions
+    they were the commonest attribute kinds missing from the candidates.
+    """
+    lower, dep, tag, pos, head = ctx.lower, ctx.dep, ctx.tag, ctx.pos, ctx.head
+    n = len(lower)
+    prts = ctx.particles()
+    subj: set[int] | None = None
+    out: list[tuple[int, str, tuple[int, ...], str]] = []
+    for t in range(n):
+        if t in obj_tok:
+            continue
+        p, tg = pos[t], tag[t]
+        if p in ATTR_POS or tg == "VBN" or tg == "VBG" or dep[t] == "acomp" or dep[t] == "amod":
+            src = "tok"
+        elif tg == "VBD" and lower[t][-2:] == "ed":
+            if subj is None:
+                subj = {head[k] for k in range(n) if dep[k] in ("nsubj", "nsubjpass") and head[k] != k}
+            if t in subj:
+                continue
+            src = "vbd"
+        elif p == "ADV" and lower[t] in ADV_ATTRS:
+            src = "adv"
+        else:
+            continue
+        w = NUMBER_WORDS.get(lower[t], lower[t])
+        out.append((t, SPELLINGS.get(w, w), (t,), src))
+        if p == "VERB" and t in prts:
+            more = [k for k in prts[t] if k > t]
+            if more:
+                out.append((t, " ".join([lower[t], *(lower[k] for k in more)]), (t, *more), "prt"))
+    return out
 
 
 def rel_features(
