@@ -16,28 +16,16 @@ Usage: python -m laitkit.jobs.naming_errors [--seed 0] [--holdout 3000] [--namin
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections import Counter
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from laitkit.extractors.factual import NUMBER_WORDS, Normalizer, read_factual_csv, spacy_noun_lemmatizer
+from laitkit.extractors.factual import NUMBER_WORDS, Normalizer
 from laitkit.extractors.scene_graph import PRONOUNS
-from laitkit.extractors.text import TextConfig, TextExtractor, graph_to_facts
+from laitkit.extractors.text import TextExtractor, graph_to_facts
+from laitkit.jobs.breakdown_cli import breakdown_main
 
-DEFAULT_TRAIN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "factual" / "train.csv"
 PRONOUN_NAMES = frozenset(PRONOUNS.values())
-
-
-def held_out_ids(n: int, seed: int, holdout: int) -> list[int]:
-    """The held-out caption indices of `train_text._parse_and_hold_out` for this seed (same draw)."""
-    import numpy as np
-
-    order = np.random.default_rng(seed).permutation(n).tolist()
-    return sorted(order[: min(holdout, n // 5)])
 
 
 def _pair_class(g: str, p: str, gold_attrs: set, pred_attrs: set, text: str) -> str | None:
@@ -158,20 +146,7 @@ def breakdown(ex: TextExtractor, norm: Normalizer, captions: list[str], golds: l
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--train", default=str(DEFAULT_TRAIN))
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--holdout", type=int, default=3000)
-    ap.add_argument("--naming", default=None, help="naming tagger weights (a missing path = rules only)")
-    ap.add_argument("--proposer", default=None, help="proposer weights (a missing path = rules only)")
-    args = ap.parse_args(argv)
-    captions, golds = read_factual_csv(args.train)
-    ids = held_out_ids(len(captions), args.seed, args.holdout)
-    ex = TextExtractor(replace(TextConfig(), naming=args.naming, proposer=args.proposer))
-    norm = Normalizer(spacy_noun_lemmatizer(ex.nlp))
-    res = breakdown(ex, norm, [captions[i] for i in ids], [golds[i] for i in ids])
-    print(json.dumps(res))
-    return 0
+    return breakdown_main(argv, __doc__.split("\n")[0], breakdown)
 
 
 if __name__ == "__main__":

@@ -29,16 +29,13 @@ Usage: python -m laitkit.jobs.relation_errors [--seed 0] [--holdout 3000] [--pro
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections import Counter, defaultdict
-from dataclasses import replace
 from typing import Any
 
-from laitkit.extractors.factual import Normalizer, read_factual_csv, spacy_noun_lemmatizer
-from laitkit.extractors.text import TextConfig, TextExtractor, graph_to_facts
-from laitkit.jobs.naming_errors import DEFAULT_TRAIN, held_out_ids
+from laitkit.extractors.factual import Normalizer
+from laitkit.extractors.text import TextExtractor, graph_to_facts
+from laitkit.jobs.breakdown_cli import breakdown_main
 
 MULTI_PREPS = ("next to", "in front of", "on top of", "in middle of", "on side of", "in back of", "close to")
 
@@ -193,20 +190,7 @@ def breakdown(ex: TextExtractor, norm: Normalizer, captions: list[str], golds: l
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--train", default=str(DEFAULT_TRAIN))
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--holdout", type=int, default=3000)
-    ap.add_argument("--naming", default=None, help="naming tagger weights (a missing path = rules only)")
-    ap.add_argument("--proposer", default=None, help="proposer weights (a missing path = rules only)")
-    args = ap.parse_args(argv)
-    captions, golds = read_factual_csv(args.train)
-    ids = held_out_ids(len(captions), args.seed, args.holdout)
-    ex = TextExtractor(replace(TextConfig(), naming=args.naming, proposer=args.proposer))
-    norm = Normalizer(spacy_noun_lemmatizer(ex.nlp))
-    res = breakdown(ex, norm, [captions[i] for i in ids], [golds[i] for i in ids])
-    print(json.dumps(res))
-    return 0
+    return breakdown_main(argv, __doc__.split("\n")[0], breakdown)
 
 
 if __name__ == "__main__":
