@@ -550,7 +550,9 @@ def proposer_examples(
     return out
 
 
-def _fit_rows(rows: list, labels: list, n_feat: int, min_count: int = 2, l2: float = 1.0) -> Any:
+def _fit_rows(
+    rows: list, labels: list, n_feat: int, min_count: int = 2, l2: float = 1.0, maxiter: int = 400
+) -> Any:
     """Logistic regression over integer feature rows; returns a dense weight vector (0 for rare ids)."""
     import numpy as np
     from scipy.optimize import minimize
@@ -571,7 +573,8 @@ def _fit_rows(rows: list, labels: list, n_feat: int, min_count: int = 2, l2: flo
         g = X.T @ (-s / (1.0 + np.exp(-m))) + reg * w
         return val, g
 
-    res = minimize(loss, np.zeros(n_feat), jac=True, method="L-BFGS-B", options={"maxiter": 400})
+    res = minimize(loss, np.zeros(n_feat), jac=True, method="L-BFGS-B", options={"maxiter": maxiter})
+    log.info("L-BFGS: %d iterations, converged %s (%s)", res.nit, res.success, res.message)
     return np.where(keep, res.x, 0.0)
 
 
