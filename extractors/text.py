@@ -101,7 +101,9 @@ class TextExtractor:
         self._strings = DocLists()
         self._pool: Any = None
 
-    def _clean(self, caption: object) -> str:
+    def clean(self, caption: object) -> str:
+        """The text `annotate` parses for `caption`: cut at `max_chars`; not a string -> "" (a
+        verdict of no graph, not an error)."""
         if not isinstance(caption, str):
             return ""
         return caption[: self.cfg.max_chars]
@@ -112,25 +114,36 @@ class TextExtractor:
         With `n_process > 1` the batches stream through worker processes, started on first use
         and kept until `close()`.
         """
-        texts = [self._clean(c) for c in captions]
+        texts = [self.clean(c) for c in captions]
         if self.cfg.n_process > 1:
             if self._pool is None:
                 from laitkit.extractors.text_parallel import ParallelTextExtractor
 
                 self._pool = ParallelTextExtractor(self.cfg, workers=self.cfg.n_process)
             return self._pool.annotate(texts)
+        with gc_frozen():
+            return self.annotate_unscoped(texts)
+
+    def annotate_unscoped(self, texts: Sequence[str]) -> list[TextAnnotation]:
+        """`annotate` of already cleaned texts in this process, without `gc_frozen` around it.
+
+        Why a separate entry: the text worker processes freeze their collector once, for good,
+        after loading, and call this for every batch. `gc_frozen` on each batch would ask
+        `gc.get_freeze_count()`, which walks the whole frozen generation (~20 ms for the loaded
+        pipeline, ~75 µs per caption of a 256-caption batch: measured, it was most of why two
+        workers gave 1.5x one process instead of ~1.9x).
+        """
         bs = self.cfg.batch_size
         out: list[TextAnnotation] = []
-        with gc_frozen():
-            docs = self.nlp.pipe(texts, batch_size=bs)
-            # One batch's Docs are taken from the pipe before any is walked. Why: pulling one Doc
-            # at a time through spaCy's chain of pipe generators with a walk in between cost ~20 µs
-            # more CPU per caption than this (measured on 5,000 captions, 534 -> 514 µs, while the
-            # parse alone was 393), for the same parse of the same batches; the cause was not
-            # pinned down (most likely the parse's caches disturbed at every Doc). Memory: one
-            # batch of Docs, which `nlp.pipe` holds anyway.
-            while chunk := list(islice(docs, bs)):
-                out.extend(self.annotate_docs(chunk))
+        docs = self.nlp.pipe(texts, batch_size=bs)
+        # One batch's Docs are taken from the pipe before any is walked. Why: pulling one Doc
+        # at a time through spaCy's chain of pipe generators with a walk in between cost ~20 µs
+        # more CPU per caption than this (measured on 5,000 captions, 534 -> 514 µs, while the
+        # parse alone was 393), for the same parse of the same batches; the cause was not
+        # pinned down (most likely the parse's caches disturbed at every Doc). Memory: one
+        # batch of Docs, which `nlp.pipe` holds anyway.
+        while chunk := list(islice(docs, bs)):
+            out.extend(self.annotate_docs(chunk))
         return out
 
     def close(self) -> None:

@@ -334,7 +334,7 @@ def test_batch_annotation_is_the_per_doc_one_without_the_proposer(learned: str) 
     assert ex2.proposer is None and (ex2.fact_filter is not None) == (learned == "fact_filter")
     caps = [*CAPTIONS_FOR_BATCH, "", "   ", 7] * 3  # 7: not a string; batches of 8 cut across them
     got = [a.to_dict() for a in ex2.annotate(caps)]
-    want = [ex2.annotate_doc(d).to_dict() for d in ex2.nlp.pipe([ex2._clean(c) for c in caps])]
+    want = [ex2.annotate_doc(d).to_dict() for d in ex2.nlp.pipe([ex2.clean(c) for c in caps])]
     assert got == want
     assert sum(len(a["graph"]) for a in got) > 30
 
