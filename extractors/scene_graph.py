@@ -1034,12 +1034,18 @@ def build_graph(
     """
     if not lower:
         return []
-    w = _Walk(lex, lower, lemma, pos, tag, dep, head, ws, nouns)
-    nodes = w.run()
+    nodes, ctx = rule_graph(lex, lower, lemma, pos, tag, dep, head, ws, nouns)
+    return finish_graph(nodes, ctx, fact_filter, proposer)
+
+
+def finish_graph(nodes: list[SceneNode], ctx: Any, fact_filter: Any = None, proposer: Any = None) -> list[SceneNode]:
+    """The learned pass over the rules' graph `nodes` (see `build_graph`), with the walk's context
+    `ctx` (`walk_context`: the repaired tags and dependencies the rules saw). One place for the
+    per-caption path and the batch path (`TextExtractor.annotate_docs`)."""
     if proposer is not None:
-        return proposer.apply(nodes, walk_context(w))
+        return proposer.apply(nodes, ctx)
     if fact_filter is not None:
-        nodes = fact_filter.apply(nodes, w.lower, w.tag, w.dep, w.head)
+        return fact_filter.apply(nodes, ctx.lower, ctx.tag, ctx.dep, ctx.head)
     return nodes
 
 

@@ -25,6 +25,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -173,10 +174,8 @@ class FactFilter:
         if not p.exists():
             return None
         with np.load(p, allow_pickle=False) as z:
-            vocab = z["vocab"].tolist()
-            w = z["weights"].astype(np.float64).tolist()
-            thr = float(z["threshold"])
-        return cls(weights=dict(zip(vocab, w, strict=True)), threshold=thr)
+            weights, thr = read_linear(z)
+        return cls(weights=weights, threshold=thr)
 
     def logit(self, feats: Sequence[str]) -> float:
         wd = self.weights
@@ -238,6 +237,14 @@ def fit_logistic(
 
     res = minimize(loss, np.zeros(len(vocab)), jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
     return vocab, res.x
+
+
+def read_linear(z: Any) -> tuple[dict[str, float], float]:
+    """(feature -> weight, threshold) of an opened weights file (`save_filter`'s layout; the naming
+    tagger's file starts with the same three arrays)."""
+    vocab = z["vocab"].tolist()
+    w = z["weights"].astype(np.float64).tolist()
+    return dict(zip(vocab, w, strict=True)), float(z["threshold"])
 
 
 def save_filter(path: str | Path, vocab: Sequence[str], weights: np.ndarray, threshold: float, **meta: str) -> None:

@@ -13,11 +13,12 @@ the head with the modifier as its attribute, and the same for the modifier alone
 
 Where it is asked: `_Walk.find_objects` grows a name leftwards from its head noun, one word at a
 time; the tagger decides each contiguous word that hangs inside the name (a compound, an
-adjective, a participle). A word it takes is in the name's `tokens` and is never also an
-attribute (`_Walk.attributes` skips modifiers inside the name); a word it leaves keeps the rules'
-reading (an attribute for an adjective or a material, nothing for another compound). The rules
-keep the words they are sure of: hyphenated words, "@have" compounds ("clock face"), nouns that
-are objects of their own, numbers.
+adjective or a noun modifier: `_Walk.name_rule` says which words it is asked about). A word it
+takes is in the name's `tokens` and is never also an attribute (`_Walk.attributes` skips
+modifiers inside the name); a word it leaves keeps the rules' reading (an attribute for an
+adjective or a material, nothing for another compound). The rules keep the words they are sure
+of: hyphenated words, "@have" compounds ("clock face"), nouns that are objects of their own,
+numbers.
 
 Cost: the features are strings looked up in one dict; the pair's part (its count buckets and
 lemma-pair features) is cached per (modifier, head) pair, so a caption pays a few dict look-ups
@@ -34,11 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from laitkit.extractors.scene_graph_filter import read_linear
+
 NAMING_PATH = Path(__file__).resolve().parent / "weights" / "factual_naming.npz"
-# Parts of speech of the words the tagger may add to a name ("tennis", "hot", "dining", "stop").
-CANDIDATE_POS = frozenset({"NOUN", "PROPN", "ADJ", "VERB"})
-# Dependencies of such a word on a word inside the name; "nummod", "poss", "det" never name.
-CANDIDATE_DEPS = frozenset({"compound", "amod", "nmod", "npadvmod", "advmod", "dep"})
 
 
 def _cb(n: int) -> str:
@@ -175,9 +174,7 @@ class NamingTagger:
         if not p.exists():
             return None
         with np.load(p, allow_pickle=False) as z:
-            vocab = z["vocab"].tolist()
-            w = z["weights"].astype(np.float64).tolist()
-            thr = float(z["threshold"])
+            weights, thr = read_linear(z)
             pk, pv = z["pair_keys"].tolist(), z["pair_counts"].tolist()
             mk, mv = z["mod_keys"].tolist(), z["mod_counts"].tolist()
             ak, av = z["alone_keys"].tolist(), z["alone_counts"].tolist()
@@ -187,7 +184,7 @@ class NamingTagger:
             mod={k: (int(a), int(b)) for k, (a, b) in zip(mk, mv, strict=True)},
             alone={k: int(a) for k, a in zip(ak, av, strict=True)},
         )
-        return cls(weights=dict(zip(vocab, w, strict=True)), threshold=thr, counts=counts, keep_alone=keep_alone)
+        return cls(weights=weights, threshold=thr, counts=counts, keep_alone=keep_alone)
 
     def logit(self, feats: Sequence[str]) -> float:
         wd = self.weights

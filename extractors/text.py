@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from laitkit.datasets.schema import SceneNode, TextAnnotation
+from laitkit.datasets.schema import TextAnnotation
 from laitkit.extractors.factual import Fact, format_factual, parse_factual
-from laitkit.extractors.scene_graph import Lexicon, build_graph, rule_graph
+from laitkit.extractors.scene_graph import Lexicon, build_graph, finish_graph, rule_graph
 from laitkit.extractors.scene_graph_filter import FactFilter, NounTagger
 from laitkit.extractors.scene_graph_naming import NamingTagger
 from laitkit.extractors.scene_graph_proposer import Proposer
@@ -166,17 +166,7 @@ class TextExtractor:
         nouns = [tagger.nouns(x[1], x[3], x[4], x[5], x[6]) if tagger is not None and x[1] else none for x in lists]
         walks = [rule_graph(lex, *x[1:], nn) if x[1] else None for x, nn in zip(lists, nouns, strict=True)]
         prop, filt = self.proposer, self.fact_filter
-        graphs: list[list[SceneNode]] = []
-        for w in walks:  # as `build_graph` finishes a walk
-            if w is None:
-                graphs.append([])
-            elif prop is not None:
-                graphs.append(prop.apply(*w))
-            elif filt is not None:
-                c = w[1]
-                graphs.append(filt.apply(w[0], c.lower, c.tag, c.dep, c.head))
-            else:
-                graphs.append(w[0])
+        graphs = [[] if w is None else finish_graph(*w, filt, prop) for w in walks]
         m = self.model_name
         return [
             TextAnnotation(model=m, tokens=x[0], upos=x[3], tags=x[4], lemmas=x[2], graph=g)
