@@ -183,7 +183,7 @@ class Miner:
             m = key.split("|", 1)[0]
             base = lex["compounds"].get(m, "=")
             d = _decide(v, base, 2, 0.6)
-            if d != base and describes(m, d):
+            if d != base and (d == "=" or describes(m, d)):  # "tree trunk": one object, not "@have"
                 lex["compound_pairs"][key] = d
         lex["quantities"] = {n: d for n, v in sorted(qty_votes.items()) if (d := _decide(v, "", 3)) != ""}
         lex["ing_nouns"] = sorted(w for w, v in ing_votes.items() if _decide(v, "v", 3, 0.6) == "n")
