@@ -410,7 +410,8 @@ class _Walk:
                 for k in (j, i):
                     if pos[k] not in NOUNS:
                         plural = tag[k] in ("VBZ", "NNS") and lower[k][-1:] == "s" and lower[k][-2:] != "ss"
-                        pos[k], tag[k], lemma[k] = "NOUN", "NNS" if plural else "NN", lower[k][:-1] if plural else lower[k]
+                        pos[k], tag[k] = "NOUN", "NNS" if plural else "NN"
+                        lemma[k] = lower[k][:-1] if plural else lower[k]
                 up = head[j]
                 while up != i and head[up] != up:
                     up = head[up]
@@ -659,6 +660,8 @@ class _Walk:
                 name = lex.names.get(name, name)
                 if name in lex.drop_nouns:
                     continue
+                if naming is not None and naming.drop_object(i, name, self):
+                    continue  # the object gate: "in the background", "taking a picture"
             count = 1
             if self.tag[i] in ("NNS", "NNPS"):
                 count = 2
