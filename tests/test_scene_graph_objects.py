@@ -54,7 +54,7 @@ def test_tokens_are_the_words(ex: TextExtractor) -> None:
     assert objs["couch man is sitting on"] == {"couch": (0,), "man": (1,)}
     assert objs["garbage can in street"]["garbage can"] == (0, 1)
     assert objs["painted bolt on a fire hydrant"]["fire hydrant"] == (4, 5)
-    assert objs["trees behind the train station"] == {"trees": (0,), "train": (3,), "station": (4,)}
+    assert objs["trees behind the train station"] == {"tree": (0,), "train": (3,), "station": (4,)}
     for ann in by_caption.values():
         for n in ann.graph:
             assert list(n.tokens) == sorted(set(n.tokens)) and n.span == (n.tokens[0], n.tokens[-1] + 1), n
@@ -107,3 +107,14 @@ def test_gate_round_trips_through_the_weights_file(tmp_path: Path) -> None:
     save_naming(p, ["b"], np.asarray([0.1]), 0.5, NamingCounts(), 20)
     back = NamingTagger.load(p)
     assert back is not None and back.gate is None
+
+
+def test_naming_errors_classes() -> None:
+    """The breakdown's classes on fixed sets: a respelling, a compound modifier gold makes an object."""
+    from laitkit.jobs.naming_errors import classify
+
+    words = {"cell", "phone", "man", "train", "station"}
+    m, e, _ = classify({"cellphone", "man"}, {"cell phone", "man"}, set(), set(), "man cell phone", words)
+    assert m == ["spelling_joined_or_hyphen"] and e == []
+    m, e, _ = classify({"train", "station"}, {"train station"}, set(), set(), "train station", words)
+    assert sorted(m) == ["missed:modifier_of_a_predicted_name", "name_too_long:gold_drops_modifier"] and e == []
