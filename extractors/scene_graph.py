@@ -141,9 +141,8 @@ ANIMATE = frozenset(
         "batter", "pitcher", "catcher", "umpire", "cook", "waiter", "vendor", "customer", "someone",
     }
 )  # fmt: skip
-# Tags of the two words of a split name (`_Walk.split_names`) and how often gold must write it.
+# Tags of the two words of a split name (`_Walk.split_names`).
 SPLIT_POS = frozenset({"NOUN", "PROPN", "VERB", "ADJ", "ADV"})
-SPLIT_MIN = 5
 # The last word of "couch man is sitting on" / "coat man is wearing" (see `_Walk.object_gap`):
 # prepositions that want an object, and verbs whose object the caption's first noun is.
 GAP_PREPS = frozenset(
@@ -362,7 +361,7 @@ class _Walk:
             elif pos[i] == "VERB" and w in lex.ing_nouns and dep[i] in NOUN_SLOTS:
                 fix.append((i, "n"))
         if lex.naming is not None:
-            fix.extend((i, "pair") for i in self.split_names(lex.naming.counts.pair))
+            fix.extend((i, "pair") for i in self.split_names(*lex.naming.split_pairs()))
         x = self.object_gap()
         if x >= 0:
             fix.append((x, "gap"))
@@ -462,24 +461,26 @@ class _Walk:
                     head[k] = j
             head[i], dep[i] = j, "acl"
 
-    def split_names(self, pair: dict[str, tuple[int, int]]) -> list[int]:
+    def split_names(self, pairs: frozenset[str], first: frozenset[str]) -> list[int]:
         """Second words of two-word object names the parse split ("fire hydrant", "stop sign").
 
         spaCy often misreads the second word of a frequent two-word name in a caption fragment
         ("fire/NOUN hydrant/ADV", "stop/VERB sign/VERB", "stop light" with "light" a clause), so
         the rules make "fire" an object and "hydrant" another, or none. Where FACTUAL train gold
         writes the pair as one object often and almost never as head + attribute (the naming
-        tagger's count table, `NamingCounts.pair`), the pair is re-read as one compound noun.
+        tagger's count table, `NamingTagger.split_pairs`), the pair is re-read as one compound
+        noun. `pairs`: those "modifier|head" keys; `first`: their modifiers, looked up first so
+        that most word pairs cost one set look-up.
         """
-        pos, dep, head, lemma = self.pos, self.dep, self.head, self.lemma
-        out = []
+        pos, dep, head, lemma, lower = self.pos, self.dep, self.head, self.lemma, self.lower
+        out: list[int] = []
         for i in range(1, self.n):
             j = i - 1
-            if (dep[j] == "compound" and head[j] == i) or pos[i] not in SPLIT_POS or pos[j] not in SPLIT_POS:
+            if lower[j] not in first or (dep[j] == "compound" and head[j] == i):
                 continue
-            c = pair.get(lemma[j].lower() + "|" + lemma[i].lower())
-            if c is not None and c[0] >= SPLIT_MIN and c[0] >= 10 * c[1] and (not out or out[-1] != j):
-                out.append(i)
+            if pos[i] in SPLIT_POS and pos[j] in SPLIT_POS and (not out or out[-1] != j):
+                if lemma[j].lower() + "|" + lemma[i].lower() in pairs:
+                    out.append(i)
         return out
 
     def object_gap(self) -> int:

@@ -38,6 +38,9 @@ import numpy as np
 from laitkit.extractors.scene_graph_filter import read_linear
 
 NAMING_PATH = Path(__file__).resolve().parent / "weights" / "factual_naming.npz"
+# How often gold must write a two-word name for the walk to re-read a split parse of it as one
+# (`NamingTagger.split_pairs`, `_Walk.split_names`: "fire hydrant" with "hydrant" an adverb).
+SPLIT_MIN = 5
 
 
 def _cb(n: int) -> str:
@@ -229,6 +232,17 @@ class NamingTagger:
     keep_alone: int = 1_000_000_000
     gate: ObjectGate | None = None
     _pair: dict[tuple[str, str, str, str, bool], float] = field(default_factory=dict, repr=False, compare=False)
+    _split: tuple[frozenset[str], frozenset[str]] | None = field(default=None, repr=False, compare=False)
+
+    def split_pairs(self) -> tuple[frozenset[str], frozenset[str]]:
+        """The "modifier|head" lemma pairs gold writes as one object at least `SPLIT_MIN` times and
+        at least 10 times as often as head + attribute, and their modifiers (`_Walk.split_names`).
+        Computed once per tagger."""
+        got = self._split
+        if got is None:
+            pairs = frozenset(k for k, (a, b) in self.counts.pair.items() if a >= SPLIT_MIN and a >= 10 * b)
+            got = self._split = (pairs, frozenset(k.split("|", 1)[0] for k in pairs))
+        return got
 
     def drop_object(self, i: int, name: str, walk: Any) -> bool:
         """Should the rules' object with head `i` and name `name` not be made (the object gate)?"""

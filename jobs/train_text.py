@@ -783,6 +783,10 @@ class _NameRecorder:
         self.ents: set[str] = set()
         self.rows: list[list[str]] = []
         self.labels: list[int] = []
+        self.split: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+
+    def split_pairs(self) -> tuple[frozenset[str], frozenset[str]]:
+        return self.split  # the fitting captions' pairs (`NamingTagger.split_pairs`)
 
     def keep(self, j: int, i: int, start: int, rule: str, w: Any) -> bool:
         from laitkit.extractors.scene_graph_naming import naming_features
@@ -833,6 +837,7 @@ def train_naming(
     own = [gold_count_keys(t[0], t[1]) for t in tuples]
     pair, mod = _naming_tables([own[i] for i in fit_ids])
     rec = _NameRecorder(norm)
+    rec.split = NamingTagger({}, 0.0, NamingCounts(pair=pair)).split_pairs()
     t0 = time.perf_counter()
     for i in fit_ids:
         op, om = _naming_tables([own[i]])
@@ -890,6 +895,9 @@ class _ObjectRecorder:
 
     def keep(self, j: int, i: int, start: int, rule: str, w: Any) -> bool:
         return self.tagger.keep(j, i, start, rule, w)
+
+    def split_pairs(self) -> tuple[frozenset[str], frozenset[str]]:
+        return self.tagger.split_pairs()
 
     def drop_object(self, i: int, name: str, w: Any) -> bool:
         from laitkit.extractors.scene_graph_naming import object_features
