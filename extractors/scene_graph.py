@@ -989,6 +989,8 @@ class _Walk:
             elif d == "acomp" and copula and lower[k] == "full" and self.child(k, ("prep",)):
                 preps.extend((p, k) for p in self.child(k, ("prep",)) if lower[p] == "of")
             elif d == "acomp" and (copula or self.lemma[v] in LINKING):
+                if not copula:  # "the ground looks muddy": a sure reading, kept by the proposer
+                    self.certain_toks.add(k)
                 for s in subs:
                     si = self.resolve(s)
                     if si is not None:
