@@ -391,6 +391,14 @@ class _Walk:
             if kind == "can":
                 x = i - 1
                 pos[i], tag[i], lemma[i] = "NOUN", "NN", "can"
+                up, below = head[x], x
+                while up != i and head[up] != up:
+                    up, below = head[up], up
+                if up == i and below != x:  # "bag in trash can" with "can" the root: "bag" is
+                    head[below], dep[below] = below, "ROOT"
+                    for k in range(self.n):
+                        if head[k] == i and k != x and k != below:
+                            head[k] = below
                 if head[x] == x:
                     head[i], dep[i] = i, "ROOT"
                 elif head[x] != i:

@@ -23,6 +23,11 @@ numbers.
 Cost: the features are strings looked up in one dict; the pair's part (its count buckets and
 lemma-pair features) is cached per (modifier, head) pair, so a caption pays a few dict look-ups
 per candidate. Training: `python -m laitkit.jobs.train_text --naming --seed 0` (CPU, minutes).
+
+The same file holds the object gate (`ObjectGate`), trained right after the tagger: it drops the
+rules' objects FACTUAL does not annotate in their context ("in the background", "taking a
+picture"), and the tagger's pair counts also tell the walk which two-word names a bad parse split
+(`NamingTagger.split_pairs`, "fire hydrant" with "hydrant" an adverb).
 """
 
 from __future__ import annotations

@@ -33,8 +33,11 @@ decision thresholds are chosen on the held-out ones (all-F1). CPU, about 5-10 mi
 `weights/factual_naming.npz`) over the rules' walk with the shipped lexicon and noun tagger:
 every word the walk may add to an object's name is labelled by whether gold names the object
 with it; counts of gold names and attributes come from the fitting captions; the threshold is
-the best held-out all-F1 of the rules' graphs (same held-out captions as `--proposer`). Under a
-minute. Retrain the proposer after it (its candidates are over the objects this names).
+the best held-out all-F1 of the rules' graphs (same held-out captions as `--proposer`). Then the
+object gate (`scene_graph_naming.ObjectGate`, saved in the same file): every object the walk makes
+with a name gold sometimes leaves out is labelled by whether gold has an object with its head
+word; kept only if its threshold raises held-out all-F1. About a minute. Retrain the proposer
+after it (its candidates are over the objects this names).
 """
 
 from __future__ import annotations

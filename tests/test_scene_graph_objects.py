@@ -28,6 +28,8 @@ CASES = [
     ("table fruit is on", [("fruit", "on", "table")]),
     ("garbage can in street", [("garbage can", "in", "street")]),
     ("garbage can filled with garbage", [("garbage can", "fill with", "garbage")]),
+    # "can" was the root above "trash": the tree stays a tree
+    ("pink trash bag in trash can", [("trash bag", "is", "pink"), ("trash bag", "in", "trash can")]),
     ("trees behind the train station", [("station", "for", "train"), ("trees", "behind", "station")]),
     ("painted bolt on a fire hydrant", [("bolt", "is", "painted"), ("bolt", "on", "fire hydrant")]),
     ("stop sign across road", [("stop sign", "across", "road")]),
