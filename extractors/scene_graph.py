@@ -141,6 +141,20 @@ ANIMATE = frozenset(
         "batter", "pitcher", "catcher", "umpire", "cook", "waiter", "vendor", "customer", "someone",
     }
 )  # fmt: skip
+# Tags of the two words of a split name (`_Walk.split_names`).
+SPLIT_POS = frozenset({"NOUN", "PROPN", "VERB", "ADJ", "ADV"})
+# The last word of "couch man is sitting on" / "coat man is wearing" (see `_Walk.object_gap`):
+# prepositions that want an object, and verbs whose object the caption's first noun is.
+GAP_PREPS = frozenset(
+    {
+        "on", "in", "at", "from", "to", "of", "under", "inside", "near", "by", "into", "onto", "with", "behind",
+        "beside", "above", "below", "across", "through", "over", "against", "atop", "upon", "around", "between",
+        "along", "toward", "towards", "beneath", "underneath", "within", "for",
+    }
+)  # fmt: skip
+GAP_VERBS = frozenset(
+    {"wear", "hold", "carry", "ride", "eat", "use", "drive", "watch", "push", "pull", "fly", "throw", "read"}
+)
 # Prepositions of a path: "ride bicycles down a hill" is riding down the hill, not bicycles down it.
 # Verbs that link a subject to an adjective like "be": "the ground looks muddy" -> ( ground , is , muddy ).
 LINKING = frozenset({"look", "seem", "appear", "become", "get", "turn", "remain", "stay", "feel", "grow"})
@@ -170,7 +184,8 @@ class Lexicon:
     modifiers: adjective (or participle) attribute text -> the text to write, "" to drop it.
     compounds: noun modifier ("wood" in "wood desk") -> attribute text to write ("wooden"), "" to
         drop it, "@have" for an object of its own that has the head ("clock face" -> ( clock , have ,
-        face )); absent = part of the object name ("coffee table").
+        face )), "@P" for one related to it by predicate P ("wall clock" -> "@~on": ( clock , on ,
+        wall ); "~": the head is the subject); absent = part of the object name ("coffee table").
     compound_pairs: "modifier|head lemma" -> the same decisions ("=" = part of the name), where a
         pair differs from its modifier's decision ("computer screen" vs "computer desk").
     quantities: noun before "of" that is a quantity ("group", "piece") -> attribute text of the
@@ -324,6 +339,15 @@ class _Walk:
             if i in self.nouns:
                 fix.append((i, "noun"))  # the learned noun tagger's verdict (scene_graph_filter.py)
                 continue
+            if (
+                w == "can"
+                and self.tag[i] == "MD"
+                and i > 0
+                and pos[i - 1] in NOUNS
+                and (i + 1 == self.n or self.tag[i + 1] not in ("VB", "RB"))
+            ):
+                fix.append((i, "can"))  # "trash can by the curb": a noun, not a modal
+                continue
             if w[-3:] != "ing":
                 continue
             if (
@@ -336,6 +360,11 @@ class _Walk:
                 fix.append((i, "v"))
             elif pos[i] == "VERB" and w in lex.ing_nouns and dep[i] in NOUN_SLOTS:
                 fix.append((i, "n"))
+        if lex.naming is not None:
+            fix.extend((i, "pair") for i in self.split_names(*lex.naming.split_pairs()))
+        x = self.object_gap()
+        if x >= 0:
+            fix.append((x, "gap"))
         if not fix:
             return
         self.pos, self.tag, self.dep, self.head, self.lemma = (
@@ -358,6 +387,56 @@ class _Walk:
                 continue
             if kind == "subj":
                 dep[i] = "nsubj"
+                continue
+            if kind == "can":
+                x = i - 1
+                pos[i], tag[i], lemma[i] = "NOUN", "NN", "can"
+                up, below = head[x], x
+                while up != i and head[up] != up:
+                    up, below = head[up], up
+                if up == i and below != x:  # "bag in trash can" with "can" the root: "bag" is
+                    head[below], dep[below] = below, "ROOT"
+                    for k in range(self.n):
+                        if head[k] == i and k != x and k != below:
+                            head[k] = below
+                if head[x] == x:
+                    head[i], dep[i] = i, "ROOT"
+                elif head[x] != i:
+                    head[i], dep[i] = head[x], dep[x]  # "garbage can filled with trash": the subject
+                h = head[i]
+                if h != i and pos[h] == "ADP" and head[h] == h:  # "garbage can in street"
+                    head[i], dep[i] = i, "ROOT"
+                    head[h], dep[h] = i, "prep"
+                for k in range(x + 1, self.n):
+                    if head[k] == x and k != i:
+                        head[k] = i
+                head[x], dep[x] = i, "compound"
+                continue
+            if kind == "pair":  # "fire hydrant" with "hydrant" an adverb or a stray dependent
+                j = i - 1
+                for k in (j, i):
+                    if pos[k] not in NOUNS:
+                        plural = tag[k] in ("VBZ", "NNS") and lower[k][-1:] == "s" and lower[k][-2:] != "ss"
+                        pos[k], tag[k] = "NOUN", "NNS" if plural else "NN"
+                        lemma[k] = lower[k][:-1] if plural else lower[k]
+                up = head[j]
+                while up != i and head[up] != up:
+                    up = head[up]
+                if up != i:  # "i" is not above "j": it takes j's place in the tree
+                    head[i], dep[i] = (head[j], dep[j]) if head[j] != j else (i, "ROOT")
+                for k in range(self.n):
+                    if head[k] == j and k != i:
+                        head[k] = i
+                head[j], dep[j] = i, "compound"
+                continue
+            if kind == "gap":  # "couch man is sitting on": the couch that the man is sitting on
+                y = head[i]
+                v = head[y]
+                for k in range(i):
+                    if head[k] == y:
+                        head[k] = i
+                head[i], dep[i] = i, "ROOT"
+                head[v], dep[v] = i, "relcl"
                 continue
             if kind == "noun":
                 plural = tag[i] in ("VBZ", "NNS") and lower[i][-1:] == "s" and lower[i][-2:] != "ss"
@@ -389,6 +468,70 @@ class _Walk:
                 if head[k] == i and dep[k] in ("det", "amod", "compound", "nummod", "poss", "quantmod"):
                     head[k] = j
             head[i], dep[i] = j, "acl"
+
+    def split_names(self, pairs: frozenset[str], first: frozenset[str]) -> list[int]:
+        """Second words of two-word object names the parse split ("fire hydrant", "stop sign").
+
+        spaCy often misreads the second word of a frequent two-word name in a caption fragment
+        ("fire/NOUN hydrant/ADV", "stop/VERB sign/VERB", "stop light" with "light" a clause), so
+        the rules make "fire" an object and "hydrant" another, or none. Where FACTUAL train gold
+        writes the pair as one object often and almost never as head + attribute (the naming
+        tagger's count table, `NamingTagger.split_pairs`), the pair is re-read as one compound
+        noun. `pairs`: those "modifier|head" keys; `first`: their modifiers, looked up first so
+        that most word pairs cost one set look-up.
+        """
+        pos, dep, head, lemma, lower = self.pos, self.dep, self.head, self.lemma, self.lower
+        out: list[int] = []
+        for i in range(1, self.n):
+            j = i - 1
+            if lower[j] not in first or (dep[j] == "compound" and head[j] == i):
+                continue
+            if pos[i] in SPLIT_POS and pos[j] in SPLIT_POS and (not out or out[-1] != j):
+                if lemma[j].lower() + "|" + lemma[i].lower() in pairs:
+                    out.append(i)
+        return out
+
+    def object_gap(self) -> int:
+        """The object noun X of a caption "X Y is V-ing PREP" / "X Y is wearing", else -1.
+
+        FACTUAL's region captions often name an object by what another does on it, with no
+        relative pronoun: "couch man is sitting on", "coat man is wearing", "table fruit is on".
+        spaCy reads "couch man" as one compound subject, so the couch is never an object and the
+        relation has no object. When the caption ends in a preposition without its object (or a
+        transitive verb without one) and the verb's single subject Y has a noun modifier X at its
+        left edge, X is the object the clause is about: the walk then reads the clause as a
+        relative clause on X, whose gap is the missing object ("( man , sit on , couch )").
+        """
+        pos, dep, head, lower = self.pos, self.dep, self.head, self.lower
+        last = self.n - 1
+        while last >= 0 and pos[last] == "PUNCT":
+            last -= 1
+        if last < 2:
+            return -1
+        if pos[last] == "ADP" and dep[last] in ("prep", "prt") and lower[last] in GAP_PREPS:
+            if any(head[k] == last and k != last for k in range(self.n)):
+                return -1
+            v = head[last]
+        elif pos[last] == "VERB" and self.lemma[last].lower() in GAP_VERBS:
+            v = last
+        else:
+            return -1
+        if head[v] != v or pos[v] not in ("VERB", "AUX"):
+            return -1
+        subs = []
+        for k in range(self.n):
+            if head[k] == v and k != v:
+                if dep[k] in ("dobj", "attr", "dative", "ccomp", "xcomp"):
+                    return -1
+                if dep[k] in SUBJ_DEPS:
+                    subs.append(k)
+        if len(subs) != 1 or pos[subs[0]] not in NOUNS:
+            return -1
+        y = subs[0]
+        x = next((k for k in range(y) if head[k] == y and dep[k] == "compound" and pos[k] in NOUNS), -1)
+        if x < 0 or any(pos[k] not in ("DET", "ADJ", "NUM") and head[k] != x for k in range(x)):
+            return -1
+        return x
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -492,8 +635,8 @@ class _Walk:
                 root = i
                 while dep[root] == "compound" and head[root] != root and self.is_noun(head[root]):
                     root = head[root]
-                if self.compound(i, root) != "@have":
-                    continue
+                if (self.compound(i, root) or "")[:1] != "@":
+                    continue  # part of the name, an attribute or dropped: not an object of its own
             if self.pos[i] == "PRON":
                 name = PRONOUNS[lower[i]]
                 start = i
@@ -526,6 +669,8 @@ class _Walk:
                 name = lex.names.get(name, name)
                 if name in lex.drop_nouns:
                     continue
+                if naming is not None and naming.drop_object(i, name, self):
+                    continue  # the object gate: "in the background", "taking a picture"
             count = 1
             if self.tag[i] in ("NNS", "NNPS"):
                 count = 2
@@ -605,7 +750,7 @@ class _Walk:
             if not (start <= self.head[j] <= i or self._in_compound(j, i)):
                 return None
             got = self.compound(j, i)
-            if got == "@have":
+            if got is not None and got[:1] == "@":
                 return None
             return "name" if got in (None, "=") else "drop" if got == "" else "attr"
         if not start <= self.head[j] <= i or self.lower[j] in NUMBER_WORDS:
@@ -650,8 +795,10 @@ class _Walk:
                     continue
                 if dep[k] == "compound":
                     got = self.compound(k, i) or ""
-                    if got == "@have":
-                        self.rel(k, "have", i, (k,), certain=True)
+                    if got[:2] == "@~":  # "train station" -> ( station , for , train )
+                        self.rel(i, got[2:], k, (k,), certain=True)
+                    elif got[:1] == "@":  # "clock face" -> ( clock , have , face )
+                        self.rel(k, got[1:], i, (k,), certain=True)
                     elif got and got != "=":
                         self.add_attr(oi, got, (k,))
                     continue
@@ -850,6 +997,8 @@ class _Walk:
             elif d == "acomp" and copula and lower[k] == "full" and self.child(k, ("prep",)):
                 preps.extend((p, k) for p in self.child(k, ("prep",)) if lower[p] == "of")
             elif d == "acomp" and (copula or self.lemma[v] in LINKING):
+                if not copula:  # "the ground looks muddy": a sure reading, kept by the proposer
+                    self.certain_toks.add(k)
                 for s in subs:
                     si = self.resolve(s)
                     if si is not None:

@@ -23,6 +23,11 @@ numbers.
 Cost: the features are strings looked up in one dict; the pair's part (its count buckets and
 lemma-pair features) is cached per (modifier, head) pair, so a caption pays a few dict look-ups
 per candidate. Training: `python -m laitkit.jobs.train_text --naming --seed 0` (CPU, minutes).
+
+The same file holds the object gate (`ObjectGate`), trained right after the tagger: it drops the
+rules' objects FACTUAL does not annotate in their context ("in the background", "taking a
+picture"), and the tagger's pair counts also tell the walk which two-word names a bad parse split
+(`NamingTagger.split_pairs`, "fire hydrant" with "hydrant" an adverb).
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ import numpy as np
 from laitkit.extractors.scene_graph_filter import read_linear
 
 NAMING_PATH = Path(__file__).resolve().parent / "weights" / "factual_naming.npz"
+# How often gold must write a two-word name for the walk to re-read a split parse of it as one
+# (`NamingTagger.split_pairs`, `_Walk.split_names`: "fire hydrant" with "hydrant" an adverb).
+SPLIT_MIN = 5
 
 
 def _cb(n: int) -> str:
@@ -157,15 +165,93 @@ def naming_features(
     )
 
 
+def object_features(i: int, name: str, walk: Any) -> list[str]:
+    """Features of the rules' object with head token `i` and name `name`, for the object gate.
+
+    The name and its place: dependency, tag, the word it hangs off (the preposition of "in the
+    background", the verb of "taking a picture"), that word's own head, its determiner, whether an
+    "of" follows ("picture of a cat") and whether it ends the caption.
+    """
+    w = walk
+    lower, dep, head = w.lower, w.dep, w.head
+    d = dep[i]
+    h = head[i]
+    hw = lower[h] if h != i else "^"
+    gh = head[h]
+    ghw = w.lemma[gh].lower() if d == "pobj" and gh != h else "-"
+    det = "-"
+    of = "0"
+    for k in w.kids[i]:
+        if dep[k] == "det":
+            det = lower[k]
+        elif dep[k] == "prep" and lower[k] == "of":
+            of = "1"
+    n = w.n
+    nxt = lower[i + 1] if i + 1 < n else "$"
+    return [
+        "b",
+        "on=" + name,
+        "od=" + d,
+        "ot=" + w.tag[i],
+        "ond=" + name + "|" + d,
+        "ohw=" + hw,
+        "onh=" + name + "|" + hw,
+        "ogh=" + ghw,
+        "onhg=" + name + "|" + hw + "|" + ghw,
+        "odet=" + det,
+        "onof=" + name + "|" + of,
+        "oend=" + str(i + 1 == n or nxt in (".", ",")),
+        "ofirst=" + str(i == 0 or all(dep[k] in ("det", "amod", "compound", "nummod") for k in range(i))),
+    ]
+
+
+@dataclass
+class ObjectGate:
+    """Drops the rules' objects FACTUAL does not annotate in their context ("in the background",
+    "taking a picture", "a photo of"), asked only about the names gold sometimes leaves out.
+
+    Why a gate over names: a per-word table (`Lexicon.drop_nouns`) drops a noun everywhere or
+    nowhere, but "picture" is an object when it hangs on a wall and none in "taking a picture";
+    the other names (man, tree, table) are never asked, so they cost one set look-up.
+    """
+
+    weights: dict[str, float]
+    threshold: float
+    names: frozenset[str]
+
+    def drop(self, i: int, name: str, walk: Any) -> bool:
+        if name not in self.names:
+            return False
+        wd = self.weights
+        return sum(wd.get(x, 0.0) for x in object_features(i, name, walk)) < self.threshold
+
+
 @dataclass
 class NamingTagger:
-    """Weights, threshold and gold count tables of the naming tagger (see module docstring)."""
+    """Weights, threshold and gold count tables of the naming tagger (see module docstring), and
+    the object gate trained with it (None: every object the rules make stays)."""
 
     weights: dict[str, float]
     threshold: float
     counts: NamingCounts
     keep_alone: int = 1_000_000_000
+    gate: ObjectGate | None = None
     _pair: dict[tuple[str, str, str, str, bool], float] = field(default_factory=dict, repr=False, compare=False)
+    _split: tuple[frozenset[str], frozenset[str]] | None = field(default=None, repr=False, compare=False)
+
+    def split_pairs(self) -> tuple[frozenset[str], frozenset[str]]:
+        """The "modifier|head" lemma pairs gold writes as one object at least `SPLIT_MIN` times and
+        at least 10 times as often as head + attribute, and their modifiers (`_Walk.split_names`).
+        Computed once per tagger."""
+        got = self._split
+        if got is None:
+            pairs = frozenset(k for k, (a, b) in self.counts.pair.items() if a >= SPLIT_MIN and a >= 10 * b)
+            got = self._split = (pairs, frozenset(k.split("|", 1)[0] for k in pairs))
+        return got
+
+    def drop_object(self, i: int, name: str, walk: Any) -> bool:
+        """Should the rules' object with head `i` and name `name` not be made (the object gate)?"""
+        return self.gate is not None and self.gate.drop(i, name, walk)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> NamingTagger | None:
@@ -179,12 +265,20 @@ class NamingTagger:
             mk, mv = z["mod_keys"].tolist(), z["mod_counts"].tolist()
             ak, av = z["alone_keys"].tolist(), z["alone_counts"].tolist()
             keep_alone = int(z["keep_alone"])
+            gate = None
+            if "gate_vocab" in z.files:
+                gw = z["gate_weights"].astype(np.float64).tolist()
+                gate = ObjectGate(
+                    weights=dict(zip(z["gate_vocab"].tolist(), gw, strict=True)),
+                    threshold=float(z["gate_threshold"]),
+                    names=frozenset(z["gate_names"].tolist()),
+                )
         counts = NamingCounts(
             pair={k: (int(a), int(b)) for k, (a, b) in zip(pk, pv, strict=True)},
             mod={k: (int(a), int(b)) for k, (a, b) in zip(mk, mv, strict=True)},
             alone={k: int(a) for k, a in zip(ak, av, strict=True)},
         )
-        return cls(weights=weights, threshold=thr, counts=counts, keep_alone=keep_alone)
+        return cls(weights=weights, threshold=thr, counts=counts, keep_alone=keep_alone, gate=gate)
 
     def logit(self, feats: Sequence[str]) -> float:
         wd = self.weights
@@ -225,12 +319,22 @@ def save_naming(
     threshold: float,
     counts: NamingCounts,
     keep_alone: int,
+    gate: ObjectGate | None = None,
     **meta: str,
 ) -> None:
-    """Write the tagger (features with a zero weight left out) and its count tables."""
+    """Write the tagger (features with a zero weight left out), its count tables and its gate."""
     keep = [k for k, x in enumerate(weights) if abs(x) > 1e-6]
     pk = sorted(counts.pair)
     mk = sorted(counts.mod)
+    if gate is not None:
+        gv = sorted(k for k, x in gate.weights.items() if abs(x) > 1e-6)
+        meta = {
+            **meta,
+            "gate_vocab": gv,  # type: ignore[dict-item]
+            "gate_weights": np.asarray([gate.weights[k] for k in gv], dtype=np.float32),  # type: ignore[dict-item]
+            "gate_threshold": np.float64(gate.threshold),  # type: ignore[dict-item]
+            "gate_names": sorted(gate.names),  # type: ignore[dict-item]
+        }
     np.savez_compressed(
         path,
         vocab=np.asarray([vocab[k] for k in keep]),

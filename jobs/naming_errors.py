@@ -80,6 +80,8 @@ def classify(
             out_m.append("missed:pronoun_or_implicit_person")
         elif any(w.isdigit() or w in NUMBER_WORDS for w in gw):
             out_m.append("missed:number")
+        elif any(g in p.split(" ")[:-1] for p in pred_objs):
+            out_m.append("missed:modifier_of_a_predicted_name")  # "train" of "train station"
         elif all(w in words for w in gw):
             out_m.append("missed:words_in_caption" if len(gw) == 1 else "missed:multiword_in_caption")
         elif gw[-1] in words:
