@@ -611,8 +611,8 @@ def _folds(ids: list[int], k: int, seed: int) -> list[list[int]]:
 
 def fit_reranker(captions: list[tuple], l2: float = 1.0) -> Any:
     """The proposer's second stage (`extractors/scene_graph_rerank.py`) from (graph, relation
-    candidates, attribute candidates, labels, out-of-fold first-stage logits) per caption: one dense logistic
-    regression per family over `stage2_features`."""
+    candidates, attribute candidates, labels, out-of-fold first-stage logits) per caption: one
+    dense logistic regression per family over `stage2_features`."""
     import numpy as np
     from scipy.optimize import minimize
 
