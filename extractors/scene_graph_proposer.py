@@ -44,6 +44,7 @@ import numpy as np
 from laitkit.datasets.schema import SceneNode
 from laitkit.extractors.factual import NUMBER_WORDS
 from laitkit.extractors.scene_graph import SPELLINGS
+from laitkit.extractors.scene_graph_rerank import Reranker
 
 PROPOSER_PATH = Path(__file__).resolve().parent / "weights" / "factual_proposer.npz"
 
@@ -259,9 +260,11 @@ class Proposer:
         weights: np.ndarray,
         thresholds: Thresholds,
         alts: dict[str, list[str]] | None = None,
+        rerank: Reranker | None = None,
     ) -> None:
         self.alts = alts or {}
         self.thresholds = thresholds
+        self.rerank = rerank
         self.index = {x: i for i, x in enumerate(vocab)}
         self.w = np.concatenate([np.asarray(weights, dtype=np.float64), [0.0]])  # last: unknown features
         self.unknown = len(vocab)
@@ -276,7 +279,8 @@ class Proposer:
         with np.load(p, allow_pickle=False) as z:
             alts = {k: v.split("|") for k, v in zip(z["alt_keys"].tolist(), z["alt_values"].tolist(), strict=True)}
             thr = Thresholds(*(float(x) for x in z["thresholds"]))
-            return cls(z["vocab"].tolist(), z["weights"], thr, alts)
+            rerank = Reranker(z["rerank_rel"], z["rerank_attr"]) if "rerank_rel" in z.files else None
+            return cls(z["vocab"].tolist(), z["weights"], thr, alts, rerank)
 
     def scores(self, rows: Sequence[Sequence[str]]) -> np.ndarray:
         """Logits of candidate feature rows: one gather over all the rows' feature indices."""
@@ -302,6 +306,8 @@ class Proposer:
             return graph
         rcands, acands, keep = candidates(graph, ctx, self.alts, self.tables)
         z = [c[3] for c in rcands] + [c[3] for c in acands]
+        if self.rerank is not None:
+            z = self.rerank.rescore(graph, rcands, acands, z)
         return decide(graph, rcands, acands, keep, z, self.thresholds)
 
     def apply_reference(self, graph: list[SceneNode], ctx: Context) -> list[SceneNode]:
@@ -310,6 +316,8 @@ class Proposer:
             return graph
         rcands, acands, keep = candidates(graph, ctx, self.alts)
         z = self.scores([c[3] for c in rcands] + [c[3] for c in acands])
+        if self.rerank is not None:
+            z = self.rerank.rescore(graph, rcands, acands, z)
         return decide(graph, rcands, acands, keep, z, self.thresholds)
 
 

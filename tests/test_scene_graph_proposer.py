@@ -8,6 +8,7 @@ full split; training them is not a test's job).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import astuple
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 from laitkit.datasets.schema import SceneNode, TextAnnotation
 from laitkit.extractors.factual import Normalizer, read_factual_csv, score_facts, spacy_noun_lemmatizer
 from laitkit.extractors.scene_graph_proposer import PROPOSER_PATH, Context, Proposer, Thresholds, candidates, decide
+from laitkit.extractors.scene_graph_rerank import N_ATTR, N_REL, Reranker
 from laitkit.extractors.text import TextConfig, TextExtractor, graph_to_facts
 
 FACTUAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "factual"
@@ -191,6 +193,7 @@ def test_training_script_runs_on_a_slice(tmp_path: Path) -> None:
     assert main(["--proposer", "--limit", "400", "--holdout", "80", "--out", str(out)]) == 0
     prop = Proposer.load(out)
     assert prop is not None and len(prop.index) > 100
+    assert prop.rerank is None  # the second stage only with --rerank (`test_scene_graph_rerank.py`)
     with np.load(out) as z:
         assert "FACTUAL" in str(z["source"]) and len(z["thresholds"]) == 5
 
@@ -227,9 +230,15 @@ def test_fast_scoring_gives_the_reference_graphs(both: tuple[TextExtractor, Text
     prop = learned.proposer
     caps, _ = read_factual_csv(FACTUAL / "dev.csv", limit=300)
     caps += ["a man | on a horse", "the red|blue flag on a pole", "a cat on a mat"]  # "|": the string path
-    n_rel = 0
+    # the second stage too (`scene_graph_rerank.py`), with weights that give every feature a say
+    staged = copy.copy(prop)
+    staged.rerank = Reranker(np.linspace(-1.0, 1.5, N_REL), np.linspace(1.5, -1.0, N_ATTR))
+    n_rel = n_diff = 0
     for graph, ctx in _rule_graphs(learned, caps):
         assert prop.apply(graph, ctx) == prop.apply_reference(graph, ctx)
+        got = staged.apply(graph, ctx)
+        assert got == staged.apply_reference(graph, ctx)
+        n_diff += got != prop.apply(graph, ctx)
         fast = candidates(graph, ctx, prop.alts, prop.tables)
         ref = candidates(graph, ctx, prop.alts)
         z_ref = prop.scores([c[3] for c in ref[0]] + [c[3] for c in ref[1]])
@@ -244,6 +253,7 @@ def test_fast_scoring_gives_the_reference_graphs(both: tuple[TextExtractor, Text
             if c[4] != 2:
                 assert c[3] == pytest.approx(z, abs=1e-9)
     assert n_rel > 500
+    assert n_diff > 10  # the second stage changed graphs, identically on both paths
 
 
 def _path_by_definition(head: list[int], a: int, b: int) -> tuple[list[int], list[int]]:
