@@ -11,7 +11,7 @@ STAMP := $(VENV)/.laitkit-setup
 # ones). Rebuilt in place whenever one of them (or setup.py) is newer than the last build, so a
 # stale build never shadows an edited .py (native.py also refuses one at import).
 COMPILED_SRC := extractors/scene_graph.py extractors/scene_graph_proposer.py extractors/scene_graph_naming.py \
-	extractors/scene_graph_filter.py
+	extractors/scene_graph_filter.py extractors/text.py
 BUILT := $(VENV)/.laitkit-compiled
 # DETECTRON2=pypi (default): pure-Python v0.6 tree via scripts/install_detectron2.py, no compiler.
 # DETECTRON2=git: the official source build (needs network to GitHub and a compiler; clusters).

@@ -33,7 +33,7 @@ log = logging.getLogger("laitkit.native")
 HERE = Path(__file__).resolve().parent
 # Module names under `laitkit.extractors` that setup.py compiles (the one list of them; the
 # Makefile's COMPILED_SRC must name the same files, a test checks).
-COMPILED = ("scene_graph", "scene_graph_proposer", "scene_graph_naming", "scene_graph_filter")
+COMPILED = ("scene_graph", "scene_graph_proposer", "scene_graph_naming", "scene_graph_filter", "text")
 PACKAGE = "laitkit.extractors"
 # module -> SHA-256 of the source it was compiled from; written by setup.py after each build
 BUILD_STAMP = HERE / "_compiled.json"
