@@ -41,7 +41,7 @@ endif
 # Compiles the text modules in place (never fails: without a compiler they stay pure Python;
 # the line "laitkit build: compiled N of M text modules" says what was built).
 $(BUILT): $(STAMP) setup.py extractors/native.py $(COMPILED_SRC)
-	$(BIN)/python setup.py -q build_ext --inplace > $(VENV)/build_ext.log 2>&1 || { cat $(VENV)/build_ext.log; exit 1; }
+	$(BIN)/python setup.py -q build_ext --inplace --force > $(VENV)/build_ext.log 2>&1 || { cat $(VENV)/build_ext.log; exit 1; }
 	@grep '^laitkit build' $(VENV)/build_ext.log || true
 	@touch $(BUILT)
 
