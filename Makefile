@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) scripts/install_detectron2.py Makefile
 	$(PIP) install -q --upgrade "pip>=24" "setuptools==80.10.2" wheel
 	$(PIP) install -q -c $(CONSTRAINTS) cython
 	$(PIP) install -q -c $(CONSTRAINTS) torch==2.14.1 torchvision==0.29.1
-	$(PIP) install -q -c $(CONSTRAINTS) --no-build-isolation -e '.[dev]'
+	LAITKIT_COMPILE_LATER=1 $(PIP) install -q -c $(CONSTRAINTS) --no-build-isolation -e '.[dev]'
 ifeq ($(DETECTRON2),git)
 	$(PIP) install -q --no-build-isolation 'git+https://github.com/facebookresearch/detectron2.git'
 else

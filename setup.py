@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
 import runpy
 import sys
 from pathlib import Path
@@ -146,7 +147,10 @@ class BuildCompiled(build_ext):
         _say(f"compiled {len(stamp)} of {len(self._hashes)} text modules with Cython")
 
 
+# `make setup` sets this for its `pip install -e`: its own build rule compiles right after, once
+LATER = os.environ.get("LAITKIT_COMPILE_LATER", "") not in ("", "0")
+
 setup(
-    ext_modules=[Extension(f"{PACKAGE}.{n}", [f"extractors/{n}.py"]) for n in COMPILED],
+    ext_modules=[] if LATER else [Extension(f"{PACKAGE}.{n}", [f"extractors/{n}.py"]) for n in COMPILED],
     cmdclass={"build_ext": BuildCompiled},
 )
