@@ -724,10 +724,13 @@ def candidates(
                     {nd.lemma for nd in r_ab} if r_ab else _NONE,
                     {nd.lemma for nd in r_ba} if r_ba else _NONE,
                 )
-                pdp_d, pw_d = n_pdp.get(pd, _NO), n_pw.get(pw, _NO)
+                # the tables' bound `get`s, taken once per pair: a call of a bound method skips the
+                # method look-up that `d.get(...)` pays per candidate (compiled, that look-up cost
+                # about as much as the dict look-up itself)
+                pdp_d, pw_d = n_pdp.get(pd, _NO).get, n_pw.get(pw, _NO).get
                 by_dir = (
-                    (a, b, sa, sb, n_ps.get(sa, _NO), n_po.get(sb, _NO), n_pso.get((sa, sb), _NO)),
-                    (b, a, sb, sa, n_ps.get(sb, _NO), n_po.get(sa, _NO), n_pso.get((sb, sa), _NO)),
+                    (a, b, sa, sb, n_ps.get(sa, _NO).get, n_po.get(sb, _NO).get, n_pso.get((sa, sb), _NO).get),
+                    (b, a, sb, sa, n_ps.get(sb, _NO).get, n_po.get(sa, _NO).get, n_pso.get((sb, sa), _NO).get),
                 )
                 for key, (toks, src) in cands.items():
                     pred, swap = key
@@ -741,13 +744,13 @@ def candidates(
                         f = (
                             base[k]
                             + pw_[0]
-                            + ps_d.get(pred, 0.0)
-                            + po_d.get(pred, 0.0)
-                            + pso_d.get(pred, 0.0)
+                            + ps_d(pred, 0.0)
+                            + po_d(pred, 0.0)
+                            + pso_d(pred, 0.0)
                             + src_w[src][is_rule]
                             + pw_[3 + k]
-                            + pdp_d.get(pred, 0.0)
-                            + pw_d.get(pred, 0.0)
+                            + pdp_d(pred, 0.0)
+                            + pw_d(pred, 0.0)
                             + pw_[1 + swap]
                         )
                     rcands.append((s, o, (pred, toks), f, kinds.get(key, NEW) if kinds else NEW))
