@@ -613,7 +613,6 @@ def _fit_rows(
 ) -> Any:
     """Logistic regression over integer feature rows; returns a dense weight vector (0 for rare ids)."""
     import numpy as np
-    from scipy.optimize import minimize
     from scipy.sparse import csr_matrix
 
     indptr = np.cumsum([0] + [len(r) for r in rows])
@@ -628,9 +627,19 @@ def _fit_rows(
     kept = keep[indices]
     row = np.repeat(np.arange(len(rows)), np.diff(indptr))[kept]
     X = csr_matrix((np.ones(len(row)), (row, col[indices[kept]])), shape=(len(rows), int(keep.sum())))
-    XT = X.T.tocsr()
-    y = np.asarray(labels, dtype=np.float64)
-    s = 2.0 * y - 1.0
+    out = np.zeros(n_feat)
+    out[keep] = _fit_logistic(X, X.T.tocsr(), labels, l2, maxiter)
+    return out
+
+
+def _fit_logistic(X: Any, XT: Any, labels: list, l2: float, maxiter: int) -> Any:
+    """L2-regularised logistic regression by L-BFGS over a (sparse or dense) design matrix `X`
+    and its transpose `XT` (for a sparse `X`, a row-major copy: the gradient's product is then as
+    fast as the forward one). The one fit of every proposer family and of its second stage."""
+    import numpy as np
+    from scipy.optimize import minimize
+
+    s = 2.0 * np.asarray(labels, dtype=np.float64) - 1.0
 
     def loss(w: Any) -> tuple[float, Any]:
         m = -s * (X @ w)
@@ -639,10 +648,8 @@ def _fit_rows(
         return val, g
 
     res = minimize(loss, np.zeros(X.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": maxiter})
-    log.info("L-BFGS: %d iterations, converged %s (%s)", res.nit, res.success, res.message)
-    out = np.zeros(n_feat)
-    out[keep] = res.x
-    return out
+    log.info("L-BFGS: %d rows, %d iterations, converged %s (%s)", X.shape[0], res.nit, res.success, res.message)
+    return res.x
 
 
 def _logits(w: Any, e: tuple) -> Any:
@@ -666,8 +673,6 @@ def fit_reranker(captions: list[tuple], l2: float = 1.0) -> Any:
     """The proposer's second stage (`extractors/scene_graph_rerank.py`) from (graph, relation
     candidates, attribute candidates, labels, out-of-fold first-stage logits) per caption: one
     dense logistic regression per family over `stage2_features`."""
-    import numpy as np
-    from scipy.optimize import minimize
 
     from laitkit.extractors.scene_graph_rerank import N_ATTR, N_REL, Reranker, dense, object_heads, stage2_features
 
@@ -684,15 +689,7 @@ def fit_reranker(captions: list[tuple], l2: float = 1.0) -> Any:
 
     def fit(rows: list, labels: list, n: int) -> Any:
         X = dense(rows, n)
-        s = 2.0 * np.asarray(labels, dtype=np.float64) - 1.0
-
-        def loss(w: Any) -> tuple[float, Any]:
-            m = -s * (X @ w)
-            return np.logaddexp(0.0, m).sum() + 0.5 * l2 * float(w @ w), X.T @ (-s / (1.0 + np.exp(-m))) + l2 * w
-
-        res = minimize(loss, np.zeros(n), jac=True, method="L-BFGS-B", options={"maxiter": 2000})
-        log.info("second stage: %d rows, L-BFGS %d iterations, converged %s", len(rows), res.nit, res.success)
-        return res.x
+        return _fit_logistic(X, X.T, labels, l2, 2000)
 
     return Reranker(fit(xr, yr, N_REL), fit(xa, ya, N_ATTR))
 
