@@ -649,6 +649,7 @@ def candidates(
             rule_attr.setdefault(nd.subject, []).append(nd)
             if id(nd) in certain:
                 sure_attr.add((nd.subject, nd.lemma))
+    boxed = _boxed_pairs(graph, ctx, objs, hd, rule_rel, certain) if certain and rule_rel else _NONE
     rcands: list[tuple] = []
     alt_split = None
     if tables is not None:
@@ -667,6 +668,8 @@ def candidates(
                     s, o = (b, a) if sw else (a, b)
                     rcands.append((s, o, (nd.lemma, tuple(nd.tokens)), 0.0, CERTAIN))
                     continue
+            if boxed and (a, b) in boxed and not r_ab and not r_ba:
+                continue
             ha, hb = hd[a], hd[b]
             up, down = ctx.path(ha, hb)
             plen = len(up) + len(down) - 1
@@ -814,6 +817,35 @@ def candidates(
 
 
 _NONE: tuple = ()
+
+
+def _boxed_pairs(
+    graph: Sequence[SceneNode],
+    ctx: Context,
+    objs: list[int],
+    hd: dict[int, int],
+    rule_rel: dict[tuple[int, int], list[SceneNode]],
+    certain: set[int],
+) -> set[tuple[int, int]]:
+    """Pairs (Y, Z), as (lower, higher) node index, that get no relation candidate: in "X of Y
+    <prep> Z" the rules related the container X to Z for sure ("a mug of coffee on the table" ->
+    ( mug , on , table )), so the location belongs to X and Y has none of its own.
+
+    Why by construction: the path from Y to Z crosses "of X on", whose last preposition is a
+    candidate ("on"); the logistic then weighed ( coffee , on , table ) against one threshold, and
+    whether it cleared it moved with every retraining.
+    """
+    head, dep, lower = ctx.head, ctx.dep, ctx.lower
+    out: set[tuple[int, int]] = set()
+    for (x, z), nds in rule_rel.items():
+        if not any(id(nd) in certain for nd in nds):
+            continue
+        for y in objs:
+            hy = hd[y]
+            if y == x or y == z or dep[hy] != "pobj" or lower[head[hy]] != "of" or head[head[hy]] != hd[x]:
+                continue
+            out.add((y, z) if y < z else (z, y))
+    return out
 
 
 def _pd(dep: Sequence[str], pos: Sequence[str], up: list[int], down: list[int]) -> str:

@@ -83,7 +83,9 @@ def _decide(votes: Counter, default: Any, min_count: int, min_share: float = 0.5
     if not votes:
         return default
     total = sum(votes.values())
-    best, n = votes.most_common(1)[0]
+    # ties broken by the decision's spelling, not by insertion order (which follows the iteration
+    # order of sets of strings, i.e. PYTHONHASHSEED)
+    best, n = min(votes.items(), key=lambda kv: (-kv[1], str(kv[0])))
     if best == default or n < min_count or n / total < min_share or n <= votes.get(default, 0):
         return default
     return best
@@ -150,7 +152,7 @@ class Miner:
                     elif rel := compound_relation(nl(m), hl, rels):
                         vote = rel  # "train station" -> ( station , for , train ): "@~for"
                     else:
-                        hit = [a for (o, a) in attrs if o.split()[-1] == hl and (a == m or a[:3] == m[:3])]
+                        hit = sorted(a for (o, a) in attrs if o.split()[-1] == hl and (a == m or a[:3] == m[:3]))
                         if hit:
                             vote = hit[0]
                         elif hl in ent_heads:
@@ -162,7 +164,7 @@ class Miner:
                     objs = [c for c in t.children if c.dep_ == "pobj"]
                     if objs:
                         n1, n2 = h.lemma_.lower(), nl(objs[0].lower_)
-                        hit = [a for (o, a) in attrs if o.split()[-1] == n2 and a.split()[0] == n1]
+                        hit = sorted(a for (o, a) in attrs if o.split()[-1] == n2 and a.split()[0] == n1)
                         if hit:
                             qty_votes[n1][hit[0]] += 1
                         elif n2 in ent_heads and nl(h.lower_) not in ent_heads:
@@ -264,7 +266,7 @@ class Miner:
         for doc, gold in zip(docs, golds, strict=True):
             ents, attrs, rels, _ = self.gold_sets(gold)
             by_pair: dict[tuple[str, str], list[tuple[str, bool]]] = defaultdict(list)
-            for s, p, o in rels:
+            for s, p, o in sorted(rels):  # sorted: `cands[0]` below must not follow set order
                 by_pair[(s, o)].append((p, False))
                 by_pair[(o, s)].append((p, True))
             ann = self.ex.annotate_doc(doc)
@@ -576,12 +578,21 @@ def mine_alternatives(docs: list, golds: list, ex: TextExtractor, norm: Normaliz
             by_pair[(o, s)].add("~" + p)  # written the other way round
         for x in rc:
             pred = norm.pred(x[2][0])
-            for g in by_pair.get((nm(x[0]), nm(x[1])), ()):
+            for g in sorted(by_pair.get((nm(x[0]), nm(x[1])), ())):
                 if g != pred:
                     votes[pred][g] += 1
-    return {
-        p: [g for g, n in v.most_common(top) if n >= 3] for p, v in sorted(votes.items()) if v.most_common(1)[0][1] >= 3
-    }
+    return rank_alternatives(votes, top)
+
+
+def rank_alternatives(votes: dict[str, Counter], top: int = 3, min_votes: int = 3) -> dict[str, list[str]]:
+    """Predicate -> its `top` alternatives with `min_votes` votes, by votes and then by spelling.
+
+    Why the spelling: `Counter.most_common` breaks ties by insertion order, which followed the
+    iteration order of sets of strings (PYTHONHASHSEED), so 7 of ~720 lists changed from run to
+    run and the fitted weights with them.
+    """
+    ranked = {p: sorted(v.items(), key=lambda kv: (-kv[1], kv[0])) for p, v in sorted(votes.items())}
+    return {p: [g for g, n in r[:top] if n >= min_votes] for p, r in ranked.items() if r and r[0][1] >= min_votes}
 
 
 def proposer_examples(
