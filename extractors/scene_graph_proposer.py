@@ -114,6 +114,13 @@ class Context:
         self._words: list[str] | None = None
         self._prts: dict[int, list[int]] | None = None
 
+    def replace(self, **changes: object) -> Context:
+        """A copy with some fields changed, as `dataclasses.replace` made when this was a
+        dataclass (the lazy caches start empty; an unknown field is a TypeError)."""
+        kw = {k: getattr(self, k) for k in _CONTEXT_FIELDS}
+        kw.update(changes)
+        return Context(**kw)
+
     def ancestors(self, i: int) -> list[int]:
         """`i` and its heads up to the root."""
         a = self._anc.get(i)
@@ -194,6 +201,9 @@ class Context:
                 if d == "prt" and pos[head[k]] == "VERB":
                     p.setdefault(head[k], []).append(k)
         return p
+
+
+_CONTEXT_FIELDS = ("lower", "lemma", "pos", "tag", "dep", "head", "verb_lemmas", "certain")
 
 
 def _preds_from(ctx: Context, toks: list[int]) -> tuple[tuple[str, tuple[int, ...]], tuple[str, tuple[int, ...]]]:

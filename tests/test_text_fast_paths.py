@@ -95,5 +95,9 @@ def test_context_keeps_the_dataclass_construction() -> None:
                   ["det", "nsubj", "ROOT"], [1, 2, 2], {})  # fmt: skip
     assert ctx.certain == frozenset() and ctx.path(0, 2) == ([0, 1, 2], [])
     assert ctx.words() == ["a", "dog", "run"]
+    other = ctx.replace(certain=frozenset({1}))
+    assert other.certain == frozenset({1}) and other.lower is ctx.lower and ctx.certain == frozenset()
+    with pytest.raises(TypeError):
+        ctx.replace(not_a_field=1)
     with pytest.raises(AttributeError):
         ctx.not_a_field = 1  # slotted: a misspelt field is an error, not a silent new attribute
