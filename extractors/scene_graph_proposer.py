@@ -76,24 +76,50 @@ def _bucket(x: int, top: int) -> str:
 _BUCKETS: dict[tuple[int, int], str] = {}
 
 
-@dataclass
 class Context:
-    """The per-caption lists the walk used (after its tag repairs), with lazily built ancestors."""
+    """The per-caption lists the walk used (after its tag repairs), with lazily built ancestors.
 
-    lower: Sequence[str]
-    lemma: Sequence[str]
-    pos: Sequence[str]
-    tag: Sequence[str]
-    dep: Sequence[str]
-    head: Sequence[int]
-    verb_lemmas: dict[str, str]
-    certain: frozenset[int] = frozenset()
+    A plain class with `__slots__` (not a dataclass): the build then makes it an extension type
+    (`setup.py`'s `slots_pxd`), so its methods (`path`, `ancestors`, ...), called several times
+    per pair of objects, read its lists as struct fields instead of through an instance dict.
+    Constructed as the dataclass was: `Context(lower, lemma, pos, tag, dep, head, verb_lemmas,
+    certain=frozenset())`.
+    """
 
-    def __post_init__(self) -> None:
+    __slots__ = (
+        "lower", "lemma", "pos", "tag", "dep", "head", "verb_lemmas", "certain", "_anc", "_pos", "_words", "_prts",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        lower: Sequence[str],
+        lemma: Sequence[str],
+        pos: Sequence[str],
+        tag: Sequence[str],
+        dep: Sequence[str],
+        head: Sequence[int],
+        verb_lemmas: dict[str, str],
+        certain: frozenset[int] = frozenset(),
+    ) -> None:
+        self.lower = lower
+        self.lemma = lemma
+        self.pos = pos
+        self.tag = tag
+        self.dep = dep
+        self.head = head
+        self.verb_lemmas = verb_lemmas
+        self.certain = certain
         self._anc: dict[int, list[int]] = {}
         self._pos: dict[int, dict[int, int]] = {}
         self._words: list[str] | None = None
         self._prts: dict[int, list[int]] | None = None
+
+    def replace(self, **changes: object) -> Context:
+        """A copy with some fields changed, as `dataclasses.replace` made when this was a
+        dataclass (the lazy caches start empty; an unknown field is a TypeError)."""
+        kw = {k: getattr(self, k) for k in _CONTEXT_FIELDS}
+        kw.update(changes)
+        return Context(**kw)
 
     def ancestors(self, i: int) -> list[int]:
         """`i` and its heads up to the root."""
@@ -175,6 +201,9 @@ class Context:
                 if d == "prt" and pos[head[k]] == "VERB":
                     p.setdefault(head[k], []).append(k)
         return p
+
+
+_CONTEXT_FIELDS = ("lower", "lemma", "pos", "tag", "dep", "head", "verb_lemmas", "certain")
 
 
 def _preds_from(ctx: Context, toks: list[int]) -> tuple[tuple[str, tuple[int, ...]], tuple[str, tuple[int, ...]]]:
@@ -387,6 +416,23 @@ class ScoreTables:
         self._memo: dict[tuple, tuple] = {}
         self._alts_of: dict | None = None
         self._alts: dict[str, tuple[tuple[str, bool], ...]] = {}
+        # the four attribute features that name the text, nested by it: text -> ("a=" weight,
+        # {object: "ao="}, {source: "asrc="}, {path: "apdw="}); for a text without "|" each
+        # nested look-up finds exactly the key its string would ("ao=" + ol + "|" + txt splits
+        # back at its last "|", "asrc=" at its first), so no string is built per candidate
+        a_tab: dict[str, list] = {}
+        for key, w in self.wd.items():
+            pre, _, rest = key.partition("=")
+            if pre == "a":
+                a_tab.setdefault(rest, [0.0, {}, {}, {}])[0] = w
+            elif pre in ("ao", "asrc", "apdw") and "|" in rest:
+                if pre == "asrc":
+                    txt, part = rest.split("|", 1)
+                    a_tab.setdefault(txt, [0.0, {}, {}, {}])[2][part] = w
+                else:
+                    part, txt = rest.rsplit("|", 1)
+                    a_tab.setdefault(txt, [0.0, {}, {}, {}])[1 if pre == "ao" else 3][part] = w
+        self.a_tab: dict[str, tuple] = {k: tuple(v) for k, v in a_tab.items()}
 
     def pred(self, pred: str) -> tuple[float, ...]:
         """The weights of a predicate's features that depend on nothing else, cached:
@@ -494,6 +540,11 @@ class ScoreTables:
                 ["ab", "asc=" + src, "ad=" + dep_t + "|" + src, "at=" + tag_t + "|" + src, "apd=" + pd + "|" + src,
                  "adist=" + dist_b + src, "aoth=" + oth_b + src, "anob=" + nob + src, "aod=" + dep_h + "|" + src]
             )  # fmt: skip
+        if "|" not in txt:
+            e = self.a_tab.get(txt)
+            if e is None:
+                return g + 0.0 + 0.0 + 0.0 + 0.0  # (the same additions as the string path's misses)
+            return g + e[0] + e[1].get(ol, 0.0) + e[2].get(src, 0.0) + e[3].get(pd, 0.0)
         get = self.wd.get
         return (
             g

@@ -189,7 +189,7 @@ class Oracle:
 
 def oracle_of(norm: Normalizer, graph: list[SceneNode], ctx: Context, alts: dict, name_of: Any) -> Oracle:
     """Every relation and attribute candidate of `graph` as normalised tuples."""
-    ctx = replace(ctx, certain=frozenset())  # node indices of another graph; the oracle ignores kinds
+    ctx = ctx.replace(certain=frozenset())  # node indices of another graph; the oracle ignores kinds
     rc, ac, keep = candidates(graph, ctx, alts)
     objs = [i for i, nd in enumerate(graph) if nd.kind == "object"]
     names = {i: norm.obj(name_of(i)) for i in objs}
