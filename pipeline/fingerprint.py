@@ -57,6 +57,52 @@ def file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:20] if path.exists() else ""
 
 
+# The weights shipped in the package: the featurising step's defaults (lexicon, naming tagger,
+# proposer, relevance model, tiny detector) when the config names no file of its own.
+PACKAGE_WEIGHTS = Path(__file__).resolve().parents[1] / "extractors" / "weights"
+MODEL_SECTIONS = ("relevance", "regions", "text")
+
+
+def models_stamp(sections: dict[str, Any], weights_dir: Path = PACKAGE_WEIGHTS) -> str:
+    """Fingerprint of the models the featurising step reads, by content.
+
+    Why: the config names a model by path ("regions.weights", "text.lexicon") or not at all (the
+    shipped default), so `JobConfig.stage_hash` stays the same when a weights file is retrained in
+    place or a newer laitkit ships new defaults; a rerun would then keep shards annotated by the
+    old models next to shards annotated by the new ones. Hashed: every file shipped in
+    `weights_dir` (~10 MB, a few ms), every string in the `MODEL_SECTIONS` of the config
+    (`sections`: `JobConfig.to_dict()`) that names an existing local file (content) or a remote
+    one (size and version), and the installed version of the spaCy model package.
+    """
+    parts: list[Any] = []
+    if weights_dir.is_dir():
+        parts += [[p.name, file_hash(p)] for p in sorted(weights_dir.iterdir()) if p.is_file()]
+    for name in MODEL_SECTIONS:
+        for key, val in sorted((sections.get(name) or {}).items()):
+            if not isinstance(val, str) or not val:
+                continue
+            if storage.is_remote(val):
+                parts.append([name, key, file_stamp(val)])
+            elif Path(val).is_file():
+                parts.append([name, key, file_stamp(val, content=True)])
+    model = (sections.get("text") or {}).get("model")
+    if isinstance(model, str) and model:
+        parts.append(["spacy model", model, _package_version(model)])
+    return digest(parts)
+
+
+def _package_version(name: str) -> str:
+    """The installed version of a pip package ("" when it is not one, e.g. a model folder)."""
+    from importlib import metadata
+
+    for dist in (name, name.replace("_", "-")):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return ""
+
+
 class Record:
     """`work/fingerprints.json`: {"crawl": {shard: fp}, "dedup": fp, "shards": {shard: fp}, "pretrain": fp}."""
 

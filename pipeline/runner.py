@@ -259,7 +259,8 @@ def run_job(cfg: Any) -> dict[str, Any]:
         reused["dedup"] = True
     times.add("dedup", t0)
 
-    shard_fp = {str(i): fpr.digest(shards_hash, crawl_fp[str(i)], fpr.file_hash(dist_dedup.verdict_path(
+    models_fp = fpr.models_stamp(cfg.to_dict())  # a retrained model re-featurises, like a config change
+    shard_fp = {str(i): fpr.digest(shards_hash, models_fp, crawl_fp[str(i)], fpr.file_hash(dist_dedup.verdict_path(
         work / "dedup", i))) for i in range(n)}  # fmt: skip
     done_out = completed(out, cfg.shards.dest)
     todo = [i for i in range(n) if i not in done_out or record.shards.get(str(i)) != shard_fp[str(i)]]

