@@ -203,7 +203,8 @@ class Context:
         return p
 
 
-_CONTEXT_FIELDS = ("lower", "lemma", "pos", "tag", "dep", "head", "verb_lemmas", "certain")
+# what `Context.replace` copies: its fields, not its lazy caches (the slots starting with "_")
+_CONTEXT_FIELDS = tuple(f for f in Context.__slots__ if not f.startswith("_"))
 
 
 def _preds_from(ctx: Context, toks: list[int]) -> tuple[tuple[str, tuple[int, ...]], tuple[str, tuple[int, ...]]]:

@@ -152,9 +152,11 @@ class Miner:
                     elif rel := compound_relation(nl(m), hl, rels):
                         vote = rel  # "train station" -> ( station , for , train ): "@~for"
                     else:
-                        hit = sorted(a for (o, a) in attrs if o.split()[-1] == hl and (a == m or a[:3] == m[:3]))
-                        if hit:
-                            vote = hit[0]
+                        hit = min(
+                            (a for (o, a) in attrs if o.split()[-1] == hl and (a == m or a[:3] == m[:3])), default=None
+                        )
+                        if hit is not None:
+                            vote = hit
                         elif hl in ent_heads:
                             vote = ""
                     if vote is not None:
@@ -164,9 +166,9 @@ class Miner:
                     objs = [c for c in t.children if c.dep_ == "pobj"]
                     if objs:
                         n1, n2 = h.lemma_.lower(), nl(objs[0].lower_)
-                        hit = sorted(a for (o, a) in attrs if o.split()[-1] == n2 and a.split()[0] == n1)
-                        if hit:
-                            qty_votes[n1][hit[0]] += 1
+                        hit = min((a for (o, a) in attrs if o.split()[-1] == n2 and a.split()[0] == n1), default=None)
+                        if hit is not None:
+                            qty_votes[n1][hit] += 1
                         elif n2 in ent_heads and nl(h.lower_) not in ent_heads:
                             qty_votes[n1]["-"] += 1  # a quantity FACTUAL does not write ("a lot of")
                         else:
@@ -578,7 +580,7 @@ def mine_alternatives(docs: list, golds: list, ex: TextExtractor, norm: Normaliz
             by_pair[(o, s)].add("~" + p)  # written the other way round
         for x in rc:
             pred = norm.pred(x[2][0])
-            for g in sorted(by_pair.get((nm(x[0]), nm(x[1])), ())):
+            for g in by_pair.get((nm(x[0]), nm(x[1])), ()):  # (order free: `rank_alternatives` decides ties)
                 if g != pred:
                     votes[pred][g] += 1
     return rank_alternatives(votes, top)
