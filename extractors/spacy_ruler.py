@@ -166,10 +166,11 @@ def compile_patterns(ruler: Any) -> CompiledRules | None:
 class FastAttributeRuler:
     """A pipeline component that sets what `ruler` would, from `CompiledRules` (see the module)."""
 
-    def __init__(self, rules: CompiledRules, name: str = "attribute_ruler") -> None:
+    def __init__(self, rules: CompiledRules, inner: Any = None, name: str = "attribute_ruler") -> None:
         from spacy import attrs
         from spacy.tokens._retokenize import set_token_attrs
 
+        self.inner = inner
         self.rules = rules
         self.name = name
         self._cols = [getattr(attrs, k) for k in KEYS]
@@ -226,6 +227,13 @@ class FastAttributeRuler:
         for doc in docs:
             yield self(doc)
 
+    def __getattr__(self, name: str) -> Any:
+        """Everything else is the replaced ruler's (`patterns`, ...), so code that reads the
+        pipeline's attribute ruler sees spaCy's; its patterns must not change after the swap."""
+        if name == "inner" or self.inner is None:
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
 
 def speed_up(nlp: Any) -> bool:
     """Swap `nlp`'s "attribute_ruler" for a `FastAttributeRuler` of its patterns; True if swapped.
@@ -242,5 +250,5 @@ def speed_up(nlp: Any) -> bool:
     # replaced in place, keeping its name and position; spaCy's `replace_pipe` needs a registered
     # factory with a serialisable config, which a compiled cache is not
     comps = nlp._components
-    comps[comps.index(("attribute_ruler", old))] = ("attribute_ruler", FastAttributeRuler(rules))
+    comps[comps.index(("attribute_ruler", old))] = ("attribute_ruler", FastAttributeRuler(rules, old))
     return True

