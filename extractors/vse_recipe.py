@@ -37,7 +37,7 @@ def pos_sentences(
     if todo:
         from laitkit.extractors.text import load_nlp
 
-        nlp = load_nlp(nlp_model)
+        nlp = load_nlp(nlp_model, fast_pipes=True)
         for i, doc in zip(todo, nlp.pipe([pairs[i].caption for i in todo], batch_size=256), strict=True):
             out[i] = ([t.text.lower() for t in doc], [t.pos_ for t in doc])
     return [o for o in out if o is not None]
