@@ -69,10 +69,12 @@ class FastLemmatizer:
 
 def speed_up_lemmatizer(nlp: Any) -> bool:
     """Swap `nlp`'s rule-mode "lemmatizer" (not overwriting) for a `FastLemmatizer`; True if swapped."""
-    if "lemmatizer" not in nlp.pipe_names:
+    if "lemmatizer" not in nlp.pipe_names or not isinstance(getattr(nlp, "_components", None), list):
         return False
     old = nlp.get_pipe("lemmatizer")
-    if getattr(old, "mode", None) != "rule" or getattr(old, "overwrite", True) or not hasattr(old, "lemmatize"):
+    if getattr(old, "mode", None) != "rule" or getattr(old, "overwrite", True):
+        return False
+    if not (hasattr(old, "lemmatize") and hasattr(old, "_validated")):  # another spaCy's lemmatizer: keep it
         return False
     comps = nlp._components
     comps[comps.index(("lemmatizer", old))] = ("lemmatizer", FastLemmatizer(old))

@@ -156,10 +156,10 @@ class CompiledRules:
 
 def compile_patterns(ruler: Any) -> CompiledRules | None:
     """`ruler`'s patterns compiled, or None when one of them is beyond this module (keep spaCy's)."""
-    patterns = [p["patterns"] for p in ruler.patterns]
     try:
+        patterns = [p["patterns"] for p in ruler.patterns]
         return CompiledRules(patterns, ruler.attrs, ruler.indices)
-    except ValueError:
+    except (ValueError, AttributeError, KeyError, TypeError, re.error):  # another spaCy's ruler: keep it
         return None
 
 
@@ -241,7 +241,7 @@ def speed_up(nlp: Any) -> bool:
     Nothing happens (False) when the pipeline has no such component or one of its patterns is
     beyond `compile_patterns`.
     """
-    if "attribute_ruler" not in nlp.pipe_names:
+    if "attribute_ruler" not in nlp.pipe_names or not isinstance(getattr(nlp, "_components", None), list):
         return False
     old = nlp.get_pipe("attribute_ruler")
     rules = compile_patterns(old)
