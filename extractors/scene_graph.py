@@ -310,6 +310,24 @@ class _Walk:
         for i in range(self.n):
             w = lower[i]
             h = head[i]
+            if dep[i] == "ROOT" and pos[i] in NOUNS and self._conj_root(i) is not None:
+                fix.append((i, "conj_root"))  # "post supporting a light and signs": "signs" the root
+                continue
+            if (
+                dep[i] == "nmod"
+                and pos[i] in NOUNS
+                and i + 2 < self.n
+                and self.tag[i + 1] == "VBG"
+                and dep[i + 1] == "amod"
+                and h == head[i + 1]
+                and h > i + 1
+                and pos[h] in NOUNS
+            ):
+                fix.append((i, "nmod_acl"))  # "hand touching board": "hand" and "touching" both modifiers of "board"
+                continue
+            if w == "to" and pos[i] != "ADP" and self._next_to_object(i):
+                fix.append((i, "next_to"))  # "pole next to sign": "to sign" parsed as an infinitive
+                continue
             if dep[i] == "npadvmod" and pos[i] in NOUNS and h == i + 1 and self.tag[h] == "VBG":
                 # "woman holding kite": the subject parsed as an adverbial noun of "holding"
                 fix.append((i, "subj" if dep[h] != "amod" else "acl"))
@@ -376,6 +394,12 @@ class _Walk:
         )
         pos, tag, dep, head, lemma = self.pos, self.tag, self.dep, self.head, self.lemma
         for i, kind in fix:
+            if kind == "conj_root":
+                self._repair_conj_root(i)
+                continue
+            if kind == "next_to":
+                self._repair_next_to(i)
+                continue
             if kind == "s":
                 h = i - 1
                 pos[i], tag[i], lemma[i] = "NOUN", "NN", lower[i]
@@ -448,6 +472,11 @@ class _Walk:
                 elif dep[i] == "amod" and h > i and pos[h] in NOUNS:
                     dep[i] = "compound"  # "the oven door"
                 continue
+            if kind == "nmod_acl":  # "metal pole supporting sign": "metal" goes with "pole"
+                for k in range(i):
+                    if head[k] == head[i]:
+                        head[k] = i
+                kind = "acl"
             if kind == "acl":  # "lady holding baby": holding was an adjective of baby
                 v = i + 1
                 y = head[v]
@@ -468,6 +497,91 @@ class _Walk:
                 if head[k] == i and dep[k] in ("det", "amod", "compound", "nummod", "poss", "quantmod"):
                     head[k] = j
             head[i], dep[i] = j, "acl"
+
+    def _conj_root(self, y: int) -> tuple[int, int, int] | None:
+        """(subject, conjunction, first conjunct) when root noun `y` is the last conjunct of an
+        object that the parser made the root, with the caption's real head as its subject
+        ("a post supporting a traffic light and signs": "post" nsubj of "signs"), else None.
+
+        Why: the fragment then reads as "post ... is signs"; the coordinated object gets no
+        relation and the subject none to it (held-out train captions: the commonest pair that had
+        no candidate at all although gold relates it by the verb).
+        """
+        pos, dep, head, lower = self.pos, self.dep, self.head, self.lower
+        c = y - 1
+        while c >= 0 and head[c] == y and pos[c] in ("DET", "ADJ", "NUM", "NOUN", "PROPN") and dep[c] != "nsubj":
+            c -= 1
+        if c < 2 or dep[c] != "cc" or lower[c] not in ("and", "or"):
+            return None
+        h = head[c]
+        if h >= c or pos[h] not in NOUNS or dep[h] not in ("dobj", "pobj", "conj"):
+            return None
+        subs = [k for k in range(h) if head[k] == y and dep[k] in ("nsubj", "nsubjpass") and pos[k] in NOUNS]
+        if len(subs) != 1:
+            return None
+        up = h
+        while head[up] != up and up != subs[0]:
+            up = head[up]
+        return (subs[0], c, h) if up == subs[0] else None
+
+    def _repair_conj_root(self, y: int) -> None:
+        """The repair of `_conj_root`: its subject becomes the root (with `y`'s dependents before
+        the conjunction), `y` a conjunct of the first conjunct."""
+        got = self._conj_root(y)
+        if got is None:
+            return
+        s, c, h = got
+        head, dep = self.head, self.dep
+        head[s], dep[s] = s, "ROOT"
+        for k in range(c):
+            if head[k] == y and k != s:
+                head[k] = s
+        head[y], dep[y] = h, "conj"
+
+    def _next_to_object(self, i: int) -> bool:
+        """Is token `i` the "to" of "X next to Y" that the parser read as an infinitive marker,
+        with Y (after only determiners/adjectives/numbers) tagged as a verb or left the root?
+
+        Why: in fragments like "woman next to train" or "plate next to glass" spaCy reads "to train"
+        as an infinitive, so Y is no object and the pair gets no relation at all (on held-out train
+        captions the commonest "next to" miss); here "to" becomes a preposition and Y its object.
+        """
+        lower, pos, dep, head = self.lower, self.pos, self.dep, self.head
+        if i < 2 or i + 1 >= self.n or lower[i - 1] not in ("next", "close"):
+            return False
+        y = head[i]
+        x = head[i - 1]
+        if y <= i or dep[i] not in ("aux", "prep") or pos[y] not in ("VERB", "NOUN", "AUX", "PROPN"):
+            return False
+        if any(pos[k] not in ("DET", "ADJ", "NUM") for k in range(i + 1, y)):
+            return False
+        if x >= i - 1 or (pos[x] not in NOUNS and pos[x] != "VERB") or self.tag[y] in ("VBG", "VBN"):
+            return False
+        return not any(head[k] == y and dep[k] == "dobj" for k in range(self.n))
+
+    def _repair_next_to(self, i: int) -> None:
+        """"X next to Y" from an infinitive reading (see `_next_to_object`): "to" a preposition
+        under "next", Y a noun under "to"; when X hung below Y (Y was the root), X takes Y's place."""
+        lower, pos, tag, dep, head, lemma = self.lower, self.pos, self.tag, self.dep, self.head, self.lemma
+        t, y = i - 1, head[i]
+        x = head[t]
+        up = x
+        while head[up] != up and up != y:
+            up = head[up]
+        if up == y:  # x is below y: x takes y's place in the tree, with y's other dependents
+            xx = x
+            while head[xx] != y:
+                xx = head[xx]
+            head[xx], dep[xx] = (head[y], dep[y]) if head[y] != y else (xx, "ROOT")
+            for k in range(self.n):
+                if head[k] == y and k != i and k != xx and not (i < k < y):
+                    head[k] = xx
+        if pos[y] not in NOUNS:
+            plural = tag[y] in ("VBZ", "NNS") and lower[y][-1:] == "s" and lower[y][-2:] != "ss"
+            pos[y], tag[y] = "NOUN", "NNS" if plural else "NN"
+            lemma[y] = lower[y][:-1] if plural else lower[y]
+        head[y], dep[y] = i, "pobj"
+        pos[i], tag[i], dep[i], head[i], lemma[i] = "ADP", "IN", "prep", t, "to"
 
     def split_names(self, pairs: frozenset[str], first: frozenset[str]) -> list[int]:
         """Second words of two-word object names the parse split ("fire hydrant", "stop sign").
@@ -1121,8 +1235,9 @@ class _Walk:
                 self.rel(k, "have", i, [k, *(c for c in kids[k] if dep[c] == "case")], certain=True)
 
     def reciprocal(self, o: int) -> bool:
-        """Is token `o` the "other" of "each other" / "one another"?"""
-        return self.lower[o] in ("other", "another") and any(self.lower[c] in ("each", "one") for c in self.kids[o])
+        """Is token `o` the "other" of "each other" / "one another" (or the misspelt "eachother")?"""
+        w = self.lower[o]
+        return w == "eachother" or (w in ("other", "another") and any(self.lower[c] in ("each", "one") for c in self.kids[o]))
 
     def container_of(self, y: int) -> int | None:
         """The container or surface X of content noun `y` in "X of Y" ("mug of coffee" -> mug), else None."""
