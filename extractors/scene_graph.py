@@ -310,8 +310,14 @@ class _Walk:
         for i in range(self.n):
             w = lower[i]
             h = head[i]
-            if dep[i] == "ROOT" and pos[i] in NOUNS and self._conj_root(i) is not None:
-                fix.append((i, "conj_root"))  # "post supporting a light and signs": "signs" the root
+            if dep[i] in ("ROOT", "appos") and pos[i] in NOUNS and self._split_compound(i) is not None:
+                fix.append((i, "split"))  # "cat sitting in the bathroom sink" with "sink" the root
+                continue
+            if dep[i] == "appos" and pos[i] in NOUNS and self._appos_object(i) >= 0:
+                fix.append((i, "dobj"))  # "an adult kicking the soccer ball" with "ball" an apposition
+                continue
+            if dep[i] in ("ROOT", "appos", "conj") and pos[i] in NOUNS and self._stray_conjunct(i) is not None:
+                fix.append((i, "conj"))  # "post supporting a light and signs": "signs" the root
                 continue
             if (
                 dep[i] == "nmod"
@@ -394,8 +400,14 @@ class _Walk:
         )
         pos, tag, dep, head, lemma = self.pos, self.tag, self.dep, self.head, self.lemma
         for i, kind in fix:
-            if kind == "conj_root":
-                self._repair_conj_root(i)
+            if kind == "split":
+                self._repair_split_compound(i)
+                continue
+            if kind == "dobj":
+                head[i], dep[i] = self._appos_object(i), "dobj"
+                continue
+            if kind == "conj":
+                self._repair_stray_conjunct(i)
                 continue
             if kind == "next_to":
                 self._repair_next_to(i)
@@ -498,14 +510,85 @@ class _Walk:
                     head[k] = j
             head[i], dep[i] = j, "acl"
 
-    def _conj_root(self, y: int) -> tuple[int, int, int] | None:
-        """(subject, conjunction, first conjunct) when root noun `y` is the last conjunct of an
-        object that the parser made the root, with the caption's real head as its subject
-        ("a post supporting a traffic light and signs": "post" nsubj of "signs"), else None.
+    def _split_compound(self, y: int) -> int | None:
+        """The subject to re-root on (or -1) when noun `y` is the second word of a two-noun name
+        whose first word `y - 1` the parser made the object of a verb or preposition while `y`
+        became the root ("cat sitting in the bathroom sink": "cat" its subject) or an apposition
+        of an ancestor ("fireman using a water hydrant"); else None.
 
-        Why: the fragment then reads as "post ... is signs"; the coordinated object gets no
-        relation and the subject none to it (held-out train captions: the commonest pair that had
-        no candidate at all although gold relates it by the verb).
+        Why: the name's head then hangs from nothing the relation rules read, so the pair gets no
+        relation (held-out train captions: pairs without any candidate although gold relates them).
+        """
+        pos, dep, head = self.pos, self.dep, self.head
+        x = y - 1
+        if x < 1 or pos[x] not in NOUNS or dep[x] not in ("dobj", "pobj") or head[x] == y:
+            return None
+        if pos[y] != "NOUN" or self.lower[y] in self.lex.verb_forms:  # "zebra standing", "the word xcel"
+            return None
+        if any(head[k] == y for k in range(y + 1, self.n) if dep[k] != "punct" and dep[k] != "prep"):
+            return None
+        if dep[y] == "appos":
+            up = x
+            while head[up] != up and up != head[y]:
+                up = head[up]
+            return -1 if up == head[y] else None
+        subs = [k for k in range(x) if head[k] == y and dep[k] in ("nsubj", "nsubjpass") and pos[k] in NOUNS]
+        if len(subs) != 1:
+            return None
+        up = x
+        while head[up] != up and up != subs[0]:
+            up = head[up]
+        return subs[0] if up == subs[0] else None
+
+    def _repair_split_compound(self, y: int) -> None:
+        """The repair of `_split_compound`: `y` takes its first word's place, which becomes its
+        compound; a root `y`'s subject becomes the root, with `y`'s other dependents before it."""
+        s = self._split_compound(y)
+        if s is None:
+            return
+        head, dep = self.head, self.dep
+        x = y - 1
+        if s >= 0:
+            head[s], dep[s] = s, "ROOT"
+            for k in range(x):
+                if head[k] == y and k != s:
+                    head[k] = s
+        elif dep[y] == "appos":
+            for k in range(y + 1, self.n):
+                if head[k] == y and dep[k] == "prep":
+                    head[k] = head[y]
+        for k in range(self.n):
+            if head[k] == x and k != y:
+                head[k] = y
+        head[y], dep[y] = head[x], dep[x]
+        head[x], dep[x] = y, "compound"
+
+    def _appos_object(self, y: int) -> int:
+        """The verb whose missing object noun `y` is, when the parser made `y` an apposition of the
+        noun the verb modifies ("an adult kicking the soccer ball": "ball" an apposition of
+        "adult", "kicking" without an object); -1 otherwise."""
+        pos, dep, head = self.pos, self.dep, self.head
+        k = y - 1
+        while k >= 0 and head[k] == y and pos[k] in ("DET", "ADJ", "NUM", "NOUN", "PROPN"):
+            k -= 1
+        v = k
+        if v < 1 or pos[v] != "VERB" or head[v] != head[y] or dep[v] not in ("acl", "relcl"):
+            return -1
+        if any(head[t] == v and dep[t] in ("dobj", "prep", "prt", "ccomp", "xcomp") for t in range(self.n)):
+            return -1
+        return v
+
+    def _stray_conjunct(self, y: int) -> tuple[int, int, int] | None:
+        """(subject or -1, conjunction, first conjunct) when noun `y`, right after "and"/"or" (and
+        its own modifiers), is the second conjunct of an object that the parser attached higher up:
+        made the root with the caption's head as its subject ("a post supporting a traffic light
+        and signs"), or an apposition/conjunct of an ancestor ("a man wearing a blue shirt and gray
+        jacket", "plate holding a sandwich and condiments"); else None. The conjunction's own head
+        says which noun the coordination belongs to.
+
+        Why: the second conjunct then gets no relation from the verb or preposition of the first
+        (held-out train captions: the commonest pair that had no candidate at all although gold
+        relates it, "( man , wear , jacket )").
         """
         pos, dep, head, lower = self.pos, self.dep, self.head, self.lower
         c = y - 1
@@ -514,8 +597,13 @@ class _Walk:
         if c < 2 or dep[c] != "cc" or lower[c] not in ("and", "or"):
             return None
         h = head[c]
-        if h >= c or pos[h] not in NOUNS or dep[h] not in ("dobj", "pobj", "conj"):
+        if h >= c or pos[h] not in NOUNS or dep[h] not in ("dobj", "pobj", "conj") or head[y] == h:
             return None
+        up = h
+        while head[up] != up and up != head[y] and up != y:
+            up = head[up]
+        if dep[y] != "ROOT":  # an apposition or conjunct of an ancestor of the first conjunct
+            return (-1, c, h) if up == head[y] and up != y else None
         subs = [k for k in range(h) if head[k] == y and dep[k] in ("nsubj", "nsubjpass") and pos[k] in NOUNS]
         if len(subs) != 1:
             return None
@@ -524,18 +612,25 @@ class _Walk:
             up = head[up]
         return (subs[0], c, h) if up == subs[0] else None
 
-    def _repair_conj_root(self, y: int) -> None:
-        """The repair of `_conj_root`: its subject becomes the root (with `y`'s dependents before
-        the conjunction), `y` a conjunct of the first conjunct."""
-        got = self._conj_root(y)
+    def _repair_stray_conjunct(self, y: int) -> None:
+        """The repair of `_stray_conjunct`: `y` becomes a conjunct of the first conjunct; a root
+        `y`'s subject becomes the root (with `y`'s dependents before the conjunction), an
+        apposition's prepositions go back to the noun it hung from ("... and gray pants on a
+        skateboard": the boy is on it)."""
+        got = self._stray_conjunct(y)
         if got is None:
             return
         s, c, h = got
         head, dep = self.head, self.dep
-        head[s], dep[s] = s, "ROOT"
-        for k in range(c):
-            if head[k] == y and k != s:
-                head[k] = s
+        if s >= 0:
+            head[s], dep[s] = s, "ROOT"
+            for k in range(c):
+                if head[k] == y and k != s:
+                    head[k] = s
+        else:
+            for k in range(y + 1, self.n):
+                if head[k] == y and dep[k] == "prep":
+                    head[k] = head[y]
         head[y], dep[y] = h, "conj"
 
     def _next_to_object(self, i: int) -> bool:
