@@ -683,11 +683,9 @@ def candidates(
     keep: list[SceneNode] = []
     certain = {id(graph[j]) for j in ctx.certain if j < len(graph)}
     sure_attr: set[tuple[int, str]] = set()
-    recip: set[int] = set()  # objects related to themselves ("two cats next to each other")
     for nd in graph:
         if nd.kind == "relation" and nd.subject >= 0 and nd.object >= 0:
             if nd.subject == nd.object:
-                recip.add(nd.subject)
                 keep.append(
                     SceneNode(
                         kind="relation",
@@ -836,8 +834,6 @@ def candidates(
                 continue
             props[w] = (toks, src, t)
         for txt, (toks, src, t) in props.items():
-            if i in recip and txt.isdigit():
-                continue  # FACTUAL counts a reciprocal's objects by the relation, never by a number
             kind = NEW if src != "rule" else (CERTAIN if (i, txt) in sure_attr else RULE)
             if kind == CERTAIN and tables is not None:
                 acands.append((i, txt, tuple(toks), 0.0, kind))
