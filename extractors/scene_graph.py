@@ -655,7 +655,7 @@ class _Walk:
         return not any(head[k] == y and dep[k] == "dobj" for k in range(self.n))
 
     def _repair_next_to(self, i: int) -> None:
-        """"X next to Y" from an infinitive reading (see `_next_to_object`): "to" a preposition
+        """Repair "X next to Y" read as an infinitive (see `_next_to_object`): "to" a preposition
         under "next", Y a noun under "to"; when X hung below Y (Y was the root), X takes Y's place."""
         lower, pos, tag, dep, head, lemma = self.lower, self.pos, self.tag, self.dep, self.head, self.lemma
         t, y = i - 1, head[i]
@@ -1332,7 +1332,9 @@ class _Walk:
     def reciprocal(self, o: int) -> bool:
         """Is token `o` the "other" of "each other" / "one another" (or the misspelt "eachother")?"""
         w = self.lower[o]
-        return w == "eachother" or (w in ("other", "another") and any(self.lower[c] in ("each", "one") for c in self.kids[o]))
+        if w == "eachother":
+            return True
+        return w in ("other", "another") and any(self.lower[c] in ("each", "one") for c in self.kids[o])
 
     def container_of(self, y: int) -> int | None:
         """The container or surface X of content noun `y` in "X of Y" ("mug of coffee" -> mug), else None."""

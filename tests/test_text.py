@@ -138,7 +138,10 @@ CONSTRUCTIONS = [
     # Y" with X and the verb both modifiers of Y
     ("cat next to train", {("cat", "next to", "train")}),
     ("bench next to bus", {("bench", "next to", "bus")}),
-    ("a pole supporting a traffic light and signs", {("pole", "support", "traffic light"), ("pole", "support", "signs")}),
+    (
+        "a pole supporting a traffic light and signs",
+        {("pole", "support", "traffic light"), ("pole", "support", "signs")},
+    ),
     (
         "a boy wearing a green shirt and gray jacket",
         {("boy", "wear", "shirt"), ("boy", "wear", "jacket"), ("shirt", "is", "green"), ("jacket", "is", "gray")},
