@@ -323,7 +323,7 @@ class _Walk:
                 dep[i] == "nmod"
                 and pos[i] in NOUNS
                 and i + 2 < self.n
-                and self.tag[i + 1] == "VBG"
+                and (self.tag[i + 1] == "VBG" or lower[i + 1] in lex.verb_forms)
                 and dep[i + 1] == "amod"
                 and h == head[i + 1]
                 and h > i + 1
@@ -382,6 +382,8 @@ class _Walk:
                 and (dep[i - 1] == "compound" and head[i - 1] == i and pos[i - 1] in NOUNS)
             ):
                 fix.append((i, "v"))
+            elif pos[i] == "NOUN" and dep[i] in ("acl", "relcl") and w in lex.verb_forms and w not in lex.ing_nouns:
+                fix.append((i, "verb"))  # "a zebra standing under the tree" with "standing" tagged a noun
             elif pos[i] == "VERB" and w in lex.ing_nouns and dep[i] in NOUN_SLOTS:
                 fix.append((i, "n"))
         if lex.naming is not None:
@@ -400,11 +402,16 @@ class _Walk:
         )
         pos, tag, dep, head, lemma = self.pos, self.tag, self.dep, self.head, self.lemma
         for i, kind in fix:
+            if kind == "verb":
+                self._as_verb(i)
+                continue
             if kind == "split":
                 self._repair_split_compound(i)
                 continue
             if kind == "dobj":
-                head[i], dep[i] = self._appos_object(i), "dobj"
+                v = self._appos_object(i)
+                head[i], dep[i] = v, "dobj"
+                self._as_verb(v)
                 continue
             if kind == "conj":
                 self._repair_stray_conjunct(i)
@@ -488,6 +495,7 @@ class _Walk:
                 for k in range(i):
                     if head[k] == head[i]:
                         head[k] = i
+                self._as_verb(i + 1)
                 kind = "acl"
             if kind == "acl":  # "lady holding baby": holding was an adjective of baby
                 v = i + 1
@@ -572,7 +580,9 @@ class _Walk:
         while k >= 0 and head[k] == y and pos[k] in ("DET", "ADJ", "NUM", "NOUN", "PROPN"):
             k -= 1
         v = k
-        if v < 1 or pos[v] != "VERB" or head[v] != head[y] or dep[v] not in ("acl", "relcl"):
+        if v < 1 or head[v] != head[y] or dep[v] not in ("acl", "relcl"):
+            return -1
+        if pos[v] != "VERB" and self.lower[v] not in self.lex.verb_forms:  # "kicking" tagged a noun
             return -1
         if any(head[t] == v and dep[t] in ("dobj", "prep", "prt", "ccomp", "xcomp") for t in range(self.n)):
             return -1
@@ -809,6 +819,14 @@ class _Walk:
                         self.skip.add(o)
                         cur = last = ofs[0]
                         continue
+                    if not ofs:
+                        y = self._bare_of_object(o)
+                        if y >= 0:  # "a mirror in front a sink": "of" left out, "sink" an apposition
+                            words.append(self.lemma[o].lower())
+                            words.append("of")
+                            toks.append(o)
+                            self.skip.add(o)
+                            return " ".join(words), o, y, self.conj_group(y), toks
                 return " ".join(words), last, o, self.conj_group(o), toks
             nxt = [k for k in self.kids[cur] if self.dep[k] in ("prep", "pcomp") and self.pos[k] == "ADP"]
             if nxt:
@@ -818,6 +836,22 @@ class _Walk:
                 continue
             break
         return " ".join(words), last, -1, [], toks
+
+    def _as_verb(self, v: int) -> None:
+        """Token `v`, an "-ing" form the tagger read as an adjective or noun, as the verb it is."""
+        if self.pos[v] != "VERB" and self.lower[v] in self.lex.verb_forms:
+            self.pos[v], self.tag[v], self.lemma[v] = "VERB", "VBG", self.lex.verb_forms[self.lower[v]]
+
+    def _bare_of_object(self, o: int) -> int:
+        """The noun after relation noun `o` ("front", "top", "side") that the parser made an
+        apposition because the caption left out "of" ("a mirror in front a sink", "a board on top
+        a store"), when only its own modifiers stand between them; -1 otherwise."""
+        k = o + 1
+        while k < self.n and self.pos[k] in ("DET", "ADJ", "NUM", "NOUN", "PROPN") and self.dep[k] != "appos":
+            k += 1
+        if k >= self.n or self.dep[k] != "appos" or not self.is_noun(k):
+            return -1
+        return k if all(self.head[t] == k for t in range(o + 1, k)) else -1
 
     def find_objects(self) -> None:
         lower, lemma, dep, head = self.lower, self.lemma, self.dep, self.head

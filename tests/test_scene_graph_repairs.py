@@ -65,6 +65,26 @@ def test_reciprocal_written_as_one_word() -> None:
     assert _graph(rows) == {("bird", "sit next to", "bird"), ("bird", "is", "2")}
 
 
+def test_participle_tagged_as_a_noun_or_adjective() -> None:
+    # "a zebra standing under the tree" with "standing" a noun; "hand touching screen" with
+    # "touching" an adjective and "hand" a nominal modifier of "screen"
+    zebra = [
+        ("a", "a", "DET", "DT", "det", 1),
+        ("zebra", "zebra", "NOUN", "NN", "ROOT", 1),
+        ("standing", "standing", "NOUN", "NN", "acl", 1),
+        ("under", "under", "ADP", "IN", "prep", 2),
+        ("the", "the", "DET", "DT", "det", 5),
+        ("tree", "tree", "NOUN", "NN", "pobj", 3),
+    ]
+    assert _graph(zebra) == {("zebra", "stand under", "tree")}
+    hand = [
+        ("hand", "hand", "NOUN", "NN", "nmod", 2),
+        ("touching", "touching", "ADJ", "JJ", "amod", 2),
+        ("screen", "screen", "NOUN", "NN", "ROOT", 2),
+    ]
+    assert _graph(hand) == {("hand", "touch", "screen")}
+
+
 def test_real_infinitive_after_next_is_left_alone() -> None:
     # "man waiting next to ride": nothing to repair when "next" hangs from no noun or verb before it
     rows = [

@@ -152,6 +152,7 @@ CONSTRUCTIONS = [
     ),
     ("dog sitting in the bathroom sink", {("dog", "sit in", "sink"), ("sink", "in", "bathroom")}),
     ("wall surrounding tennis court", {("wall", "surround", "tennis court")}),
+    ("a lamp in front a window", {("lamp", "in front of", "window")}),
 ]
 
 
