@@ -391,6 +391,10 @@ class _Walk:
         x = self.object_gap()
         if x >= 0:
             fix.append((x, "gap"))
+        else:
+            x = self.stranded_acl()
+            if x >= 0:
+                fix.append((x, "relcl"))
         if not fix:
             return
         self.pos, self.tag, self.dep, self.head, self.lemma = (
@@ -404,6 +408,10 @@ class _Walk:
         for i, kind in fix:
             if kind == "verb":
                 self._as_verb(i)
+                continue
+            if kind == "relcl":
+                dep[i] = "relcl"
+                self._stranded_prep_as_prep()
                 continue
             if kind == "split":
                 self._repair_split_compound(i)
@@ -474,12 +482,18 @@ class _Walk:
                 continue
             if kind == "gap":  # "couch man is sitting on": the couch that the man is sitting on
                 y = head[i]
+                if pos[y] in ("VERB", "AUX"):  # "table the sandwich is on": X hung from the verb
+                    head[i], dep[i] = i, "ROOT"
+                    head[y], dep[y] = i, "relcl"
+                    self._stranded_prep_as_prep()
+                    continue
                 v = head[y]
                 for k in range(i):
                     if head[k] == y:
                         head[k] = i
                 head[i], dep[i] = i, "ROOT"
                 head[v], dep[v] = i, "relcl"
+                self._stranded_prep_as_prep()
                 continue
             if kind == "noun":
                 plural = tag[i] in ("VBZ", "NNS") and lower[i][-1:] == "s" and lower[i][-2:] != "ss"
@@ -512,6 +526,15 @@ class _Walk:
                 continue
             j = i - 1
             pos[i], tag[i], lemma[i] = "VERB", "VBG", lex.verb_forms[lower[i]]
+            y = head[i]
+            if dep[i] == "amod" and y > i and pos[y] in NOUNS:  # "silver pole holding sign": Y its object
+                for k in range(j):
+                    if head[k] == y:
+                        head[k] = j
+                head[j], dep[j] = (head[y], dep[y]) if head[y] != y else (j, "ROOT")
+                head[i], dep[i] = j, "acl"
+                head[y], dep[y] = i, "dobj"
+                continue
             head[j], dep[j] = (head[i], dep[i]) if head[i] != i else (j, "ROOT")
             for k in range(j):
                 if head[k] == i and dep[k] in ("det", "amod", "compound", "nummod", "poss", "quantmod"):
@@ -710,6 +733,45 @@ class _Walk:
                     out.append(i)
         return out
 
+    def _stranded_verb(self) -> int:
+        """The verb of a caption that ends in a preposition without its object ("... is on") or in
+        a transitive verb without one ("... is wearing"), else -1."""
+        pos, dep, head, lower = self.pos, self.dep, self.head, self.lower
+        last = self.n - 1
+        while last >= 0 and pos[last] == "PUNCT":
+            last -= 1
+        if last < 2:
+            return -1
+        if pos[last] == "ADP" and dep[last] in ("prep", "prt", "advmod") and lower[last] in GAP_PREPS:
+            if any(head[k] == last and k != last for k in range(self.n)):
+                return -1
+            return head[last]
+        if pos[last] == "VERB" and self.lemma[last].lower() in GAP_VERBS:
+            return last
+        return -1
+
+    def _stranded_prep_as_prep(self) -> None:
+        """The caption's last word, a stranded preposition the parser made an adverb ("the chair
+        the flowers are on"), as the preposition the relation rules read."""
+        last = self.n - 1
+        while last >= 0 and self.pos[last] == "PUNCT":
+            last -= 1
+        if last >= 0 and self.pos[last] == "ADP" and self.dep[last] == "advmod":
+            self.dep[last] = "prep"
+
+    def stranded_acl(self) -> int:
+        """The verb of "X that Y is on" parsed as a clausal modifier of X ("white table that the
+        cake is on": "is" an acl of "table"), whose subject Y is a noun, else -1: it is a relative
+        clause on X, whose gap the missing object is ("( cake , on , table )")."""
+        pos, dep, head = self.pos, self.dep, self.head
+        v = self._stranded_verb()
+        if v < 0 or dep[v] != "acl" or pos[v] not in ("VERB", "AUX") or not self.is_noun(head[v]):
+            return -1
+        kids = [k for k in range(self.n) if head[k] == v and k != v]
+        if any(dep[k] in ("dobj", "attr", "dative", "ccomp", "xcomp") for k in kids):
+            return -1
+        return v if any(dep[k] in SUBJ_DEPS and pos[k] in NOUNS for k in kids) else -1
+
     def object_gap(self) -> int:
         """The object noun X of a caption "X Y is V-ing PREP" / "X Y is wearing", else -1.
 
@@ -721,36 +783,33 @@ class _Walk:
         left edge, X is the object the clause is about: the walk then reads the clause as a
         relative clause on X, whose gap is the missing object ("( man , sit on , couch )").
         """
-        pos, dep, head, lower = self.pos, self.dep, self.head, self.lower
-        last = self.n - 1
-        while last >= 0 and pos[last] == "PUNCT":
-            last -= 1
-        if last < 2:
-            return -1
-        if pos[last] == "ADP" and dep[last] in ("prep", "prt") and lower[last] in GAP_PREPS:
-            if any(head[k] == last and k != last for k in range(self.n)):
-                return -1
-            v = head[last]
-        elif pos[last] == "VERB" and self.lemma[last].lower() in GAP_VERBS:
-            v = last
-        else:
-            return -1
-        if head[v] != v or pos[v] not in ("VERB", "AUX"):
+        pos, dep, head = self.pos, self.dep, self.head
+        v = self._stranded_verb()
+        if v < 0 or head[v] != v or pos[v] not in ("VERB", "AUX"):
             return -1
         subs = []
+        advs = []
         for k in range(self.n):
             if head[k] == v and k != v:
                 if dep[k] in ("dobj", "attr", "dative", "ccomp", "xcomp"):
                     return -1
                 if dep[k] in SUBJ_DEPS:
                     subs.append(k)
-        if len(subs) != 1 or pos[subs[0]] not in NOUNS:
+                elif dep[k] == "npadvmod":
+                    advs.append(k)
+        if len(subs) == 1 and pos[subs[0]] in NOUNS:
+            y = subs[0]
+            x = next((k for k in range(y) if head[k] == y and dep[k] == "compound" and pos[k] in NOUNS), -1)
+            if x >= 0 and not any(pos[k] not in ("DET", "ADJ", "NUM") and head[k] != x for k in range(x)):
+                return x
+        # "table the sandwich is on", "the ocean the boat is on": X a dependent of the verb itself
+        both = sorted(k for k in subs + advs if pos[k] in NOUNS)
+        if len(both) != 2 or len(subs) + len(advs) != 2 or dep[both[1]] not in SUBJ_DEPS:
             return -1
-        y = subs[0]
-        x = next((k for k in range(y) if head[k] == y and dep[k] == "compound" and pos[k] in NOUNS), -1)
-        if x < 0 or any(pos[k] not in ("DET", "ADJ", "NUM") and head[k] != x for k in range(x)):
+        x, y = both
+        if any(pos[k] not in ("DET", "ADJ", "NUM") and head[k] != x for k in range(x)):
             return -1
-        return x
+        return x if all(head[k] == y for k in range(x + 1, y)) else -1
 
     # --- helpers --------------------------------------------------------------------------------
 

@@ -153,6 +153,10 @@ CONSTRUCTIONS = [
     ("dog sitting in the bathroom sink", {("dog", "sit in", "sink"), ("sink", "in", "bathroom")}),
     ("wall surrounding tennis court", {("wall", "surround", "tennis court")}),
     ("a lamp in front a window", {("lamp", "in front of", "window")}),
+    # ... and a caption naming X by what is on it, with the copula ("X the Y are on", "X that Y is on")
+    ("the shelf the books are on .", {("books", "on", "shelf")}),
+    ("white desk that the lamp is on", {("desk", "is", "white"), ("lamp", "on", "desk")}),
+    ("black pole holding sign", {("pole", "is", "black"), ("pole", "hold", "sign")}),
 ]
 
 
