@@ -116,6 +116,7 @@ MATERIALS = frozenset(
 )  # fmt: skip
 SUBJ_DEPS = frozenset({"nsubj", "nsubjpass", "csubj"})
 NOUN_SLOTS = frozenset({"pobj", "dobj", "nsubj", "conj", "ROOT", "attr"})
+STRAY_DEPS = frozenset({"ROOT", "appos", "conj"})  # where the parser puts a second conjunct it lost
 COPULA_DEPS = frozenset({"ROOT", "relcl", "conj", "ccomp", "advcl"})
 INHERIT_DEPS = frozenset({"conj", "xcomp", "advcl", "ccomp", "pcomp"})
 # "X of Y" with a container or a surface X: FACTUAL's majority writes the content Y "in" / "on" X.
@@ -307,16 +308,23 @@ class _Walk:
         lex = self.lex
         lower, pos, dep, head = self.lower, self.pos, self.dep, self.head
         fix: list[tuple[int, str]] = []
+        has_cc = "cc" in dep  # (one C-level scan: most captions coordinate nothing)
         for i in range(self.n):
             w = lower[i]
             h = head[i]
-            if dep[i] in ("ROOT", "appos") and pos[i] in NOUNS and self._split_compound(i) is not None:
+            if (
+                (dep[i] == "ROOT" or dep[i] == "appos")
+                and i > 1
+                and (dep[i - 1] == "dobj" or dep[i - 1] == "pobj")
+                and pos[i] in NOUNS
+                and self._split_compound(i) is not None
+            ):
                 fix.append((i, "split"))  # "cat sitting in the bathroom sink" with "sink" the root
                 continue
             if dep[i] == "appos" and pos[i] in NOUNS and self._appos_object(i) >= 0:
                 fix.append((i, "dobj"))  # "an adult kicking the soccer ball" with "ball" an apposition
                 continue
-            if dep[i] in ("ROOT", "appos", "conj") and pos[i] in NOUNS and self._stray_conjunct(i) is not None:
+            if has_cc and dep[i] in STRAY_DEPS and pos[i] in NOUNS and self._stray_conjunct(i) is not None:
                 fix.append((i, "conj"))  # "post supporting a light and signs": "signs" the root
                 continue
             if (
