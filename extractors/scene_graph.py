@@ -339,6 +339,15 @@ class _Walk:
             ):
                 fix.append((i, "nmod_acl"))  # "hand touching board": "hand" and "touching" both modifiers of "board"
                 continue
+            if (
+                dep[i] == "nsubj"
+                and h == i + 1
+                and pos[i] in NOUNS
+                and dep[h] == "ROOT"
+                and (pos[h] in NOUNS or h in self.nouns)
+            ):
+                fix.append((i, "compound"))  # "the dogs head on the pillow": the owner read as a subject
+                continue
             if w == "to" and pos[i] != "ADP" and self._next_to_object(i):
                 fix.append((i, "next_to"))  # "pole next to sign": "to sign" parsed as an infinitive
                 continue
@@ -416,6 +425,9 @@ class _Walk:
         for i, kind in fix:
             if kind == "verb":
                 self._as_verb(i)
+                continue
+            if kind == "compound":
+                dep[i] = "compound"
                 continue
             if kind == "relcl":
                 dep[i] = "relcl"

@@ -157,6 +157,8 @@ CONSTRUCTIONS = [
     ("the shelf the books are on .", {("books", "on", "shelf")}),
     ("white desk that the lamp is on", {("desk", "is", "white"), ("lamp", "on", "desk")}),
     ("black pole holding sign", {("pole", "is", "black"), ("pole", "hold", "sign")}),
+    # ... and an owner without the apostrophe read as the subject of its part
+    ("the horses head on the fence", {("horses", "have", "head"), ("head", "on", "fence")}),
 ]
 
 
