@@ -328,14 +328,14 @@ class _Walk:
                 fix.append((i, "conj"))  # "post supporting a light and signs": "signs" the root
                 continue
             if (
-                (dep[i] == "nmod" or dep[i] == "compound")
+                dep[i] == "nmod"
                 and pos[i] in NOUNS
                 and i + 2 < self.n
-                and (dep[i + 1] == "amod" or dep[i + 1] == "compound")
+                and (self.tag[i + 1] == "VBG" or lower[i + 1] in lex.verb_forms)
+                and dep[i + 1] == "amod"
                 and h == head[i + 1]
                 and h > i + 1
                 and pos[h] in NOUNS
-                and self._verb_between(i)
             ):
                 fix.append((i, "nmod_acl"))  # "hand touching board": "hand" and "touching" both modifiers of "board"
                 continue
@@ -547,7 +547,7 @@ class _Walk:
             j = i - 1
             pos[i], tag[i], lemma[i] = "VERB", "VBG", lex.verb_forms[lower[i]]
             y = head[i]
-            if (dep[i] == "amod" or dep[i] == "compound") and y > i and pos[y] in NOUNS:  # "pole holding sign"
+            if dep[i] == "amod" and y > i and pos[y] in NOUNS:  # "silver pole holding sign": Y its object
                 for k in range(j):
                     if head[k] == y:
                         head[k] = j
@@ -915,22 +915,6 @@ class _Walk:
                 continue
             break
         return " ".join(words), last, -1, [], toks
-
-    def _verb_between(self, i: int) -> bool:
-        """Is token `i + 1` of "X Ving Y" (X and Ving both modifiers of Y) the verb between two
-        objects ("hand touching board", "guy walking dog", "police officer patrolling park")?
-        An "-ing" word the lexicon reads as a noun ("swimming pool") is not; after a compound X
-        (not a colour or material: "silver serving tray") the tagger or the lexicon must take it
-        for a verb, after a nominal modifier a VBG does."""
-        v = i + 1
-        w = self.lower[v]
-        if w in self.lex.ing_nouns or not (self.tag[v] == "VBG" or w in self.lex.verb_forms):
-            return False
-        if self.dep[i] == "nmod":
-            return True
-        if self.lower[i] in COLOURS or self.lower[i] in MATERIALS:  # "the silver serving tray"
-            return False
-        return self.pos[v] == "VERB" or w in self.lex.verb_forms
 
     def _as_verb(self, v: int) -> None:
         """Token `v`, an "-ing" form the tagger read as an adjective or noun, as the verb it is."""
