@@ -116,6 +116,7 @@ MATERIALS = frozenset(
 )  # fmt: skip
 SUBJ_DEPS = frozenset({"nsubj", "nsubjpass", "csubj"})
 NOUN_SLOTS = frozenset({"pobj", "dobj", "nsubj", "conj", "ROOT", "attr"})
+STRAY_DEPS = frozenset({"ROOT", "appos", "conj"})  # where the parser puts a second conjunct it lost
 COPULA_DEPS = frozenset({"ROOT", "relcl", "conj", "ccomp", "advcl"})
 INHERIT_DEPS = frozenset({"conj", "xcomp", "advcl", "ccomp", "pcomp"})
 # "X of Y" with a container or a surface X: FACTUAL's majority writes the content Y "in" / "on" X.
@@ -307,9 +308,49 @@ class _Walk:
         lex = self.lex
         lower, pos, dep, head = self.lower, self.pos, self.dep, self.head
         fix: list[tuple[int, str]] = []
+        has_cc = "cc" in dep  # (one C-level scan: most captions coordinate nothing)
         for i in range(self.n):
             w = lower[i]
             h = head[i]
+            if (
+                (dep[i] == "ROOT" or dep[i] == "appos")
+                and i > 1
+                and (dep[i - 1] == "dobj" or dep[i - 1] == "pobj")
+                and pos[i] in NOUNS
+                and self._split_compound(i) is not None
+            ):
+                fix.append((i, "split"))  # "cat sitting in the bathroom sink" with "sink" the root
+                continue
+            if dep[i] == "appos" and pos[i] in NOUNS and self._appos_object(i) >= 0:
+                fix.append((i, "dobj"))  # "an adult kicking the soccer ball" with "ball" an apposition
+                continue
+            if has_cc and dep[i] in STRAY_DEPS and pos[i] in NOUNS and self._stray_conjunct(i) is not None:
+                fix.append((i, "conj"))  # "post supporting a light and signs": "signs" the root
+                continue
+            if (
+                dep[i] == "nmod"
+                and pos[i] in NOUNS
+                and i + 2 < self.n
+                and (self.tag[i + 1] == "VBG" or lower[i + 1] in lex.verb_forms)
+                and dep[i + 1] == "amod"
+                and h == head[i + 1]
+                and h > i + 1
+                and pos[h] in NOUNS
+            ):
+                fix.append((i, "nmod_acl"))  # "hand touching board": "hand" and "touching" both modifiers of "board"
+                continue
+            if (
+                dep[i] == "nsubj"
+                and h == i + 1
+                and pos[i] in NOUNS
+                and dep[h] == "ROOT"
+                and (pos[h] in NOUNS or h in self.nouns)
+            ):
+                fix.append((i, "compound"))  # "the dogs head on the pillow": the owner read as a subject
+                continue
+            if w == "to" and pos[i] != "ADP" and self._next_to_object(i):
+                fix.append((i, "next_to"))  # "pole next to sign": "to sign" parsed as an infinitive
+                continue
             if dep[i] == "npadvmod" and pos[i] in NOUNS and h == i + 1 and self.tag[h] == "VBG":
                 # "woman holding kite": the subject parsed as an adverbial noun of "holding"
                 fix.append((i, "subj" if dep[h] != "amod" else "acl"))
@@ -358,6 +399,8 @@ class _Walk:
                 and (dep[i - 1] == "compound" and head[i - 1] == i and pos[i - 1] in NOUNS)
             ):
                 fix.append((i, "v"))
+            elif pos[i] == "NOUN" and dep[i] in ("acl", "relcl") and w in lex.verb_forms and w not in lex.ing_nouns:
+                fix.append((i, "verb"))  # "a zebra standing under the tree" with "standing" tagged a noun
             elif pos[i] == "VERB" and w in lex.ing_nouns and dep[i] in NOUN_SLOTS:
                 fix.append((i, "n"))
         if lex.naming is not None:
@@ -365,6 +408,10 @@ class _Walk:
         x = self.object_gap()
         if x >= 0:
             fix.append((x, "gap"))
+        else:
+            x = self.stranded_acl()
+            if x >= 0:
+                fix.append((x, "relcl"))
         if not fix:
             return
         self.pos, self.tag, self.dep, self.head, self.lemma = (
@@ -376,6 +423,30 @@ class _Walk:
         )
         pos, tag, dep, head, lemma = self.pos, self.tag, self.dep, self.head, self.lemma
         for i, kind in fix:
+            if kind == "verb":
+                self._as_verb(i)
+                continue
+            if kind == "compound":
+                dep[i] = "compound"
+                continue
+            if kind == "relcl":
+                dep[i] = "relcl"
+                self._stranded_prep_as_prep()
+                continue
+            if kind == "split":
+                self._repair_split_compound(i)
+                continue
+            if kind == "dobj":
+                v = self._appos_object(i)
+                head[i], dep[i] = v, "dobj"
+                self._as_verb(v)
+                continue
+            if kind == "conj":
+                self._repair_stray_conjunct(i)
+                continue
+            if kind == "next_to":
+                self._repair_next_to(i)
+                continue
             if kind == "s":
                 h = i - 1
                 pos[i], tag[i], lemma[i] = "NOUN", "NN", lower[i]
@@ -431,12 +502,18 @@ class _Walk:
                 continue
             if kind == "gap":  # "couch man is sitting on": the couch that the man is sitting on
                 y = head[i]
+                if pos[y] in ("VERB", "AUX"):  # "table the sandwich is on": X hung from the verb
+                    head[i], dep[i] = i, "ROOT"
+                    head[y], dep[y] = i, "relcl"
+                    self._stranded_prep_as_prep()
+                    continue
                 v = head[y]
                 for k in range(i):
                     if head[k] == y:
                         head[k] = i
                 head[i], dep[i] = i, "ROOT"
                 head[v], dep[v] = i, "relcl"
+                self._stranded_prep_as_prep()
                 continue
             if kind == "noun":
                 plural = tag[i] in ("VBZ", "NNS") and lower[i][-1:] == "s" and lower[i][-2:] != "ss"
@@ -448,6 +525,12 @@ class _Walk:
                 elif dep[i] == "amod" and h > i and pos[h] in NOUNS:
                     dep[i] = "compound"  # "the oven door"
                 continue
+            if kind == "nmod_acl":  # "metal pole supporting sign": "metal" goes with "pole"
+                for k in range(i):
+                    if head[k] == head[i]:
+                        head[k] = i
+                self._as_verb(i + 1)
+                kind = "acl"
             if kind == "acl":  # "lady holding baby": holding was an adjective of baby
                 v = i + 1
                 y = head[v]
@@ -463,11 +546,190 @@ class _Walk:
                 continue
             j = i - 1
             pos[i], tag[i], lemma[i] = "VERB", "VBG", lex.verb_forms[lower[i]]
+            y = head[i]
+            if dep[i] == "amod" and y > i and pos[y] in NOUNS:  # "silver pole holding sign": Y its object
+                for k in range(j):
+                    if head[k] == y:
+                        head[k] = j
+                head[j], dep[j] = (head[y], dep[y]) if head[y] != y else (j, "ROOT")
+                head[i], dep[i] = j, "acl"
+                head[y], dep[y] = i, "dobj"
+                continue
             head[j], dep[j] = (head[i], dep[i]) if head[i] != i else (j, "ROOT")
             for k in range(j):
                 if head[k] == i and dep[k] in ("det", "amod", "compound", "nummod", "poss", "quantmod"):
                     head[k] = j
             head[i], dep[i] = j, "acl"
+
+    def _split_compound(self, y: int) -> int | None:
+        """The subject to re-root on (or -1) when noun `y` is the second word of a two-noun name
+        whose first word `y - 1` the parser made the object of a verb or preposition while `y`
+        became the root ("cat sitting in the bathroom sink": "cat" its subject) or an apposition
+        of an ancestor ("fireman using a water hydrant"); else None.
+
+        Why: the name's head then hangs from nothing the relation rules read, so the pair gets no
+        relation (held-out train captions: pairs without any candidate although gold relates them).
+        """
+        pos, dep, head = self.pos, self.dep, self.head
+        x = y - 1
+        if x < 1 or pos[x] not in NOUNS or dep[x] not in ("dobj", "pobj") or head[x] == y:
+            return None
+        if pos[y] != "NOUN" or self.lower[y] in self.lex.verb_forms:  # "zebra standing", "the word xcel"
+            return None
+        if any(head[k] == y for k in range(y + 1, self.n) if dep[k] != "punct" and dep[k] != "prep"):
+            return None
+        if dep[y] == "appos":
+            up = x
+            while head[up] != up and up != head[y]:
+                up = head[up]
+            return -1 if up == head[y] else None
+        subs = [k for k in range(x) if head[k] == y and dep[k] in ("nsubj", "nsubjpass") and pos[k] in NOUNS]
+        if len(subs) != 1:
+            return None
+        up = x
+        while head[up] != up and up != subs[0]:
+            up = head[up]
+        return subs[0] if up == subs[0] else None
+
+    def _repair_split_compound(self, y: int) -> None:
+        """The repair of `_split_compound`: `y` takes its first word's place, which becomes its
+        compound; a root `y`'s subject becomes the root, with `y`'s other dependents before it."""
+        s = self._split_compound(y)
+        if s is None:
+            return
+        head, dep = self.head, self.dep
+        x = y - 1
+        if s >= 0:
+            head[s], dep[s] = s, "ROOT"
+            for k in range(x):
+                if head[k] == y and k != s:
+                    head[k] = s
+        elif dep[y] == "appos":
+            for k in range(y + 1, self.n):
+                if head[k] == y and dep[k] == "prep":
+                    head[k] = head[y]
+        for k in range(self.n):
+            if head[k] == x and k != y:
+                head[k] = y
+        head[y], dep[y] = head[x], dep[x]
+        head[x], dep[x] = y, "compound"
+
+    def _appos_object(self, y: int) -> int:
+        """The verb whose missing object noun `y` is, when the parser made `y` an apposition of the
+        noun the verb modifies ("an adult kicking the soccer ball": "ball" an apposition of
+        "adult", "kicking" without an object); -1 otherwise."""
+        pos, dep, head = self.pos, self.dep, self.head
+        k = y - 1
+        while k >= 0 and head[k] == y and pos[k] in ("DET", "ADJ", "NUM", "NOUN", "PROPN"):
+            k -= 1
+        v = k
+        if v < 1 or head[v] != head[y] or dep[v] not in ("acl", "relcl"):
+            return -1
+        if pos[v] != "VERB" and self.lower[v] not in self.lex.verb_forms:  # "kicking" tagged a noun
+            return -1
+        if any(head[t] == v and dep[t] in ("dobj", "prep", "prt", "ccomp", "xcomp") for t in range(self.n)):
+            return -1
+        return v
+
+    def _stray_conjunct(self, y: int) -> tuple[int, int, int] | None:
+        """(subject or -1, conjunction, first conjunct) when noun `y`, right after "and"/"or" (and
+        its own modifiers), is the second conjunct of an object that the parser attached higher up:
+        made the root with the caption's head as its subject ("a post supporting a traffic light
+        and signs"), or an apposition/conjunct of an ancestor ("a man wearing a blue shirt and gray
+        jacket", "plate holding a sandwich and condiments"); else None. The conjunction's own head
+        says which noun the coordination belongs to.
+
+        Why: the second conjunct then gets no relation from the verb or preposition of the first
+        (held-out train captions: the commonest pair that had no candidate at all although gold
+        relates it, "( man , wear , jacket )").
+        """
+        pos, dep, head, lower = self.pos, self.dep, self.head, self.lower
+        c = y - 1
+        while c >= 0 and head[c] == y and pos[c] in ("DET", "ADJ", "NUM", "NOUN", "PROPN") and dep[c] != "nsubj":
+            c -= 1
+        if c < 2 or dep[c] != "cc" or lower[c] not in ("and", "or"):
+            return None
+        h = head[c]
+        if h >= c or pos[h] not in NOUNS or dep[h] not in ("dobj", "pobj", "conj") or head[y] == h:
+            return None
+        up = h
+        while head[up] != up and up != head[y] and up != y:
+            up = head[up]
+        if dep[y] != "ROOT":  # an apposition or conjunct of an ancestor of the first conjunct
+            return (-1, c, h) if up == head[y] and up != y else None
+        subs = [k for k in range(h) if head[k] == y and dep[k] in ("nsubj", "nsubjpass") and pos[k] in NOUNS]
+        if len(subs) != 1:
+            return None
+        up = h
+        while head[up] != up and up != subs[0]:
+            up = head[up]
+        return (subs[0], c, h) if up == subs[0] else None
+
+    def _repair_stray_conjunct(self, y: int) -> None:
+        """The repair of `_stray_conjunct`: `y` becomes a conjunct of the first conjunct; a root
+        `y`'s subject becomes the root (with `y`'s dependents before the conjunction), an
+        apposition's prepositions go back to the noun it hung from ("... and gray pants on a
+        skateboard": the boy is on it)."""
+        got = self._stray_conjunct(y)
+        if got is None:
+            return
+        s, c, h = got
+        head, dep = self.head, self.dep
+        if s >= 0:
+            head[s], dep[s] = s, "ROOT"
+            for k in range(c):
+                if head[k] == y and k != s:
+                    head[k] = s
+        else:
+            for k in range(y + 1, self.n):
+                if head[k] == y and dep[k] == "prep":
+                    head[k] = head[y]
+        head[y], dep[y] = h, "conj"
+
+    def _next_to_object(self, i: int) -> bool:
+        """Is token `i` the "to" of "X next to Y" that the parser read as an infinitive marker,
+        with Y (after only determiners/adjectives/numbers) tagged as a verb or left the root?
+
+        Why: in fragments like "woman next to train" or "plate next to glass" spaCy reads "to train"
+        as an infinitive, so Y is no object and the pair gets no relation at all (on held-out train
+        captions the commonest "next to" miss); here "to" becomes a preposition and Y its object.
+        """
+        lower, pos, dep, head = self.lower, self.pos, self.dep, self.head
+        if i < 2 or i + 1 >= self.n or lower[i - 1] not in ("next", "close"):
+            return False
+        y = head[i]
+        x = head[i - 1]
+        if y <= i or dep[i] not in ("aux", "prep") or pos[y] not in ("VERB", "NOUN", "AUX", "PROPN"):
+            return False
+        if any(pos[k] not in ("DET", "ADJ", "NUM") for k in range(i + 1, y)):
+            return False
+        if x >= i - 1 or (pos[x] not in NOUNS and pos[x] != "VERB") or self.tag[y] in ("VBG", "VBN"):
+            return False
+        return not any(head[k] == y and dep[k] == "dobj" for k in range(self.n))
+
+    def _repair_next_to(self, i: int) -> None:
+        """Repair "X next to Y" read as an infinitive (see `_next_to_object`): "to" a preposition
+        under "next", Y a noun under "to"; when X hung below Y (Y was the root), X takes Y's place."""
+        lower, pos, tag, dep, head, lemma = self.lower, self.pos, self.tag, self.dep, self.head, self.lemma
+        t, y = i - 1, head[i]
+        x = head[t]
+        up = x
+        while head[up] != up and up != y:
+            up = head[up]
+        if up == y:  # x is below y: x takes y's place in the tree, with y's other dependents
+            xx = x
+            while head[xx] != y:
+                xx = head[xx]
+            head[xx], dep[xx] = (head[y], dep[y]) if head[y] != y else (xx, "ROOT")
+            for k in range(self.n):
+                if head[k] == y and k != i and k != xx and not (i < k < y):
+                    head[k] = xx
+        if pos[y] not in NOUNS:
+            plural = tag[y] in ("VBZ", "NNS") and lower[y][-1:] == "s" and lower[y][-2:] != "ss"
+            pos[y], tag[y] = "NOUN", "NNS" if plural else "NN"
+            lemma[y] = lower[y][:-1] if plural else lower[y]
+        head[y], dep[y] = i, "pobj"
+        pos[i], tag[i], dep[i], head[i], lemma[i] = "ADP", "IN", "prep", t, "to"
 
     def split_names(self, pairs: frozenset[str], first: frozenset[str]) -> list[int]:
         """Second words of two-word object names the parse split ("fire hydrant", "stop sign").
@@ -491,6 +753,45 @@ class _Walk:
                     out.append(i)
         return out
 
+    def _stranded_verb(self) -> int:
+        """The verb of a caption that ends in a preposition without its object ("... is on") or in
+        a transitive verb without one ("... is wearing"), else -1."""
+        pos, dep, head, lower = self.pos, self.dep, self.head, self.lower
+        last = self.n - 1
+        while last >= 0 and pos[last] == "PUNCT":
+            last -= 1
+        if last < 2:
+            return -1
+        if pos[last] == "ADP" and dep[last] in ("prep", "prt", "advmod") and lower[last] in GAP_PREPS:
+            if any(head[k] == last and k != last for k in range(self.n)):
+                return -1
+            return head[last]
+        if pos[last] == "VERB" and self.lemma[last].lower() in GAP_VERBS:
+            return last
+        return -1
+
+    def _stranded_prep_as_prep(self) -> None:
+        """The caption's last word, a stranded preposition the parser made an adverb ("the chair
+        the flowers are on"), as the preposition the relation rules read."""
+        last = self.n - 1
+        while last >= 0 and self.pos[last] == "PUNCT":
+            last -= 1
+        if last >= 0 and self.pos[last] == "ADP" and self.dep[last] == "advmod":
+            self.dep[last] = "prep"
+
+    def stranded_acl(self) -> int:
+        """The verb of "X that Y is on" parsed as a clausal modifier of X ("white table that the
+        cake is on": "is" an acl of "table"), whose subject Y is a noun, else -1: it is a relative
+        clause on X, whose gap the missing object is ("( cake , on , table )")."""
+        pos, dep, head = self.pos, self.dep, self.head
+        v = self._stranded_verb()
+        if v < 0 or dep[v] != "acl" or pos[v] not in ("VERB", "AUX") or not self.is_noun(head[v]):
+            return -1
+        kids = [k for k in range(self.n) if head[k] == v and k != v]
+        if any(dep[k] in ("dobj", "attr", "dative", "ccomp", "xcomp") for k in kids):
+            return -1
+        return v if any(dep[k] in SUBJ_DEPS and pos[k] in NOUNS for k in kids) else -1
+
     def object_gap(self) -> int:
         """The object noun X of a caption "X Y is V-ing PREP" / "X Y is wearing", else -1.
 
@@ -502,36 +803,33 @@ class _Walk:
         left edge, X is the object the clause is about: the walk then reads the clause as a
         relative clause on X, whose gap is the missing object ("( man , sit on , couch )").
         """
-        pos, dep, head, lower = self.pos, self.dep, self.head, self.lower
-        last = self.n - 1
-        while last >= 0 and pos[last] == "PUNCT":
-            last -= 1
-        if last < 2:
-            return -1
-        if pos[last] == "ADP" and dep[last] in ("prep", "prt") and lower[last] in GAP_PREPS:
-            if any(head[k] == last and k != last for k in range(self.n)):
-                return -1
-            v = head[last]
-        elif pos[last] == "VERB" and self.lemma[last].lower() in GAP_VERBS:
-            v = last
-        else:
-            return -1
-        if head[v] != v or pos[v] not in ("VERB", "AUX"):
+        pos, dep, head = self.pos, self.dep, self.head
+        v = self._stranded_verb()
+        if v < 0 or head[v] != v or pos[v] not in ("VERB", "AUX"):
             return -1
         subs = []
+        advs = []
         for k in range(self.n):
             if head[k] == v and k != v:
                 if dep[k] in ("dobj", "attr", "dative", "ccomp", "xcomp"):
                     return -1
                 if dep[k] in SUBJ_DEPS:
                     subs.append(k)
-        if len(subs) != 1 or pos[subs[0]] not in NOUNS:
+                elif dep[k] == "npadvmod":
+                    advs.append(k)
+        if len(subs) == 1 and pos[subs[0]] in NOUNS:
+            y = subs[0]
+            x = next((k for k in range(y) if head[k] == y and dep[k] == "compound" and pos[k] in NOUNS), -1)
+            if x >= 0 and not any(pos[k] not in ("DET", "ADJ", "NUM") and head[k] != x for k in range(x)):
+                return x
+        # "table the sandwich is on", "the ocean the boat is on": X a dependent of the verb itself
+        both = sorted(k for k in subs + advs if pos[k] in NOUNS)
+        if len(both) != 2 or len(subs) + len(advs) != 2 or dep[both[1]] not in SUBJ_DEPS:
             return -1
-        y = subs[0]
-        x = next((k for k in range(y) if head[k] == y and dep[k] == "compound" and pos[k] in NOUNS), -1)
-        if x < 0 or any(pos[k] not in ("DET", "ADJ", "NUM") and head[k] != x for k in range(x)):
+        x, y = both
+        if any(pos[k] not in ("DET", "ADJ", "NUM") and head[k] != x for k in range(x)):
             return -1
-        return x
+        return x if all(head[k] == y for k in range(x + 1, y)) else -1
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -600,6 +898,14 @@ class _Walk:
                         self.skip.add(o)
                         cur = last = ofs[0]
                         continue
+                    if not ofs:
+                        y = self._bare_of_object(o)
+                        if y >= 0:  # "a mirror in front a sink": "of" left out, "sink" an apposition
+                            words.append(self.lemma[o].lower())
+                            words.append("of")
+                            toks.append(o)
+                            self.skip.add(o)
+                            return " ".join(words), o, y, self.conj_group(y), toks
                 return " ".join(words), last, o, self.conj_group(o), toks
             nxt = [k for k in self.kids[cur] if self.dep[k] in ("prep", "pcomp") and self.pos[k] == "ADP"]
             if nxt:
@@ -609,6 +915,22 @@ class _Walk:
                 continue
             break
         return " ".join(words), last, -1, [], toks
+
+    def _as_verb(self, v: int) -> None:
+        """Token `v`, an "-ing" form the tagger read as an adjective or noun, as the verb it is."""
+        if self.pos[v] != "VERB" and self.lower[v] in self.lex.verb_forms:
+            self.pos[v], self.tag[v], self.lemma[v] = "VERB", "VBG", self.lex.verb_forms[self.lower[v]]
+
+    def _bare_of_object(self, o: int) -> int:
+        """The noun after relation noun `o` ("front", "top", "side") that the parser made an
+        apposition because the caption left out "of" ("a mirror in front a sink", "a board on top
+        a store"), when only its own modifiers stand between them; -1 otherwise."""
+        k = o + 1
+        while k < self.n and self.pos[k] in ("DET", "ADJ", "NUM", "NOUN", "PROPN") and self.dep[k] != "appos":
+            k += 1
+        if k >= self.n or self.dep[k] != "appos" or not self.is_noun(k):
+            return -1
+        return k if all(self.head[t] == k for t in range(o + 1, k)) else -1
 
     def find_objects(self) -> None:
         lower, lemma, dep, head = self.lower, self.lemma, self.dep, self.head
@@ -1121,8 +1443,11 @@ class _Walk:
                 self.rel(k, "have", i, [k, *(c for c in kids[k] if dep[c] == "case")], certain=True)
 
     def reciprocal(self, o: int) -> bool:
-        """Is token `o` the "other" of "each other" / "one another"?"""
-        return self.lower[o] in ("other", "another") and any(self.lower[c] in ("each", "one") for c in self.kids[o])
+        """Is token `o` the "other" of "each other" / "one another" (or the misspelt "eachother")?"""
+        w = self.lower[o]
+        if w == "eachother":
+            return True
+        return w in ("other", "another") and any(self.lower[c] in ("each", "one") for c in self.kids[o])
 
     def container_of(self, y: int) -> int | None:
         """The container or surface X of content noun `y` in "X of Y" ("mug of coffee" -> mug), else None."""

@@ -166,10 +166,11 @@ def test_last_preposition_relations_end_to_end(both: tuple[TextExtractor, TextEx
             [("boys", "is", "2"), ("boys", "play with", "ball"), ("boys", "on", "beach"), ("ball", "on", "beach")],
             ("boys", "on", "beach", ["on"]),
         ),
-        (
-            "a man playing in the sand beside the ocean",
-            [("man", "in", "sand"), ("man", "play beside", "ocean")],
-            ("man", "play beside", "ocean", ["playing", "beside"]),
+        (  # (was "a man playing ...", whose "( man , in , sand )" was a mined lexicon rewrite of
+            # "man|play in" that the retrained lexicon of issue 14 part C no longer has)
+            "a man sitting in the sand beside the ocean",
+            [("man", "sit in", "sand"), ("man", "sit beside", "ocean")],
+            ("man", "sit beside", "ocean", ["sitting", "beside"]),
         ),
     ]
     for (caption, facts, (s, p, o, words)), ann in zip(cases, learned.annotate([c for c, _, _ in cases]), strict=True):

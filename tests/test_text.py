@@ -132,6 +132,33 @@ CONSTRUCTIONS = [
     ("mug of coffee on the table .", {("coffee", "in", "mug"), ("mug", "on", "table")}),
     ("two cars parked next to each other", {("cars", "is", "2"), ("cars", "park next to", "cars")}),
     ("the birds wings are in motion", {("birds", "have", "wings"), ("wings", "in", "motion")}),
+    # issue 14 part C, parser repairs from the held-out error analysis: "next to Y" read as an
+    # infinitive (Y a verb; also the root), a second conjunct attached above its first (the root,
+    # an apposition, a conjunct of the head), a two-noun name split with its head the root, "X Ving
+    # Y" with X and the verb both modifiers of Y
+    ("cat next to train", {("cat", "next to", "train")}),
+    ("bench next to bus", {("bench", "next to", "bus")}),
+    (
+        "a pole supporting a traffic light and signs",
+        {("pole", "support", "traffic light"), ("pole", "support", "signs")},
+    ),
+    (
+        "a boy wearing a green shirt and gray jacket",
+        {("boy", "wear", "shirt"), ("boy", "wear", "jacket"), ("shirt", "is", "green"), ("jacket", "is", "gray")},
+    ),
+    (
+        "a man wearing a red shirt and black hat",
+        {("man", "wear", "shirt"), ("man", "wear", "hat"), ("shirt", "is", "red"), ("hat", "is", "black")},
+    ),
+    ("dog sitting in the bathroom sink", {("dog", "sit in", "sink"), ("sink", "in", "bathroom")}),
+    ("wall surrounding tennis court", {("wall", "surround", "tennis court")}),
+    ("a lamp in front a window", {("lamp", "in front of", "window")}),
+    # ... and a caption naming X by what is on it, with the copula ("X the Y are on", "X that Y is on")
+    ("the shelf the books are on .", {("books", "on", "shelf")}),
+    ("white desk that the lamp is on", {("desk", "is", "white"), ("lamp", "on", "desk")}),
+    ("black pole holding sign", {("pole", "is", "black"), ("pole", "hold", "sign")}),
+    # ... and an owner without the apostrophe read as the subject of its part
+    ("the horses head on the fence", {("horses", "have", "head"), ("head", "on", "fence")}),
 ]
 
 
