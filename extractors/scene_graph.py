@@ -490,10 +490,7 @@ class _Walk:
                         plural = tag[k] in ("VBZ", "NNS") and lower[k][-1:] == "s" and lower[k][-2:] != "ss"
                         pos[k], tag[k] = "NOUN", "NNS" if plural else "NN"
                         lemma[k] = lower[k][:-1] if plural else lower[k]
-                up = head[j]
-                while up != i and head[up] != up:
-                    up = head[up]
-                if up != i:  # "i" is not above "j": it takes j's place in the tree
+                if not self._below(head[j], i):  # "i" is not above "j": it takes j's place in the tree
                     head[i], dep[i] = (head[j], dep[j]) if head[j] != j else (i, "ROOT")
                 for k in range(self.n):
                     if head[k] == j and k != i:
@@ -561,6 +558,13 @@ class _Walk:
                     head[k] = j
             head[i], dep[i] = j, "acl"
 
+    def _below(self, x: int, a: int) -> bool:
+        """Whether `a` is `x` or one of its ancestors in the (repaired) tree."""
+        head = self.head
+        while x != a and head[x] != x:
+            x = head[x]
+        return x == a
+
     def _split_compound(self, y: int) -> int | None:
         """The subject to re-root on (or -1) when noun `y` is the second word of a two-noun name
         whose first word `y - 1` the parser made the object of a verb or preposition while `y`
@@ -579,17 +583,11 @@ class _Walk:
         if any(head[k] == y for k in range(y + 1, self.n) if dep[k] != "punct" and dep[k] != "prep"):
             return None
         if dep[y] == "appos":
-            up = x
-            while head[up] != up and up != head[y]:
-                up = head[up]
-            return -1 if up == head[y] else None
+            return -1 if self._below(x, head[y]) else None
         subs = [k for k in range(x) if head[k] == y and dep[k] in ("nsubj", "nsubjpass") and pos[k] in NOUNS]
         if len(subs) != 1:
             return None
-        up = x
-        while head[up] != up and up != subs[0]:
-            up = head[up]
-        return subs[0] if up == subs[0] else None
+        return subs[0] if self._below(x, subs[0]) else None
 
     def _repair_split_compound(self, y: int) -> None:
         """The repair of `_split_compound`: `y` takes its first word's place, which becomes its
@@ -652,18 +650,13 @@ class _Walk:
         h = head[c]
         if h >= c or pos[h] not in NOUNS or dep[h] not in ("dobj", "pobj", "conj") or head[y] == h:
             return None
-        up = h
-        while head[up] != up and up != head[y] and up != y:
-            up = head[up]
         if dep[y] != "ROOT":  # an apposition or conjunct of an ancestor of the first conjunct
-            return (-1, c, h) if up == head[y] and up != y else None
+            # (y's head is above h, y itself is not: y would be met first, its head right after)
+            return (-1, c, h) if self._below(h, head[y]) and not self._below(h, y) else None
         subs = [k for k in range(h) if head[k] == y and dep[k] in ("nsubj", "nsubjpass") and pos[k] in NOUNS]
         if len(subs) != 1:
             return None
-        up = h
-        while head[up] != up and up != subs[0]:
-            up = head[up]
-        return (subs[0], c, h) if up == subs[0] else None
+        return (subs[0], c, h) if self._below(h, subs[0]) else None
 
     def _repair_stray_conjunct(self, y: int) -> None:
         """The repair of `_stray_conjunct`: `y` becomes a conjunct of the first conjunct; a root
@@ -713,10 +706,7 @@ class _Walk:
         lower, pos, tag, dep, head, lemma = self.lower, self.pos, self.tag, self.dep, self.head, self.lemma
         t, y = i - 1, head[i]
         x = head[t]
-        up = x
-        while head[up] != up and up != y:
-            up = head[up]
-        if up == y:  # x is below y: x takes y's place in the tree, with y's other dependents
+        if self._below(x, y):  # x is below y: x takes y's place in the tree, with y's other dependents
             xx = x
             while head[xx] != y:
                 xx = head[xx]

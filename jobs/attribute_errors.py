@@ -29,8 +29,8 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from laitkit.extractors.factual import Normalizer
-from laitkit.extractors.text import TextExtractor, graph_to_facts
-from laitkit.jobs.breakdown_cli import breakdown_main
+from laitkit.extractors.text import TextExtractor
+from laitkit.jobs.breakdown_cli import breakdown_main, caption_rows, summary
 
 
 def _sources(c: Any, norm: Normalizer) -> dict[tuple[str, str], str]:
@@ -55,20 +55,14 @@ def _same_start(w: str, a: str) -> bool:
 
 def breakdown(ex: TextExtractor, norm: Normalizer, captions: list[str], golds: list) -> dict[str, Any]:
     """Counts of the attribute error classes over `captions` (see module docstring)."""
-    from laitkit.jobs.train_text import _proposer_caption
-
-    docs = list(ex.nlp.pipe(captions, batch_size=256))
     missed: Counter = Counter()
     wrong: Counter = Counter()
     examples: dict[str, Counter] = defaultdict(Counter)
     n_gold = n_pred = 0
-    alts = ex.proposer.alts if ex.proposer is not None else {}
-    for doc, gold in zip(docs, golds, strict=True):
-        go, ga, _ = norm.tuples(gold)
-        po, pa, _ = norm.tuples(graph_to_facts(ex.annotate_doc(doc)))
+    for doc, (go, ga, _), (po, pa, _), c in caption_rows(ex, norm, captions, golds):
         n_gold += len(ga)
         n_pred += len(pa)
-        src = _sources(_proposer_caption(doc, gold, ex, norm, alts), norm)
+        src = _sources(c, norm)
         cand_words = {a for _, a in src}
         words = {t.lower_ for t in doc} | {t.lemma_.lower() for t in doc}
         pobj, gobj = {o[0] for o in po}, {o[0] for o in go}
@@ -99,16 +93,7 @@ def breakdown(ex: TextExtractor, norm: Normalizer, captions: list[str], golds: l
                 cls = "gold_writes_nothing"
             wrong[cls + ":" + s] += 1
             examples["wrong:" + cls][a] += 1
-    return {
-        "captions": len(captions),
-        "gold_attributes": n_gold,
-        "pred_attributes": n_pred,
-        "missed": sum(missed.values()),
-        "wrong": sum(wrong.values()),
-        "missed_by_class": dict(missed.most_common()),
-        "wrong_by_class": dict(wrong.most_common()),
-        "examples": {k: dict(v.most_common(10)) for k, v in sorted(examples.items())},
-    }
+    return summary("attributes", len(captions), n_gold, n_pred, missed, wrong, examples, lambda k: 10)
 
 
 def main(argv: list[str] | None = None) -> int:

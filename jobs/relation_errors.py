@@ -34,8 +34,8 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from laitkit.extractors.factual import Normalizer
-from laitkit.extractors.text import TextExtractor, graph_to_facts
-from laitkit.jobs.breakdown_cli import breakdown_main
+from laitkit.extractors.text import TextExtractor
+from laitkit.jobs.breakdown_cli import breakdown_main, caption_rows, summary
 
 MULTI_PREPS = ("next to", "in front of", "on top of", "in middle of", "on side of", "in back of", "close to")
 
@@ -94,21 +94,13 @@ def construction(ctx: Any, ha: int, hb: int, gold_pred: str, lemmas: set[str]) -
 
 def breakdown(ex: TextExtractor, norm: Normalizer, captions: list[str], golds: list) -> dict[str, Any]:
     """Counts of the relation error classes over `captions` (see module docstring)."""
-    from laitkit.jobs.train_text import _proposer_caption
-
-    docs = list(ex.nlp.pipe(captions, batch_size=256))
     missed: Counter = Counter()
     wrong: Counter = Counter()
     examples: dict[str, Counter] = defaultdict(Counter)
     n_gold = n_pred = 0
-    alts = ex.proposer.alts if ex.proposer is not None else {}
-    for doc, gold in zip(docs, golds, strict=True):
-        ann = ex.annotate_doc(doc)
-        go, _, gr = norm.tuples(gold)
-        po, _, pr = norm.tuples(graph_to_facts(ann))
+    for doc, (go, _, gr), (po, _, pr), c in caption_rows(ex, norm, captions, golds):
         n_gold += len(gr)
         n_pred += len(pr)
-        c = _proposer_caption(doc, gold, ex, norm, alts)
         cand: set = set()
         head_of: dict[str, int] = {}
         ctx = None
@@ -175,18 +167,12 @@ def breakdown(ex: TextExtractor, norm: Normalizer, captions: list[str], golds: l
                 cls = "gold_writes_nothing"
                 examples["gold_writes_nothing"][p] += 1
             wrong[cls] += 1
-    return {
-        "captions": len(captions),
-        "gold_relations": n_gold,
-        "pred_relations": n_pred,
-        "missed": sum(missed.values()),
-        "wrong": sum(wrong.values()),
-        "missed_by_class": dict(missed.most_common()),
-        "wrong_by_class": dict(wrong.most_common()),
-        "examples": {
-            k: dict(v.most_common(8 if k.startswith("not_candidate") else 12)) for k, v in sorted(examples.items())
-        },  # fmt: skip
-    }
+    return summary("relations", len(captions), n_gold, n_pred, missed, wrong, examples, _top)
+
+
+def _top(key: str) -> int:
+    """How many examples of `key` the breakdown prints."""
+    return 8 if key.startswith("not_candidate") else 12
 
 
 def main(argv: list[str] | None = None) -> int:
